@@ -1,0 +1,395 @@
+"""``Parameter``, ``Module`` and ``Sequential``: the containers every layer is built from.
+
+A ``Module`` owns ``Parameter``s (trainable arrays with a ``.grad``), buffers (state that is saved but
+not trained, such as BatchNorm's running statistics) and child modules, with PyTorch's names:
+``parameters()``, ``named_parameters()``, ``buffers()``, ``state_dict()``, ``load_state_dict()``,
+``train()``, ``eval()``, ``zero_grad()``.
+
+There is no autograd. Each layer's ``forward(x)`` keeps in ``self._cache`` exactly what its
+``backward`` needs, and ``backward(dout)``
+
+- *adds* the gradients of its parameters into ``param.grad`` (a second backward adds once more,
+  exactly as calling ``loss.backward()`` twice does in PyTorch), and
+- returns ``dx``, the gradient of the loss with respect to the layer's input.
+
+A training step therefore reads::
+
+    out = model(x)                      # forward, caches kept
+    loss = criterion(out, y)
+    model.zero_grad()
+    model.backward(criterion.backward())
+    optimizer.step()
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+
+from .._checks import FLOAT_DTYPES
+from .._grad_mode import is_grad_enabled
+
+
+class Parameter:
+    """A trainable array and the gradient accumulated for it.
+
+    Attributes
+    ----------
+    data : ndarray
+        The values, float32 by default. Optimizers update it in place.
+    grad : ndarray or None
+        Same shape and dtype as ``data``; ``None`` until the first backward (and after
+        ``zero_grad()``), as in PyTorch.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: Any, dtype: Any = None):
+        array = np.array(data, dtype=dtype, copy=True)  # a parameter owns its memory
+        if array.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Parameter: expected float32 or float64 data, got {array.dtype}")
+        self.data = array
+        self.grad: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def accumulate_grad(self, grad: np.ndarray) -> None:
+        """Add ``grad`` into ``self.grad`` (``grad`` must be a fresh array no one else holds)."""
+        if grad.shape != self.data.shape or grad.dtype != self.data.dtype:
+            raise ValueError(
+                f"Parameter.accumulate_grad: expected a gradient of shape {self.data.shape} and dtype"
+                f" {self.data.dtype}, got {grad.shape} {grad.dtype}"
+            )
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses set parameters and child modules as attributes (they are registered automatically),
+    register buffers with ``register_buffer``, and implement ``forward`` and ``backward``.
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: look in the registries
+        for store in ("_parameters", "_buffers", "_modules"):
+            registry = self.__dict__.get(store)
+            if registry is not None and name in registry:
+                return registry[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, array: np.ndarray | None) -> None:
+        """Keep ``array`` as state saved in ``state_dict`` but not trained (e.g. ``running_mean``)."""
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{type(self).__name__}.register_buffer: {name!r} must be a numpy array")
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` under ``name``; ``None`` records an absent parameter (e.g. ``bias=False``)."""
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, *inputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def backward(self, dout: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(*inputs)
+
+    def _save_for_backward(self, cache: Any) -> None:
+        """Keep ``cache`` for backward, unless inside ``tinynet.no_grad()``."""
+        object.__setattr__(self, "_cache", cache if is_grad_enabled() else None)
+
+    def _saved_cache(self) -> Any:
+        """The cache of the last forward; a clear error if there was none."""
+        if self._cache is None:
+            raise RuntimeError(
+                f"{self._describe()}: backward() called before forward() (or the forward ran inside"
+                " tinynet.no_grad(), which keeps nothing for backward)"
+            )
+        return self._cache
+
+    # ------------------------------------------------------------------ traversal
+    def children(self) -> Iterator["Module"]:
+        yield from self._modules.values()
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        yield from self._modules.items()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for module_name, module in self.named_modules(prefix):
+            for name, param in module._parameters.items():
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for module_name, module in self.named_modules(prefix):
+            for name, buf in module._buffers.items():
+                yield (f"{module_name}.{name}" if module_name else name), buf
+
+    def buffers(self) -> Iterator[np.ndarray]:
+        for _, buf in self.named_buffers():
+            yield buf
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # ------------------------------------------------------------------ modes and gradients
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (BatchNorm uses batch statistics, Dropout drops). Returns ``self``."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (BatchNorm uses running statistics, Dropout is the identity)."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients: ``grad = None`` (PyTorch's default) or filled with zeros."""
+        for param in self.parameters():
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad.fill(0)
+
+    def to(self, dtype: Any) -> "Module":
+        """Convert every parameter and floating-point buffer to ``dtype`` (``np.float64`` for gradient checks)."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.data = param.data.astype(dtype)
+                param.grad = None if param.grad is None else param.grad.astype(dtype)
+            for name, buf in module._buffers.items():
+                if buf.dtype in FLOAT_DTYPES:
+                    module._buffers[name] = buf.astype(dtype)
+            object.__setattr__(module, "_cache", None)
+        return self
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameters and buffers by dotted name (``"0.weight"``, ``"1.running_mean"``), as PyTorch.
+
+        The arrays are the module's own (not copies): copy them to keep a snapshot.
+        """
+        state: OrderedDict[str, np.ndarray] = OrderedDict()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                state[prefix + name] = param.data
+            for name, buf in module._buffers.items():
+                state[prefix + name] = buf
+        return state
+
+    def load_state_dict(self, state_dict: "dict[str, Any]", strict: bool = True) -> IncompatibleKeys:
+        """Copy values from ``state_dict`` into this module's parameters and buffers.
+
+        Values are converted to each parameter's dtype (so a float32 PyTorch state dict loads into a
+        float64 model). Shape mismatches always raise; with ``strict=True`` missing or unexpected keys
+        raise too, and the error lists all of them. Nothing is changed when an error is raised.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = []
+        converted: dict[str, np.ndarray] = {}
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.shape != target.shape:
+                mismatched.append(f"  {key}: expected shape {target.shape}, got {value.shape}")
+                continue
+            if value.dtype.kind not in "fiub":
+                mismatched.append(f"  {key}: expected a numeric array, got dtype {value.dtype}")
+                continue
+            converted[key] = value
+        problems = []
+        if mismatched:
+            problems.append("size mismatch:\n" + "\n".join(mismatched))
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if problems:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n" + "\n".join(problems))
+        for key, value in converted.items():
+            np.copyto(own[key], value, casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        """The constructor arguments shown in ``repr``, e.g. ``"1, 32, kernel_size=(4, 4)"``."""
+        return ""
+
+    def _describe(self) -> str:
+        """Short name used in error messages: ``Conv2d(1, 32, kernel_size=(4, 4), stride=(1, 1))``."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return self._describe()
+        lines = [f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def summary(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> str:
+        """A table of every leaf layer with its output shape and parameter count.
+
+        Runs one forward pass on zeros of ``input_shape`` in eval mode (nothing is cached or updated)
+        and restores the training mode afterwards.
+        """
+        from .._grad_mode import no_grad
+
+        rows: list[tuple[str, str, str, int]] = []
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                _trace_shapes(self, np.zeros(input_shape, dtype=dtype), "", rows)
+        finally:
+            self.train(was_training)
+        name_w = max([len("layer")] + [len(r[0]) for r in rows])
+        type_w = max([len("type")] + [len(r[1]) for r in rows])
+        shape_w = max([len("output shape")] + [len(r[2]) for r in rows])
+        header = f"{'layer':<{name_w}}  {'type':<{type_w}}  {'output shape':<{shape_w}}  {'params':>10}"
+        out = [header, "-" * len(header)]
+        for name, kind, shape, count in rows:
+            out.append(f"{name:<{name_w}}  {kind:<{type_w}}  {shape:<{shape_w}}  {count:>10,}")
+        out.append("-" * len(header))
+        out.append(f"total parameters: {self.num_parameters():,}")
+        return "\n".join(out)
+
+
+def _trace_shapes(module: Module, x: Any, name: str, rows: list) -> Any:
+    """Forward ``x`` through ``module``, recording a row per leaf (children of Sequential are walked)."""
+    if isinstance(module, Sequential):
+        for child_name, child in module.named_children():
+            x = _trace_shapes(child, x, f"{name}.{child_name}" if name else child_name, rows)
+        return x
+    out = module(x)
+    own = sum(p.size for p in module.parameters())
+    rows.append((name or type(module).__name__, type(module).__name__, str(tuple(out.shape)), own))
+    return out
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse.
+
+    Children are named ``"0"``, ``"1"``, ... so state-dict keys are ``"0.weight"``, ``"1.running_mean"``
+    as in ``torch.nn.Sequential``.
+    """
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for index, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: argument {index} is a {type(module).__name__}, not a Module")
+            setattr(self, str(index), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        layers = list(self._modules.values())
+        return layers[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> "Sequential":
+        setattr(self, str(len(self)), module)
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        for module in reversed(self._modules.values()):
+            dout = module.backward(dout)
+        return dout
