@@ -1,0 +1,59 @@
+"""Keypoint accuracy measures.
+
+NME (normalised mean error) is the field's standard: for one face, the mean over the 68 points of the
+Euclidean error, divided by the inter-ocular distance (outer eye corners, points 36 and 45, 0-based),
+so that faces of every size count alike. We report it in percent, averaged over faces, with its
+median, 90th percentile and the failure rate (share of faces with NME above 10 %).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
+FAILURE_THRESHOLD = 0.10
+
+
+def interocular_distance(true: np.ndarray) -> np.ndarray:
+    """``(N, 68, 2) -> (N,)`` distance between the true outer eye corners."""
+    return np.linalg.norm(true[:, LEFT_EYE_OUTER] - true[:, RIGHT_EYE_OUTER], axis=-1)
+
+
+def nme_per_face(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """``(N, 68, 2), (N, 68, 2) -> (N,)``: mean point error of each face over its inter-ocular distance."""
+    if pred.shape != true.shape or pred.ndim != 3 or pred.shape[1:] != (68, 2):
+        raise ValueError(f"nme_per_face: expected two arrays of shape (N, 68, 2), got {pred.shape} and {true.shape}")
+    errors = np.linalg.norm(pred.astype(np.float64) - true.astype(np.float64), axis=-1).mean(axis=1)
+    distance = interocular_distance(true.astype(np.float64))
+    if np.any(distance <= 0):
+        raise ValueError("nme_per_face: a face has coincident outer eye corners (points 36 and 45)")
+    return errors / distance
+
+
+def summarize(pred: np.ndarray, true: np.ndarray, pred_norm: np.ndarray | None = None, true_norm: np.ndarray | None = None) -> dict:
+    """Metrics of a test run as a JSON-able dict.
+
+    ``pred``/``true``: ``(N, 68, 2)`` in original image pixels. ``pred_norm``/``true_norm``: the same
+    points in normalised crop coordinates (what the network outputs), for the nMSE.
+    """
+    nme = nme_per_face(pred, true)
+    result = {
+        "faces": int(len(nme)),
+        "nme_percent": float(100 * nme.mean()),
+        "nme_median_percent": float(100 * np.median(nme)),
+        "nme_p90_percent": float(100 * np.percentile(nme, 90)),
+        "failure_rate_percent": float(100 * np.mean(nme > FAILURE_THRESHOLD)),
+    }
+    if pred_norm is not None and true_norm is not None:
+        result["nmse"] = float(np.mean((pred_norm.astype(np.float64) - true_norm.astype(np.float64)) ** 2))
+    return result
+
+
+def format_metrics(metrics: dict) -> str:
+    text = (
+        f"NME {metrics['nme_percent']:.2f} % (median {metrics['nme_median_percent']:.2f} %,"
+        f" p90 {metrics['nme_p90_percent']:.2f} %), failures (NME > 10 %) {metrics['failure_rate_percent']:.1f} %"
+        f" of {metrics['faces']} faces"
+    )
+    if "nmse" in metrics:
+        text += f", nMSE {metrics['nmse']:.4f}"
+    return text

@@ -1,0 +1,125 @@
+"""NaimishNet-style keypoint regressors (Agarwal et al., "Facial Key Points Detection using Deep
+Convolutional Neural Network - NaimishNet", 2017), with batch norm as in the classic PyTorch project.
+
+Each conv block is ``Conv2d (valid, stride 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``; four blocks
+with 32, 64, 128 and 256 channels, then three fully connected layers::
+
+    input (N, 1, S, S)
+    block(1 -> 32, k1) block(32 -> 64, k2) block(64 -> 128, k3) block(128 -> 256, k4)
+    flatten -> Linear(F, 1000) -> BN1d -> ReLU -> Dropout(0.4)
+            -> Linear(1000, 1000) -> BN1d -> ReLU -> Dropout(0.4)
+            -> Linear(1000, 136)                      68 (x, y) pairs, normalised coordinates
+
+=====  ===============  ==================  ===========
+S      kernels k1..k4   feature map after    F
+=====  ===============  ==================  ===========
+96     4, 3, 2, 1       256 x 5 x 5          6,400
+224    5, 4, 3, 2       256 x 12 x 12        36,864
+=====  ===============  ==================  ===========
+
+State-dict keys (``features.0.weight``, ``regressor.1.running_mean``, ...) are those of the same
+model written with ``torch.nn.Sequential`` attributes ``features`` and ``regressor``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinynet.nn import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Module,
+    ReLU,
+    Sequential,
+)
+
+KERNELS = {96: (4, 3, 2, 1), 224: (5, 4, 3, 2)}
+CHANNELS = (32, 64, 128, 256)
+NUM_OUTPUTS = 136
+
+
+def feature_size(input_size: int, kernels: tuple[int, ...]) -> int:
+    """Side of the last feature map: each block is a valid conv (``s - k + 1``) then a 2x2 pool (``// 2``)."""
+    side = input_size
+    for k in kernels:
+        side = (side - k + 1) // 2
+    return side
+
+
+class NaimishNet(Module):
+    """The 4-conv / 3-FC keypoint regressor. Input ``(N, 1, S, S)`` in [0, 1]; output ``(N, 136)``.
+
+    Parameters
+    ----------
+    input_size : 96 or 224 (the side S of the square grayscale crop)
+    dropout : drop probability of the two Dropout layers
+    rng : generator for the initial weights and for the dropout masks (``set_dropout_rng`` replaces the
+        latter, e.g. once per epoch for exactly reproducible, resumable training)
+    hidden : width of the two hidden fully connected layers
+    """
+
+    def __init__(
+        self,
+        input_size: int = 96,
+        dropout: float = 0.4,
+        rng: np.random.Generator | None = None,
+        hidden: int = 1000,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        if input_size not in KERNELS:
+            raise ValueError(f"NaimishNet: input_size must be one of {sorted(KERNELS)}, got {input_size}")
+        rng = np.random.default_rng() if rng is None else rng
+        self.input_size = int(input_size)
+        self.kernels = KERNELS[input_size]
+        layers: list[Module] = []
+        in_channels = 1
+        for out_channels, k in zip(CHANNELS, self.kernels):
+            layers += [
+                Conv2d(in_channels, out_channels, k, rng=rng, dtype=dtype),
+                BatchNorm2d(out_channels, dtype=dtype),
+                ReLU(),
+                MaxPool2d(2, 2),
+            ]
+            in_channels = out_channels
+        self.features = Sequential(*layers)
+        self.flatten = Flatten()
+        side = feature_size(input_size, self.kernels)
+        self.num_flat = CHANNELS[-1] * side * side
+        self.regressor = Sequential(
+            Linear(self.num_flat, hidden, rng=rng, dtype=dtype),
+            BatchNorm1d(hidden, dtype=dtype),
+            ReLU(),
+            Dropout(dropout, rng=rng),
+            Linear(hidden, hidden, rng=rng, dtype=dtype),
+            BatchNorm1d(hidden, dtype=dtype),
+            ReLU(),
+            Dropout(dropout, rng=rng),
+            Linear(hidden, NUM_OUTPUTS, rng=rng, dtype=dtype),
+        )
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, 1, S, S) -> (N, 136)``."""
+        return self.regressor(self.flatten(self.features(x)))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """``(N, 136) -> (N, 1, S, S)``, accumulating every parameter's gradient."""
+        return self.features.backward(self.flatten.backward(self.regressor.backward(dout)))
+
+    def set_dropout_rng(self, rng: np.random.Generator) -> None:
+        """Draw every dropout mask from ``rng`` from now on."""
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.rng = rng
+
+
+def naimishnet(input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32) -> NaimishNet:
+    """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
+    return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype)

@@ -1,0 +1,155 @@
+"""Finite-difference gradient checking, for tests and for lessons.
+
+A hand-written backward pass is only trustworthy once it agrees with the definition of a derivative.
+For a layer ``y = f(x)`` and an upstream gradient ``dout``, backward must return the gradient of the
+scalar ``L = sum(f(x) * dout)``. Central differences estimate each component::
+
+    dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+
+with an error of order ``eps**2``, in float64 so rounding does not swamp it. Use a random, non-uniform
+``dout``: with ``dout = 1`` (i.e. ``L = sum(f(x))``) a batch-norm layer's input gradient is exactly zero
+and a wrong backward that also returns zero would pass.
+
+Example (a lesson)::
+
+    layer = tinynet.nn.Linear(4, 3).double()
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    print(tinynet.gradcheck(layer, x))     # relative errors ~1e-10: the backward is right
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .nn.module import Module
+
+
+def numerical_gradient(f: Callable[[], object], x: np.ndarray, dout: np.ndarray | float, eps: float = 1e-6) -> np.ndarray:
+    """Gradient of ``sum(f() * dout)`` with respect to ``x`` by central differences.
+
+    ``f`` takes no arguments and reads ``x`` (which is perturbed in place, one element at a time, and
+    restored exactly). Returns an array of ``x``'s shape.
+    """
+    grad = np.zeros_like(x, dtype=np.float64)
+    flat = x.reshape(-1)  # a view: writing flat[i] perturbs x
+    if not np.shares_memory(flat, x):
+        raise ValueError("numerical_gradient: x must be contiguous so it can be perturbed in place")
+    grad_flat = grad.reshape(-1)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        plus = float(np.sum(np.asarray(f()) * dout))
+        flat[i] = original - eps
+        minus = float(np.sum(np.asarray(f()) * dout))
+        flat[i] = original
+        grad_flat[i] = (plus - minus) / (2.0 * eps)
+    return grad
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """``||a - b|| / max(||a|| + ||b||, 1e-12)``: 0 when equal, about 1 when unrelated.
+
+    A norm over the whole array rather than a per-element maximum: elements that are zero in exact
+    arithmetic (ReLU's dead units) would otherwise turn rounding noise into a large "error".
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"relative_error: shapes differ, {a.shape} and {b.shape}")
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+
+
+class GradcheckError(AssertionError):
+    """A backward pass disagrees with finite differences."""
+
+
+@dataclass
+class GradcheckResult:
+    """Relative error of each checked gradient, by name (``"input"``, ``"input1"``, ``"weight"``, ...)."""
+
+    errors: dict[str, float] = field(default_factory=dict)
+    tol: float = 1e-7
+
+    @property
+    def passed(self) -> bool:
+        return all(err <= self.tol for err in self.errors.values())
+
+    def __str__(self) -> str:
+        lines = [f"gradcheck ({'passed' if self.passed else 'FAILED'}, tol {self.tol:.0e}):"]
+        for name, err in self.errors.items():
+            lines.append(f"  {name:<24} relative error {err:.2e}{'' if err <= self.tol else '  <-- too large'}")
+        return "\n".join(lines)
+
+
+def gradcheck(
+    module: Module,
+    *inputs: np.ndarray,
+    dout: np.ndarray | float | None = None,
+    eps: float = 1e-6,
+    tol: float = 1e-7,
+    rng: np.random.Generator | None = None,
+    check_params: bool = True,
+    raise_on_failure: bool = True,
+) -> GradcheckResult:
+    """Compare ``module.backward`` with finite differences for its inputs and parameters.
+
+    Parameters
+    ----------
+    module : Module
+        A float64 layer, model or loss (``module.double()`` converts one). Its forward must be
+        deterministic (a Dropout layer draws a new mask each call: check ``dropout_backward`` instead).
+    *inputs : float64 arrays
+        Passed to ``module(*inputs)``. The gradient returned by ``backward`` is compared with the first
+        input's (or, if backward returns a tuple, with each input's in order).
+    dout : array or float, optional
+        Upstream gradient; by default drawn from N(0, 1) with ``rng`` (non-uniform on purpose).
+    eps, tol : float
+        Finite-difference step and the largest relative error accepted.
+    check_params : bool
+        Also check every parameter's gradient (named as in ``named_parameters()``).
+
+    Returns
+    -------
+    GradcheckResult with ``errors`` and ``passed``; raises ``GradcheckError`` on failure unless
+    ``raise_on_failure=False``.
+    """
+    if not isinstance(module, Module):
+        raise TypeError(f"gradcheck: expected a tinynet Module, got {type(module).__name__}")
+    for index, x in enumerate(inputs):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+            raise TypeError(f"gradcheck: input {index} must be a float64 ndarray (finite differences need the precision)")
+    params = list(module.named_parameters()) if check_params else []
+    for name, param in params:
+        if param.dtype != np.float64:
+            raise TypeError(f"gradcheck: parameter {name!r} is {param.dtype}; call module.double() first")
+    # a fixed default seed unlike the 0/1/42 a user draws inputs with: dout equal to x would make the
+    # batch-norm input gradient vanish and the check meaningless
+    rng = np.random.default_rng(0x5EED_CAFE) if rng is None else rng
+    inputs = tuple(np.array(x, copy=True, order="C") for x in inputs)  # private copies we may perturb
+
+    out = module(*inputs)
+    if dout is None:
+        dout = rng.standard_normal(np.shape(out)) if np.ndim(out) else float(rng.standard_normal())
+    module.zero_grad()
+    analytic = module.backward(np.asarray(dout, dtype=np.float64) if np.ndim(out) else dout)
+    analytic_inputs = analytic if isinstance(analytic, tuple) else (analytic,)
+    analytic_params = {name: None if p.grad is None else p.grad.copy() for name, p in params}
+
+    def loss_value() -> object:
+        return module(*inputs)
+
+    result = GradcheckResult(tol=tol)
+    for index, grad in enumerate(analytic_inputs):
+        if grad is None or index >= len(inputs):
+            continue
+        numeric = numerical_gradient(loss_value, inputs[index], dout, eps)
+        result.errors["input" if index == 0 else f"input{index}"] = relative_error(grad, numeric)
+    for name, param in params:
+        numeric = numerical_gradient(loss_value, param.data, dout, eps)
+        grad = analytic_params[name]
+        result.errors[name] = relative_error(np.zeros_like(numeric) if grad is None else grad, numeric)
+    if raise_on_failure and not result.passed:
+        raise GradcheckError(f"{module._describe()}: {result}")
+    return result

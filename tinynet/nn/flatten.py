@@ -1,0 +1,36 @@
+"""``Flatten``: merge dimensions ``start_dim..end_dim`` into one, as ``torch.nn.Flatten``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import ShapeError, check_float_array
+from .module import Module
+
+
+class Flatten(Module):
+    """``(N, C, H, W) -> (N, C*H*W)`` with the defaults ``start_dim=1, end_dim=-1``.
+
+    NCHW order is kept (channel-major), so a PyTorch Linear after a Flatten loads unchanged.
+    Backward reshapes ``dout`` back to the input's shape.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_float_array(self._describe(), x)
+        start = self.start_dim % x.ndim if x.ndim else 0
+        end = self.end_dim % x.ndim if x.ndim else 0
+        if x.ndim == 0 or start > end:
+            raise ShapeError(f"{self._describe()}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input of shape {x.shape}")
+        shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
+        self._save_for_backward(x.shape)
+        return np.ascontiguousarray(x).reshape(shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self._saved_cache())

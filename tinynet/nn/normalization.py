@@ -1,0 +1,94 @@
+"""``BatchNorm1d`` and ``BatchNorm2d`` (see ``tinynet.functional.batchnorm`` for the math)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
+from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
+from .module import Module, Parameter
+
+
+class _BatchNorm(Module):
+    """Shared machinery; subclasses fix the accepted input ranks."""
+
+    _ranks: tuple[int, ...] = ()
+    _layout: str = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True, dtype=np.float32):
+        super().__init__()
+        if num_features <= 0:
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+        if eps <= 0:
+            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1] or None, got {momentum}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = momentum
+        self.affine = bool(affine)
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+        # an int64 0-d array, as torch's, so PyTorch state dicts load key for key
+        self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        where = self._describe()
+        check_float_array(where, x)
+        check_ndim(where, x, self._ranks, self._layout)
+        check_dim(where, x, 1, self.num_features, "channels", self._layout)
+        check_same_dtype(where, x, self.running_mean, "running_mean")
+        out, cache = batchnorm_forward(
+            x,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+            self.num_batches_tracked,
+        )
+        self._save_for_backward(cache)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache())
+        if self.weight is not None:
+            self.weight.accumulate_grad(dweight)
+            self.bias.accumulate_grad(dbias)
+        return dx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of features: input ``(N, C)`` or ``(N, C, L)``, statistics per channel over N (and L).
+
+    ``out = gamma * (x - mu) / sqrt(var + eps) + beta``: in training ``mu``/``var`` are the batch's
+    (biased) statistics and ``running_mean``/``running_var`` move towards them with ``momentum`` (0.1
+    weighs the new batch; the running variance is the unbiased one); in eval mode the running statistics
+    are used. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros) are ``(C,)``.
+
+    Backward (train): ``dx = gamma/sqrt(var+eps) * (dout - mean(dout) - x_hat * mean(dout * x_hat))``,
+    ``dgamma = sum(dout * x_hat)``, ``dbeta = sum(dout)``, sums and means over the M = N (*L) values.
+    """
+
+    _ranks = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of feature maps: input ``(N, C, H, W)``, statistics per channel over N, H and W.
+
+    Same math as ``BatchNorm1d`` with ``M = N * H * W`` values per channel.
+    """
+
+    _ranks = (4,)
+    _layout = "(N, C, H, W)"
