@@ -1,9 +1,25 @@
 """tinynet: a from-scratch convolutional network library in NumPy + Numba.
 
-Hand-written forward and backward passes (no autograd), PyTorch's names, layouts and semantics.
+Hand-written forward and backward passes (no autograd), PyTorch's names, layouts and semantics::
+
+    import numpy as np, tinynet
+    from tinynet import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 13 * 13, 10))
+    out = model(x)                           # x: (N, 1, 28, 28) float32
+    loss = criterion(out, y)
+    model.zero_grad(); model.backward(criterion.backward()); optimizer.step()
 """
-from . import functional, init, nn
+from . import functional, init, nn, optim, serialization
 from ._checks import ShapeError
 from ._grad_mode import is_grad_enabled, no_grad
+from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_error
+from .serialization import load, load_metadata, save
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "nn", "functional", "init", "optim", "serialization",
+    "save", "load", "load_metadata", "gradcheck", "numerical_gradient", "relative_error", "GradcheckError",
+    "no_grad", "is_grad_enabled", "ShapeError",
+]

@@ -1,3 +1,17 @@
 """Layers with PyTorch's names: each wraps a forward/backward pair from ``tinynet.functional``."""
+from .activation import ELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .conv import Conv2d
+from .dropout import Dropout
+from .flatten import Flatten
 from .linear import Linear
+from .loss import L1Loss, MSELoss, SmoothL1Loss
 from .module import IncompatibleKeys, Module, Parameter, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d
+from .pooling import MaxPool2d
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "IncompatibleKeys",
+    "Conv2d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
+    "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid",
+    "MSELoss", "L1Loss", "SmoothL1Loss",
+]

@@ -105,6 +105,23 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        # As PyTorch: an array assigned to a registered buffer replaces the buffer (it stays in
+        # state_dict), and a plain array assigned to a parameter is an error rather than a silent
+        # un-registration that would hide it from parameters() and the optimizer.
+        if not isinstance(value, (Parameter, Module)):
+            if name in self._buffers:
+                if not isinstance(value, np.ndarray):
+                    raise TypeError(
+                        f"{type(self).__name__}: cannot assign a {type(value).__name__} to buffer {name!r}"
+                        f" (a numpy array expected; use `del module.{name}` to remove it)"
+                    )
+                self._buffers[name] = value
+                return
+            if name in self._parameters and value is not None:
+                raise TypeError(
+                    f"{type(self).__name__}: cannot assign a {type(value).__name__} to parameter {name!r}"
+                    f" (a Parameter or None expected; to change its values write {name}.data[...] = ...)"
+                )
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):
@@ -320,18 +337,21 @@ class Module:
         """A table of every leaf layer with its output shape and parameter count.
 
         Runs one forward pass on zeros of ``input_shape`` in eval mode (nothing is cached or updated)
-        and restores the training mode afterwards.
+        and restores afterwards each module's own training mode (a model may hold a frozen BatchNorm
+        in eval mode while the rest trains) and the caches of the last real forward.
         """
         from .._grad_mode import no_grad
 
         rows: list[tuple[str, str, str, int]] = []
-        was_training = self.training
+        saved = [(module, module.training, module._cache) for module in self.modules()]
         self.eval()
         try:
             with no_grad():
                 _trace_shapes(self, np.zeros(input_shape, dtype=dtype), "", rows)
         finally:
-            self.train(was_training)
+            for module, training, cache in saved:
+                object.__setattr__(module, "training", training)
+                object.__setattr__(module, "_cache", cache)
         name_w = max([len("layer")] + [len(r[0]) for r in rows])
         type_w = max([len("type")] + [len(r[1]) for r in rows])
         shape_w = max([len("output shape")] + [len(r[2]) for r in rows])
@@ -345,15 +365,31 @@ class Module:
 
 
 def _trace_shapes(module: Module, x: Any, name: str, rows: list) -> Any:
-    """Forward ``x`` through ``module``, recording a row per leaf (children of Sequential are walked)."""
-    if isinstance(module, Sequential):
-        for child_name, child in module.named_children():
-            x = _trace_shapes(child, x, f"{name}.{child_name}" if name else child_name, rows)
-        return x
-    out = module(x)
-    own = sum(p.size for p in module.parameters())
-    rows.append((name or type(module).__name__, type(module).__name__, str(tuple(out.shape)), own))
-    return out
+    """Forward ``x`` through ``module``, recording one row per leaf layer as it runs.
+
+    Each leaf's ``forward`` is wrapped for the duration of the call (what PyTorch does with forward
+    hooks), so any model works, whatever its forward does with its children.
+    """
+    leaves = [(n or type(m).__name__, m) for n, m in module.named_modules(name) if not m._modules]
+
+    def wrap(leaf_name: str, leaf: Module):
+        original = leaf.forward
+
+        def forward(*inputs: Any) -> Any:
+            out = original(*inputs)
+            own = sum(p.size for p in leaf._parameters.values())
+            rows.append((leaf_name, type(leaf).__name__, str(tuple(np.shape(out))), own))
+            return out
+
+        return forward
+
+    for leaf_name, leaf in leaves:
+        object.__setattr__(leaf, "forward", wrap(leaf_name, leaf))
+    try:
+        return module(x)
+    finally:
+        for _, leaf in leaves:
+            del leaf.__dict__["forward"]
 
 
 class Sequential(Module):
@@ -381,6 +417,8 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> "Sequential":
+        if not isinstance(module, Module):  # else it would become a plain attribute, silently skipped by forward
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
         setattr(self, str(len(self)), module)
         return self
 
