@@ -46,6 +46,12 @@ class _BatchNorm(Module):
         check_ndim(where, x, self._ranks, self._layout)
         check_dim(where, x, 1, self.num_features, "channels", self._layout)
         check_same_dtype(where, x, self.running_mean, "running_mean")
+        if self.training and x.size // x.shape[1] < 2:
+            # checked here too so the message names the layer (the functional check cannot)
+            raise ValueError(
+                f"{where}: expected more than 1 value per channel when training, got input of shape {x.shape}"
+                " (use a batch of 2 or more, or call .eval())"
+            )
         out, cache = batchnorm_forward(
             x,
             None if self.weight is None else self.weight.data,

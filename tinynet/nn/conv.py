@@ -1,0 +1,145 @@
+"""``Conv2d``: a 2-D convolution layer (see ``tinynet.functional.conv`` for the im2col implementation)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .. import init
+from .._checks import ShapeError, check_dim, check_float_array, check_ndim, check_same_dtype, pair
+from ..functional.conv import conv2d_backward, conv2d_forward
+from .module import Module, Parameter
+
+
+class Conv2d(Module):
+    """2-D convolution over a batch of images (a cross-correlation, exactly as ``torch.nn.Conv2d``).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C`` and ``F``.
+    kernel_size : int or pair ``(kh, kw)``
+    stride : int or pair ``(sh, sw)``, default 1
+    padding : int or pair ``(ph, pw)``, default 0; zeros are added on every side
+    bias : bool
+        Whether to learn one additive bias per output channel.
+    rng : np.random.Generator, optional
+        Source of the initial weights: PyTorch's default ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+        with ``fan_in = C * kh * kw``, for the weight and the bias.
+    dtype : float32 (default) or float64
+
+    Shapes
+    ------
+    input ``(N, C, H, W)`` -> output ``(N, F, OH, OW)`` with
+    ``OH = (H + 2*ph - kh) // sh + 1`` and ``OW = (W + 2*pw - kw) // sw + 1``;
+    ``weight (F, C, kh, kw)``, ``bias (F,)``.
+
+    Forward
+    -------
+    ``out[n, f, oh, ow] = bias[f] + sum_{c,i,j} weight[f, c, i, j] * xpad[n, c, oh*sh + i, ow*sw + j]``,
+    where ``xpad`` is the zero-padded input: each output is the dot product of a filter with the
+    ``C x kh x kw`` patch of the input under it.
+
+    im2col: one matrix product
+    --------------------------
+    Copy every patch into a column: ``cols[n]`` has shape ``(K, P)`` with ``K = C*kh*kw`` rows (one per
+    filter tap) and ``P = OH*OW`` columns (one per output position). Seen as a matrix
+    ``Wm = weight.reshape(F, K)``, every filter meets every patch in a single BLAS call::
+
+        out[n].reshape(F, P) = Wm @ cols[n]
+
+    The copy costs memory (``cols`` is ``kh*kw`` times larger than the input), so the batch is
+    processed in chunks with a bounded workspace, and backward recomputes the columns instead of
+    keeping them. A 1x1 kernel with stride 1 and no padding needs no copy at all.
+
+    Backward
+    --------
+    With ``dout = dL/dout`` of shape ``(N, F, OH, OW)`` (and ``dout[n]`` seen as ``(F, P)``)::
+
+        weight.grad += (sum_n dout[n] @ cols[n].T).reshape(F, C, kh, kw)
+        bias.grad   += dout.sum(axis=(0, 2, 3))
+        dx[n]        = col2im(Wm.T @ dout[n])     # col2im adds overlapping patches back together
+
+    Examples
+    --------
+    >>> conv = Conv2d(1, 32, kernel_size=4, rng=np.random.default_rng(0))
+    >>> conv(np.zeros((8, 1, 96, 96), dtype=np.float32)).shape
+    (8, 32, 93, 93)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        bias: bool = True,
+        rng: np.random.Generator | None = None,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"Conv2d: in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"Conv2d: kernel_size must be positive, got {self.kernel_size}")
+        if min(self.stride) < 1:
+            raise ValueError(f"Conv2d: stride must be positive, got {self.stride}")
+        if min(self.padding) < 0:
+            raise ValueError(f"Conv2d: padding must be non-negative, got {self.padding}")
+        rng = np.random.default_rng() if rng is None else rng
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        kh, kw = self.kernel_size
+        weight = np.empty((out_channels, in_channels, kh, kw), dtype=dtype)
+        self.weight = Parameter(init.default_weight_(weight, rng))
+        if bias:
+            fan_in = in_channels * kh * kw
+            self.bias = Parameter(init.default_bias_(np.empty(out_channels, dtype=dtype), fan_in, rng))
+        else:
+            self.register_parameter("bias", None)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        where = self._describe()
+        check_float_array(where, x)
+        check_ndim(where, x, 4, "(N, C, H, W)")
+        check_dim(where, x, 1, self.in_channels, "channels", "(N, C, H, W)")
+        check_same_dtype(where, x, self.weight.data)
+        (h, w), (kh, kw), (ph, pw) = x.shape[2:], self.kernel_size, self.padding
+        if h + 2 * ph < kh or w + 2 * pw < kw:
+            pad = f"{ph}" if ph == pw else f"{self.padding}"
+            raise ShapeError(
+                f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
+            )
+        bias = None if self.bias is None else self.bias.data
+        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+        self._save_for_backward(cache)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        cache = self._saved_cache()
+        where = self._describe()
+        check_float_array(where, dout, "dout")
+        if dout.dtype != self.weight.dtype:
+            raise TypeError(f"{where}: dout dtype {dout.dtype} does not match weight dtype {self.weight.dtype}")
+        n, _, h, w = cache.x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        expected = (n, self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        if dout.shape != expected:
+            raise ShapeError(f"{where}: expected dout of shape {expected} (the output's), got {dout.shape}")
+        dx, dweight, dbias = conv2d_backward(dout, cache)
+        self.weight.accumulate_grad(dweight)
+        if self.bias is not None:
+            self.bias.accumulate_grad(dbias)
+        return dx

@@ -1,0 +1,85 @@
+"""``MaxPool2d``: 2-D max pooling (see ``tinynet.functional.pooling`` and ``tinynet.kernels.maxpool``)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .._checks import ShapeError, check_float_array, check_ndim
+from ..functional.pooling import maxpool2d_backward, maxpool2d_forward
+from ..kernels.maxpool import pool_params
+from .module import Module
+
+
+class MaxPool2d(Module):
+    """The maximum of each ``kh x kw`` window, channel by channel (as ``torch.nn.MaxPool2d``).
+
+    Parameters
+    ----------
+    kernel_size : int or pair ``(kh, kw)``
+    stride : int or pair, default ``kernel_size`` (non-overlapping windows); a stride smaller than
+        the kernel gives overlapping windows
+    padding : int or pair, default 0; at most half the kernel (``ValueError`` otherwise, as PyTorch).
+        The padding counts as ``-inf``, so it never wins.
+
+    Shapes
+    ------
+    input ``(N, C, H, W)`` -> output ``(N, C, OH, OW)`` with ``OH = (H + 2*ph - kh) // sh + 1``
+    (floor mode: a last partial window is dropped), likewise ``OW``. No parameters.
+
+    Forward
+    -------
+    ``out[n, c, oh, ow] = max_{i < kh, j < kw} xpad[n, c, oh*sh + i, ow*sw + j]``; the position of
+    each maximum is kept (``argmax``, a flat index into the ``H x W`` plane). Ties go to the first
+    maximum in row-major window order; a NaN in a window makes the output NaN, as in PyTorch.
+
+    Backward
+    --------
+    The maximum passes its input through unchanged, so its derivative is 1 for the winner and 0 for
+    every other element of the window: ``dx[n, c].flat[argmax[n, c, oh, ow]] += dout[n, c, oh, ow]``,
+    everything else 0. With overlapping windows a pixel that won several windows gets the sum.
+
+    Examples
+    --------
+    >>> pool = MaxPool2d(2)
+    >>> pool(np.zeros((8, 32, 93, 93), dtype=np.float32)).shape
+    (8, 32, 46, 46)
+    """
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+    ):
+        super().__init__()
+        # kept as given (an int stays an int), as PyTorch does; the pairs are used for computing
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self._kernel, self._step, self._pad = pool_params(self._describe(), kernel_size, stride, padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        where = self._describe()
+        check_float_array(where, x)
+        check_ndim(where, x, 4, "(N, C, H, W)")
+        (h, w), (kh, kw), (ph, pw) = x.shape[2:], self._kernel, self._pad
+        if h + 2 * ph < kh or w + 2 * pw < kw:
+            pad = f"{ph}" if ph == pw else f"{self._pad}"
+            raise ShapeError(
+                f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
+            )
+        out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad)
+        self._save_for_backward(cache)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        cache = self._saved_cache()
+        where = self._describe()
+        check_float_array(where, dout, "dout")
+        if dout.shape != cache.argmax.shape:
+            raise ShapeError(f"{where}: expected dout of shape {cache.argmax.shape} (the output's), got {dout.shape}")
+        return maxpool2d_backward(dout, cache)
