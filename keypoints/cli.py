@@ -89,10 +89,13 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def evaluate_main(args: argparse.Namespace) -> int:
     from .data import ensure_data
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import evaluate_predictor
     from .metrics import format_metrics
+    from .predictor import load_predictor
 
-    metrics = evaluate_checkpoint(args.checkpoint, ensure_data(args.data), flip=args.flip, limit=args.limit)
+    predictor = load_predictor(args.checkpoint, flip=args.flip)  # a bad checkpoint fails before any download
+    metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
+    metrics["checkpoint"] = str(args.checkpoint)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -111,13 +114,19 @@ def main(argv: list[str] | None = None) -> int:
                           help="average with the mirrored face (default: as the checkpoint's recipe)")
     evaluate.add_argument("--limit", type=int, help="only the first N test faces")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
+    evaluate.set_defaults(func=evaluate_main)
+    from .wild_cli import add_commands
+
+    add_commands(commands)  # predict, filter, video, show-filters, show-maps
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "train":
         return train_main(argv[1:])
     args = parser.parse_args(argv)
+    from .data import DownloadError
+
     try:
-        return {"evaluate": evaluate_main}[args.command](args)
-    except (FileNotFoundError, ValueError) as error:
+        return args.func(args)
+    except (OSError, ValueError, DownloadError) as error:  # missing files, bad checkpoints, bad data, no network
         print(f"error: {error}", file=sys.stderr)
         return 2

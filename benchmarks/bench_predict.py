@@ -1,0 +1,99 @@
+"""How fast is keypoints in the wild? Face detection per image, keypoints per face (batches of 1 and 64).
+
+    python benchmarks/bench_predict.py [--model CKPT] [--repeat 5] [--json out.json]
+
+Without ``--model`` (or ``$KEYPOINTS_MODEL``) an untrained NaimishNet-96 is timed: the cost does not
+depend on the weights. Inputs are matplotlib's Grace Hopper portrait (512 x 600) and the same portrait
+pasted into a 1920 x 1080 frame (detection runs on it shrunk to 1024 pixels); the keypoint batches
+are her framed face crop repeated. Every measurement is the median of ``--repeat`` runs after one
+warm-up run (which also compiles the Numba kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def median_seconds(function, repeat: int) -> float:
+    function()  # warm-up: Numba compilation, caches, the cascade's first load
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load(model: str | None):
+    from keypoints.predictor import load_predictor
+
+    if model:
+        return load_predictor(model), model
+    from keypoints.models import naimishnet
+    from keypoints.train import RECIPES, save_weights
+
+    path = Path(tempfile.mkdtemp()) / "untrained.npz"
+    save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)
+    return load_predictor(path), "untrained NaimishNet-96"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("KEYPOINTS_MODEL"))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+
+    import matplotlib.cbook as cbook
+
+    from keypoints.detect import crop_face, detect_faces, pad_box, predict_faces
+    from keypoints.transforms import to_gray_float32
+
+    predictor, name = load(args.model)
+    portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[200:800, 700:1212] = portrait
+    (box,) = detect_faces(portrait)
+    crop = crop_face(to_gray_float32(portrait), pad_box(box))
+
+    results = {"model": name, "predictor": repr(predictor), "numba_threads": None}
+    try:
+        import numba
+
+        results["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    results["detect_ms_portrait_512x600"] = 1000 * median_seconds(lambda: detect_faces(portrait), args.repeat)
+    results["detect_ms_frame_1920x1080"] = 1000 * median_seconds(lambda: detect_faces(frame), args.repeat)
+    for batch in (1, 64):
+        crops = [crop] * batch
+        repeat = args.repeat if batch == 1 else max(1, args.repeat // 2)
+        seconds = median_seconds(lambda: predictor.predict(crops), repeat)
+        results[f"keypoints_ms_per_face_batch{batch}"] = 1000 * seconds / batch
+    batch = np.stack([predictor.preprocess(crop)[0]] * 64)[:, None]  # (64, 1, S, S): the network alone
+    from tinynet import no_grad
+
+    def network():
+        with no_grad():
+            predictor.model(batch)
+
+    results["network_ms_per_face_batch64"] = 1000 * median_seconds(network, max(1, args.repeat // 2)) / 64
+    results["pipeline_ms_portrait"] = 1000 * median_seconds(lambda: predict_faces(predictor, portrait), args.repeat)
+
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Command lines for keypoints in the wild: ``python -m keypoints predict | filter | video | show-filters | show-maps``.
+
+``add_commands(subparsers)`` registers the five commands on the main CLI's subparsers; each sets
+``func`` so the main program runs ``args.func(args)``, which returns the exit code. ``main(argv)``
+runs them on their own (``python -m keypoints.wild_cli predict ...``).
+
+Exit codes
+----------
+0   done (for ``predict``: at least one input image gave at least one face);
+1   ``predict``: *every* input failed (unreadable, not an image, or no face found). A batch with some
+    failures still exits 0: each failure is reported as it happens and listed again at the end, and a
+    folder of holiday photos with one cat picture in it should not fail a script. ``filter``: no face;
+2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
+    video, a bad layer name.
+
+Photos are read with ``cv2.imread(path, IMREAD_COLOR)``: 8-bit BGR, gray and 16-bit images converted,
+alpha dropped, and the EXIF orientation applied, so points refer to the picture as a viewer shows it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
+
+
+class InputError(ValueError):
+    """One input of a batch cannot be used (the batch goes on): ``str`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def load_model(path: str, flip: bool | None = None):
+    """``load_predictor`` with a clear message for a missing file."""
+    from .predictor import load_predictor
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model file (train one with examples/train_keypoints.py)")
+    return load_predictor(path, flip=flip)
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """A photo as ``(H, W, 3)`` uint8 BGR, or ``InputError`` saying why not (missing, unreadable, empty,
+    not an image)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if not path.is_file():
+        raise InputError(path, "not a file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1)
+    except OSError as exc:
+        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if not head:
+        raise InputError(path, "empty file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise InputError(path, "not an image OpenCV can decode")
+    return image
+
+
+def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
+    """Files to process and whether there are several (a folder always counts as several).
+
+    A folder contributes its image files (by extension, sorted, not recursive); a file named on the
+    command line is always tried, whatever its extension, so a non-image gets a clear message.
+    """
+    files: list[Path] = []
+    several = len(paths) > 1
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            several = True
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        else:
+            files.append(path)
+    return files, several
+
+
+def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str) -> list[Path | None]:
+    """Where each input's picture goes: ``-o`` itself for one input, ``-o/<stem><suffix>.png`` for several
+    (a counter keeps equal stems from different folders apart)."""
+    if out is None:
+        return [None] * len(files)
+    target = Path(out)
+    if not several and not target.is_dir():
+        return [target]
+    if target.exists() and not target.is_dir():
+        raise InputError(f"-o {target}", "with several inputs -o must be a folder, and this is a file")
+    target.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    paths = []
+    for file in files:
+        name, k = f"{file.stem}{suffix}.png", 1
+        while name in used:
+            k += 1
+            name = f"{file.stem}{suffix}-{k}.png"
+        used.add(name)
+        paths.append(target / name)
+    return paths
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise InputError(path, "OpenCV cannot write an image there (check the extension, e.g. .png or .jpg)")
+
+
+def _face_json(face, rect) -> dict:
+    return {
+        "box": [int(v) for v in face.box],
+        "crop": [int(v) for v in rect],
+        "points": [[round(float(x), 3), round(float(y), 3)] for x, y in face.points],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """``predict PHOTO...``: detect the faces, predict, draw, summarise."""
+    from tqdm.auto import tqdm
+
+    from .detect import detect_faces, draw_faces, pad_box, predict_faces
+
+    try:
+        predictor = load_model(args.model, args.flip)
+        files, several = expand_inputs(args.photos)
+        outputs = _output_paths(files, several, args.output, "_keypoints")
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    if not files:
+        _error(f"no image files in {', '.join(args.photos)}")
+        return 1
+    records, failures = [], []
+    faces_total, images_with_faces = 0, 0
+    detect_seconds = keypoint_seconds = 0.0
+    detected_images = 0
+    bar = tqdm(files, unit="image", disable=args.no_progress or len(files) == 1)
+    for file, output in zip(bar, outputs):
+        record = {"path": str(file), "faces": [], "error": None}
+        records.append(record)
+        try:
+            image = read_photo(file)
+            record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
+            start = time.perf_counter()
+            boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
+            detect_seconds += time.perf_counter() - start
+            detected_images += 1
+            if len(boxes) == 0:
+                raise InputError(file, "no face found")
+            start = time.perf_counter()
+            faces = predict_faces(predictor, image, boxes=boxes)
+            keypoint_seconds += time.perf_counter() - start
+            record["faces"] = [_face_json(face, pad_box(face.box)) for face in faces]
+            faces_total += len(faces)
+            images_with_faces += 1
+            if output is not None:
+                _write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
+                record["output"] = str(output)
+            if len(files) == 1 or args.verbose:
+                bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
+                          + (f" -> {output}" if output is not None else ""))
+        except (InputError, ValueError, cv2.error) as exc:
+            # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
+            # process (e.g. too small for the detector). Either way this input fails, the batch goes on.
+            message = str(exc) if isinstance(exc, InputError) else f"{file}: {exc}"
+            record["error"] = exc.reason if isinstance(exc, InputError) else str(exc)
+            failures.append(message)
+            bar.write(f"warning: {message}", file=sys.stderr)
+    bar.close()
+
+    ms_detect = 1000.0 * detect_seconds / detected_images if detected_images else float("nan")
+    ms_face = 1000.0 * keypoint_seconds / faces_total if faces_total else float("nan")
+    summary = {
+        "images": len(files),
+        "images_with_faces": images_with_faces,
+        "faces": faces_total,
+        "failed": len(failures),
+        "detection_ms_per_image": round(ms_detect, 2) if detected_images else None,
+        "keypoints_ms_per_face": round(ms_face, 2) if faces_total else None,
+    }
+    if args.json:
+        try:
+            path = Path(args.json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            document = {"model": str(args.model), "detector": args.detector, "images": records, "summary": summary}
+            path.write_text(json.dumps(document, indent=1) + "\n")
+        except OSError as exc:
+            _error(f"{args.json}: cannot write the JSON file ({exc.strerror or exc})")
+            return 2
+    print(
+        f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
+        f" in {images_with_faces}; detection {ms_detect:.1f} ms per image, keypoints {ms_face:.1f} ms per face"
+    )
+    if failures:
+        print(f"{len(failures)} of {len(files)} input{'s' if len(files) != 1 else ''} failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+    return 1 if len(failures) == len(files) else 0
+
+
+def filter_command(args: argparse.Namespace) -> int:
+    """``filter PHOTO --sunglasses``: sunglasses on every face."""
+    from .detect import draw_keypoints, predict_faces
+    from .overlay import add_sunglasses, load_overlay, make_sunglasses
+
+    if not args.sunglasses and args.overlay is None:
+        _error("choose a filter: --sunglasses (optionally with --overlay FILE.png)")
+        return 2
+    try:
+        predictor = load_model(args.model, args.flip)
+        overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
+        image = read_photo(args.photo)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
+    if not faces:
+        _error(f"{args.photo}: no face found, nothing written")
+        return 1
+    points = np.stack([face.points for face in faces])
+    out = add_sunglasses(image, points, overlay, width_scale=args.width_scale)
+    if args.points:
+        out = draw_keypoints(out, points)
+    try:
+        _write_image(Path(args.output), out)
+    except InputError as exc:
+        _error(str(exc))
+        return 2
+    print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''} -> {args.output}")
+    return 0
+
+
+def video_command(args: argparse.Namespace) -> int:
+    """``video IN.mp4 -o OUT.mp4``: keypoints (or sunglasses) on every frame, smoothed per face."""
+    from .overlay import load_overlay
+    from .video import FaceTracker, process_video
+
+    try:
+        predictor = load_model(args.model, args.flip)
+        overlay = load_overlay(args.overlay) if args.overlay else None
+        tracker = FaceTracker(min_cutoff=args.min_cutoff, beta=args.beta, smooth=not args.no_smooth)
+        report = process_video(
+            args.video, args.output, predictor,
+            sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
+            detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
+        )
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    print(
+        f"{report.frames} frames ({report.size[0]}x{report.size[1]} at {report.fps:g} fps), {report.faces} face"
+        f" detections, processed at {report.processed_fps:.1f} frames/s -> {report.output}"
+    )
+    return 0
+
+
+def show_filters_command(args: argparse.Namespace) -> int:
+    from .visualize import show_filters
+
+    try:
+        kernels = show_filters(load_model(args.model), args.output)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    print(f"{len(kernels)} kernels {kernels.shape[1]}x{kernels.shape[2]} -> {args.output}")
+    return 0
+
+
+def show_maps_command(args: argparse.Namespace) -> int:
+    from .visualize import show_maps
+
+    try:
+        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps)
+    except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    print(f"{maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]} of layer {args.layer} -> {args.output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parsers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
+    from .detect import DEFAULT_MAX_SIDE, DETECTORS
+
+    parser.add_argument("--model", required=True, metavar="CKPT", help="a checkpoint written by training (best.npz)")
+    if detector:
+        parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS),
+                            help="face detector (default %(default)s)")
+        parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                            help="larger photos are shrunk to this longest side for detection only"
+                                 " (default %(default)s)")
+        parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                            help="average with the mirrored face (default: as the checkpoint's recipe)")
+
+
+def add_commands(subparsers) -> None:
+    """Register ``predict``, ``filter``, ``video``, ``show-filters`` and ``show-maps`` on ``subparsers``
+    (what ``ArgumentParser.add_subparsers()`` returns); each sets ``func``."""
+    p = subparsers.add_parser("predict", help="68 keypoints for every face in photos",
+                              description="Detect faces in photos, predict 68 keypoints per face, draw them.")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
+    _common(p)
+    p.add_argument("-o", "--output", metavar="OUT", help="picture with the keypoints (a folder when several inputs)")
+    p.add_argument("--json", metavar="OUT.json", help="write boxes, crops and points of every face as JSON")
+    p.add_argument("--indices", action="store_true", help="number the points on the picture")
+    p.add_argument("--no-boxes", action="store_true", help="do not draw the detector's boxes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per image")
+    p.set_defaults(func=predict_command)
+
+    p = subparsers.add_parser("filter", help="sunglasses on every face of a photo")
+    p.add_argument("photo", metavar="PHOTO")
+    _common(p)
+    p.add_argument("--sunglasses", action="store_true", help="the sunglasses filter")
+    p.add_argument("--overlay", metavar="FILE.png",
+                   help="your own glasses picture (alpha used; without alpha, white is transparent)")
+    p.add_argument("--width-scale", type=float, default=1.0,
+                   help="glasses width relative to the temples' distance (default %(default)s)")
+    p.add_argument("--points", action="store_true", help="draw the keypoints too")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    p.set_defaults(func=filter_command)
+
+    p = subparsers.add_parser("video", help="keypoints or sunglasses on every frame of a video")
+    p.add_argument("video", metavar="IN.mp4")
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="written with the mp4v codec")
+    p.add_argument("--sunglasses", action="store_true")
+    p.add_argument("--overlay", metavar="FILE.png", help="your own glasses picture (implies --sunglasses)")
+    p.add_argument("--points", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the keypoints (default: yes, unless --sunglasses)")
+    p.add_argument("--no-smooth", action="store_true", help="no One Euro smoothing over time")
+    p.add_argument("--min-cutoff", type=float, default=1.0,
+                   help="One Euro: cutoff (Hz) of a still face (default %(default)s)")
+    p.add_argument("--beta", type=float, default=5.0,
+                   help="One Euro: cutoff increase per face width per second (default %(default)s)")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=video_command)
+
+    p = subparsers.add_parser("show-filters", help="plot the first conv layer's kernels")
+    _common(p, detector=False)
+    p.add_argument("-o", "--output", required=True, metavar="filters.png")
+    p.set_defaults(func=show_filters_command)
+
+    p = subparsers.add_parser("show-maps", help="plot one layer's feature maps for a face")
+    _common(p, detector=False)
+    p.add_argument("--image", required=True, metavar="FACE", help="a face crop (e.g. a training image)")
+    p.add_argument("--layer", required=True, metavar="L", help="index or name in model.features, e.g. 2 or features.2")
+    p.add_argument("--max-maps", type=int, default=64, help="plot at most this many channels (default %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="maps.png")
+    p.set_defaults(func=show_maps_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m keypoints.wild_cli", description="Facial keypoints in the wild.")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
