@@ -77,7 +77,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     try:
         recipe = build_recipe(args)
-    except (TypeError, ValueError) as error:
+    except (OSError, TypeError, ValueError) as error:  # OSError: a --resume file that does not exist
         raise SystemExit(f"error: {error}") from None
     metrics = train(recipe, data=args.data, out=args.out, limit=args.limit, resume=args.resume, show_progress=not args.no_progress)
     from .metrics import format_metrics

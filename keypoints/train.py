@@ -166,7 +166,10 @@ def run_epoch(model, loader: DataLoader, criterion, optimizer, scheduler, progre
 
 
 def evaluate_loader(model, loader: DataLoader, criterion) -> tuple[float, float]:
-    """Mean loss and mean NME (crop coordinates, a fraction) over ``loader``, in eval mode."""
+    """Mean loss and mean NME (crop coordinates, a fraction) over ``loader``, in eval mode.
+
+    Raises FloatingPointError on NaN (a run that diverged in the last batch of an epoch shows it here first).
+    """
     from .metrics import nme_per_face
 
     model.eval()
@@ -174,7 +177,12 @@ def evaluate_loader(model, loader: DataLoader, criterion) -> tuple[float, float]
     with tinynet.no_grad():
         for x, y in loader:
             out = model(x)
-            total += float(criterion(out, y)) * len(x)
+            try:
+                total += float(criterion(out, y)) * len(x)
+            except ValueError as error:  # the loss refuses NaN/inf, as in run_epoch
+                raise FloatingPointError(
+                    f"the network output became NaN or infinite on the validation set: {error}"
+                ) from None
             size = x.shape[-1]
             pred = denormalize_keypoints(out.reshape(-1, 68, 2), size)
             true = denormalize_keypoints(y.reshape(-1, 68, 2), size)
@@ -304,11 +312,14 @@ def train(
     if recipe.schedule == "cosine":
         scheduler = CosineAnnealingLR(optimizer, T_max=recipe.epochs * len(train_loader), eta_min=recipe.min_lr)
 
+    last_path, best_path = out / "last.npz", out / "best.npz"
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
+            # --epochs may have grown: the cosine must reach min_lr at the end of *this* run, not rise again
+            # after the old end (T_max is otherwise restored from the checkpoint). Unchanged epochs: a no-op.
+            scheduler.load_state_dict(dict(checkpoint["scheduler"], T_max=recipe.epochs * len(train_loader)))
         state = TrainState(
             epoch=int(checkpoint["epoch"]),
             history=list(checkpoint["history"]),
@@ -317,11 +328,15 @@ def train(
             best_model=checkpoint["best_model"],
         )
         log(f"resumed from {resume} after epoch {state.epoch}")
+        if not (last_path.exists() and last_path.samefile(resume)):
+            # resumed into another --out: make it self-contained, so the final evaluation finds best.npz
+            # (even if no later epoch improves) and the messages below name files that exist
+            save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss)
+            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state)
 
     selection = "validation loss" if val_loader is not None else "training loss"
     log(f"recipe {recipe.name}: {json.dumps(dataclasses.asdict(recipe))}")
     log(f"model: naimishnet({recipe.size}), {model.num_parameters():,} parameters; keeping the lowest {selection}")
-    last_path, best_path = out / "last.npz", out / "best.npz"
     interrupted = False
     train_started = time.perf_counter()
     for epoch in range(state.epoch, recipe.epochs):
@@ -343,6 +358,8 @@ def train(
         epoch_started = time.perf_counter()
         try:
             train_loss = run_epoch(model, train_loader, criterion, optimizer, scheduler, progress)
+            seconds = time.perf_counter() - epoch_started
+            validation = evaluate_loader(model, val_loader, criterion) if val_loader is not None else None
         except KeyboardInterrupt:
             bar.close()
             interrupted = True
@@ -353,15 +370,16 @@ def train(
             break
         except FloatingPointError as error:
             bar.close()
-            raise SystemExit(
-                f"training stopped in epoch {epoch + 1}: {error}. The last good state is in {last_path};"
-                " try a lower --lr."
-            ) from None
+            saved = (
+                f"The last good state (after epoch {state.epoch}) is in {last_path}"
+                if state.epoch
+                else "No epoch finished, so nothing was saved"
+            )
+            raise SystemExit(f"training stopped in epoch {epoch + 1}: {error}. {saved}; try a lower --lr.") from None
         bar.close()
-        seconds = time.perf_counter() - epoch_started
         record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
-        if val_loader is not None:
-            record["val_loss"], val_nme = evaluate_loader(model, val_loader, criterion)
+        if validation is not None:
+            record["val_loss"], val_nme = validation
             record["val_nme_percent"] = 100 * val_nme
         selection_loss = record.get("val_loss", train_loss)
         improved = selection_loss < state.best_loss

@@ -1,0 +1,157 @@
+"""Tests for keypoints.cli: ``python -m keypoints evaluate``, the training script's options and how its
+flags build (or, with ``--resume``, refuse to change) a recipe."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from keypoint_fixtures import METRIC_KEYS, write_checkpoint, write_dataset
+
+from keypoints.cli import build_recipe, main, train_main, train_parser
+from keypoints.models import naimishnet
+from keypoints.train import DEFAULT_AUGMENT, RECIPES, Recipe, TrainState, build_optimizer, save_checkpoint, snapshot
+
+TRAIN_FLAGS = ("--size", "--epochs", "--batch-size", "--lr", "--loss", "--augment", "--val-fraction", "--seed",
+               "--limit", "--out", "--resume", "--recipe")
+
+
+def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "KEYPOINTS_DATA"}
+    return subprocess.run([sys.executable, "-m", "keypoints", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data_and_checkpoint(tmp_path_factory):
+    root = write_dataset(tmp_path_factory.mktemp("cli") / "data", n_train=2, n_test=4)
+    checkpoint = root.parent / "best.npz"
+    write_checkpoint(checkpoint)
+    return root, checkpoint
+
+
+@pytest.fixture(scope="module")
+def training_checkpoint(tmp_path_factory):
+    """A last.npz as training writes it (after one epoch), made without training."""
+    path = tmp_path_factory.mktemp("resume") / "last.npz"
+    recipe = dataclasses.replace(RECIPES["default"], name="default+custom", epochs=3, batch_size=8, lr=2e-3)
+    model = naimishnet(96, seed=0)
+    state = TrainState(epoch=1, history=[{"epoch": 1, "train_loss": 1.0}], best_loss=1.0, best_epoch=1,
+                       best_model=snapshot(model))
+    save_checkpoint(path, recipe, model, build_optimizer(model, recipe), None, state)
+    return path, recipe
+
+
+# ---------------------------------------------------------------------------------------------------
+# python -m keypoints evaluate
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_json(data_and_checkpoint, tmp_path):
+    root, checkpoint = data_and_checkpoint
+    result = run_module("evaluate", str(checkpoint), "--data", str(root), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    metrics = json.loads(lines[0])
+    assert isinstance(metrics, dict) and set(METRIC_KEYS) <= set(metrics)
+    assert metrics["faces"] == 4 and metrics["checkpoint"] == str(checkpoint) and metrics["flip_test"] is False
+    assert all(np.isfinite(metrics[key]) for key in METRIC_KEYS)
+
+
+def test_evaluate_missing_checkpoint_exits_2(data_and_checkpoint, tmp_path):
+    root, _ = data_and_checkpoint
+    missing = tmp_path / "nowhere" / "best.npz"
+    result = run_module("evaluate", str(missing), "--data", str(root), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_evaluate_not_a_checkpoint_exits_2(data_and_checkpoint, tmp_path, capsys):
+    root, _ = data_and_checkpoint
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.zeros(2))
+    assert main(["evaluate", str(bogus), "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "bogus.npz" in err
+
+
+def test_evaluate_text_and_flip_flag(data_and_checkpoint, capsys):
+    root, checkpoint = data_and_checkpoint
+    assert main(["evaluate", str(checkpoint), "--data", str(root), "--flip", "--limit", "2"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{checkpoint}: NME ") and "of 2 faces" in out and out.endswith("(flip-averaged)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the training script's options
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_train_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in TRAIN_FLAGS:
+        assert flag in text, flag
+    # `python -m keypoints train --help` is the same parser
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert capsys.readouterr().out == text
+
+
+def test_flags_override_the_recipe():
+    parse = train_parser().parse_args
+    assert build_recipe(parse([])) == RECIPES["default"]
+    assert build_recipe(parse(["--recipe", "reference"])) == RECIPES["reference"]
+    recipe = build_recipe(parse(["--recipe", "reference", "--size", "224", "--epochs", "3", "--batch-size", "8",
+                                 "--lr", "0.01", "--loss", "l1", "--augment", "--val-fraction", "0.2",
+                                 "--seed", "5"]))
+    assert recipe == Recipe(name="reference+custom", size=224, epochs=3, batch_size=8, lr=0.01, loss="l1",
+                            augment=DEFAULT_AUGMENT, val_fraction=0.2, seed=5)
+    assert build_recipe(parse(["--no-augment"])).augment == {}
+
+
+def test_bad_flag_value_is_a_clear_error():
+    with pytest.raises(SystemExit, match="batch_size"):
+        train_main(["--batch-size", "1", "--data", "unused"])
+
+
+def test_resume_keeps_the_recipe_and_may_grow_epochs(training_checkpoint):
+    path, saved = training_checkpoint
+    parse = train_parser().parse_args
+    assert build_recipe(parse(["--resume", str(path)])) == saved
+    assert build_recipe(parse(["--resume", str(path), "--epochs", "9"])) == dataclasses.replace(saved, epochs=9)
+    # repeating the saved values is not a change
+    assert build_recipe(parse(["--resume", str(path), "--lr", "0.002", "--augment"])) == saved
+
+
+@pytest.mark.parametrize("flags, field", [(["--lr", "0.01"], "lr"), (["--no-augment"], "augment"),
+                                          (["--batch-size", "16", "--epochs", "5"], "batch_size"),
+                                          (["--loss", "mse"], "loss")])
+def test_resume_with_a_changed_recipe_flag_is_refused(training_checkpoint, flags, field):
+    path, _ = training_checkpoint
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--resume", str(path), *flags])
+    message = str(exit_info.value.code)
+    assert "--resume" in message and field in message and "--epochs" in message
+
+
+def test_resume_from_a_missing_file_is_a_clear_error(tmp_path):
+    missing = tmp_path / "last.npz"
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--resume", str(missing)])
+    assert str(exit_info.value.code).startswith("error:") and str(missing) in str(exit_info.value.code)
+
+
+def test_resume_from_an_inference_checkpoint_is_refused(data_and_checkpoint):
+    _, checkpoint = data_and_checkpoint  # best.npz: weights only, no optimizer state
+    with pytest.raises(SystemExit, match="last.npz"):
+        train_main(["--resume", str(checkpoint)])
