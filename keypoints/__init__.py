@@ -8,6 +8,8 @@
   ``predictor.predict_faces(photo)``: every face in a photo (OpenCV's Haar cascade), ``keypoints.overlay``,
   ``keypoints.video``, ``keypoints.visualize`` (``python -m keypoints predict|filter|video|show-filters|show-maps``).
 """
+import tinynet  # first: it configures the thread pools before NumPy loads (see tinynet/_numba.py)
+
 from .detect import FaceKeypoints, detect_faces, draw_keypoints, predict_faces
 from .models import NaimishNet, naimishnet
 from .overlay import add_sunglasses, make_sunglasses

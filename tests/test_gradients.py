@@ -376,8 +376,8 @@ class BatchNormEvalFormulaBug(BatchNorm1d):
     """The classic bug: in training, backward ignores that the batch mean and variance depend on x."""
 
     def backward(self, dout):
-        x_hat, inv_std, weight, _ = self._saved_cache()
-        dx, dweight, dbias = batchnorm_backward(dout, type(self._cache)(x_hat, inv_std, weight, False))
+        cache = self._saved_cache()
+        dx, dweight, dbias = batchnorm_backward(dout, cache._replace(training=False))
         self.weight.accumulate_grad(dweight)
         self.bias.accumulate_grad(dbias)
         return dx

@@ -10,8 +10,17 @@ Hand-written forward and backward passes (no autograd), PyTorch's names, layouts
     loss = criterion(out, y)
     model.zero_grad(); model.backward(criterion.backward()); optimizer.step()
 """
-from . import functional, init, nn, optim, serialization
-from ._checks import ShapeError
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    # OpenBLAS reads this when it loads: idle BLAS threads sleep at once instead of spinning for
+    # ~0.1 s on the cores the next Numba kernel needs (see tinynet/_numba.py). A user's setting wins.
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
+from . import _memory  # noqa: E402,F401  (reuse freed memory: see tinynet/_memory.py)
+from . import functional, init, nn, optim, serialization  # noqa: E402
+from ._checks import ShapeError  # noqa: E402
 from ._grad_mode import is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_error
 from .serialization import load, load_metadata, save

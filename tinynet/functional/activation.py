@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..kernels import elementwise
+
 
 class ActivationCache(NamedTuple):
     x: np.ndarray | None  # the input, when the derivative needs it
@@ -16,13 +18,24 @@ class ActivationCache(NamedTuple):
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """``out = max(x, 0)`` (NaN stays NaN)."""
-    out = np.maximum(x, 0)
+    """``out = max(x, 0)`` (NaN stays NaN), by a parallel Numba kernel (reference: ``relu_forward_reference``)."""
+    out = elementwise.relu_forward(x)
     return out, ActivationCache(None, out)
 
 
 def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
     """``dx = dout * [out > 0]`` (the subgradient at 0 is 0, as PyTorch)."""
+    return elementwise.relu_backward(dout, cache.out)
+
+
+def relu_forward_reference(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
+    """``relu_forward`` in NumPy."""
+    out = np.maximum(x, 0)
+    return out, ActivationCache(None, out)
+
+
+def relu_backward_reference(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
+    """``relu_backward`` in NumPy."""
     return np.where(cache.out > 0, dout, 0).astype(dout.dtype, copy=False)
 
 

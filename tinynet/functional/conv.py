@@ -1,0 +1,220 @@
+"""2-D convolution (cross-correlation, as PyTorch's ``conv2d``) by im2col + one matrix product.
+
+Shapes and math::
+
+    x       (N, C, H, W)
+    weight  (F, C, kh, kw)
+    bias    (F,)
+    out     (N, F, OH, OW)     OH = (H + 2*ph - kh) // sh + 1,  OW = (W + 2*pw - kw) // sw + 1
+
+    out[n, f, oh, ow] = bias[f] + sum_{c, i, j} weight[f, c, i, j] * xpad[n, c, oh*sh + i, ow*sw + j]
+
+``im2col`` copies each window into a column, ``cols[n]`` of shape ``(K, P)`` with ``K = C*kh*kw``
+and ``P = OH*OW``; the weight seen as a matrix ``Wm = weight.reshape(F, K)`` then gives every output
+of image ``n`` in one BLAS call::
+
+    out[n] = Wm @ cols[n]                       (F, K) @ (K, P) -> (F, P)
+
+Backward, from the same picture::
+
+    dWm    = sum_n dout[n] @ cols[n].T          (F, P) @ (P, K) -> (F, K)
+    dcols  = Wm.T @ dout[n]                     (K, F) @ (F, P) -> (K, P)
+    dx[n]  = col2im(dcols)                      adds overlapping windows back together
+    dbias  = dout.sum over (n, oh, ow)
+
+Memory: ``cols`` is ``kh*kw`` times larger than ``x``, so the batch is processed in chunks whose
+columns fit in ``WORKSPACE_BYTES``, reusing one workspace for every chunk, and the columns are not
+kept for backward: backward recomputes them ("recompute, save memory"), which costs one more
+im2col but keeps a 224x224 batch of 64 from needing gigabytes.
+
+A 1x1 kernel with stride 1 and no padding needs no im2col at all: ``x[n].reshape(C, H*W)`` already
+is the column matrix.
+
+``conv2d_forward_reference`` / ``conv2d_backward_reference`` are the naive version the tests compare
+against: a loop over the ``kh*kw`` kernel offsets, each a small ``einsum``.
+"""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from .._checks import pair
+from ..kernels.im2col import col2im, conv_output_size, im2col
+
+#: upper bound, in bytes, of the im2col workspace of one forward or backward call
+WORKSPACE_BYTES = 32 * 2**20
+
+
+class Conv2dCache(NamedTuple):
+    x: np.ndarray  # (N, C, H, W), the (C-contiguous) input
+    weight: np.ndarray  # (F, C, kh, kw)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    has_bias: bool
+
+
+def _is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> bool:
+    """A 1x1 kernel, stride 1, no padding: the input itself is the column matrix."""
+    return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
+def _batch_chunks(n: int, bytes_per_image: int) -> Iterator[slice]:
+    """Consecutive slices of the batch, each as large as the workspace allows (at least one image)."""
+    size = max(1, min(n, WORKSPACE_BYTES // max(bytes_per_image, 1)))
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int | Sequence[int] = (1, 1),
+    padding: int | Sequence[int] = (0, 0),
+) -> tuple[np.ndarray, Conv2dCache]:
+    """Forward pass of a 2-D convolution (im2col + BLAS, chunked over the batch).
+
+    Parameters
+    ----------
+    x : (N, C, H, W)
+    weight : (F, C, kh, kw), same dtype as ``x``
+    bias : (F,) or None
+    stride, padding : int or pair ``(h, w)``; the padding is zeros
+
+    Returns
+    -------
+    out : (N, F, OH, OW), C-contiguous, dtype of ``x``
+    cache : Conv2dCache
+    """
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    f, _, kh, kw = weight.shape
+    oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(w, kw, stride[1], padding[1])
+    k, p = c * kh * kw, oh * ow
+    wmat = weight.reshape(f, k)  # (F, K)
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    out_mat = out.reshape(n, f, p)  # a view: matmul writes straight into the NCHW output
+
+    if _is_pointwise((kh, kw), stride, padding):
+        np.matmul(wmat, x.reshape(n, c, p), out=out_mat)  # (F, C) @ (N, C, H*W)
+        if bias is not None:
+            out_mat += bias[:, None]
+    else:
+        bytes_per_image = k * p * x.itemsize
+        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
+        for chunk in _batch_chunks(n, bytes_per_image):
+            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[: chunk.stop - chunk.start])  # (B, K, P)
+            np.matmul(wmat, cols, out=out_mat[chunk])  # (F, K) @ (B, K, P) -> (B, F, P)
+            if bias is not None:
+                out_mat[chunk] += bias[:, None]  # while the chunk is still in cache
+    return out, Conv2dCache(x, weight, stride, padding, bias is not None)
+
+
+def conv2d_backward(dout: np.ndarray, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Backward pass of ``conv2d_forward``; recomputes the columns chunk by chunk.
+
+    Parameters
+    ----------
+    dout : (N, F, OH, OW), gradient of the loss with respect to ``out``
+    cache : Conv2dCache from the forward
+
+    Returns
+    -------
+    dx : (N, C, H, W)
+    dweight : (F, C, kh, kw)
+    dbias : (F,) or None when the forward had no bias
+    """
+    x, weight, stride, padding, has_bias = cache
+    dout = np.ascontiguousarray(dout)
+    n, c, h, w = x.shape
+    f, _, kh, kw = weight.shape
+    k, p = c * kh * kw, dout.shape[2] * dout.shape[3]
+    wmat = weight.reshape(f, k)  # (F, K)
+    dout_mat = dout.reshape(n, f, p)  # (N, F, P)
+    dx = np.empty_like(x)
+    dwmat = np.zeros((f, k), dtype=x.dtype)
+    product = np.empty((f, k), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
+
+    if _is_pointwise((kh, kw), stride, padding):
+        cols_all = x.reshape(n, c, p)
+        for i in range(n):
+            np.matmul(dout_mat[i], cols_all[i].T, out=product)
+            dwmat += product
+        np.matmul(wmat.T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
+    else:
+        bytes_per_image = k * p * x.itemsize
+        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
+        for chunk in _batch_chunks(n, bytes_per_image):
+            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[: chunk.stop - chunk.start])  # (B, K, P)
+            for i in range(chunk.stop - chunk.start):
+                np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K)
+                dwmat += product
+            np.matmul(wmat.T, dout_mat[chunk], out=cols)  # dcols (B, K, P), reusing the workspace
+            col2im(cols, (chunk.stop - chunk.start, c, h, w), (kh, kw), stride, padding, out=dx[chunk])
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dwmat.reshape(weight.shape), dbias
+
+
+# ---------------------------------------------------------------------------------------------
+# Naive reference
+# ---------------------------------------------------------------------------------------------
+def conv2d_forward_reference(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """The convolution written from its definition: for each kernel offset ``(i, j)``, add
+    ``weight[:, :, i, j]`` times the input pixels that offset sees in every window.
+
+    Returns ``out (N, F, OH, OW)``.
+    """
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    f, c, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out = np.zeros((n, f, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            seen = xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]  # (N, C, OH, OW)
+            out += np.einsum("nchw,fc->nfhw", seen, weight[:, :, i, j])
+    if bias is not None:
+        out += bias[None, :, None, None]
+    return out
+
+
+def conv2d_backward_reference(
+    dout: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    has_bias: bool,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of ``conv2d_forward_reference``, offset by offset.
+
+    Each offset ``(i, j)`` contributed ``weight[:, :, i, j] . seen``, so it receives
+    ``dweight[:, :, i, j] = sum dout * seen`` and sends ``weight[:, :, i, j].T @ dout`` back to the
+    pixels it saw.
+
+    Returns ``dx (N, C, H, W)``, ``dweight (F, C, kh, kw)``, ``dbias (F,)`` or None.
+    """
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    f, c, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    oh, ow = dout.shape[2], dout.shape[3]
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxpad = np.zeros_like(xpad)
+    dweight = np.zeros_like(weight)
+    for i in range(kh):
+        for j in range(kw):
+            window = (slice(None), slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+            dweight[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xpad[window])
+            dxpad[window] += np.einsum("nfhw,fc->nchw", dout, weight[:, :, i, j])
+    dx = dxpad[:, :, ph : ph + h, pw : pw + w].copy()
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dweight, dbias
