@@ -113,6 +113,12 @@ class NaimishNet(Module):
         """``(N, 136) -> (N, 1, S, S)``, accumulating every parameter's gradient."""
         return self.features.backward(self.flatten.backward(self.regressor.backward(dout)))
 
+    def skip_input_grad(self, skip: bool = True) -> "NaimishNet":
+        """Do not compute the gradient with respect to the images (training never needs it):
+        ``backward`` then returns None and saves the first conv's col2im."""
+        self.features[0].input_grad = not skip
+        return self
+
     def set_dropout_rng(self, rng: np.random.Generator) -> None:
         """Draw every dropout mask from ``rng`` from now on."""
         for module in self.modules():

@@ -299,7 +299,7 @@ def train(
         f" | prepared in {time.perf_counter() - started:.1f} s"
     )
 
-    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed)
+    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed).skip_input_grad()
     criterion = build_loss(recipe)
     optimizer = build_optimizer(model, recipe)
     train_loader = DataLoader(

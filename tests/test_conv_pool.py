@@ -417,3 +417,18 @@ def test_functional_maxpool_matches_reference(rng):
     assert cache.x_shape == x.shape
     dx = maxpool2d_backward(np.ones_like(out), cache)
     assert dx.sum() == out.size and dx.dtype == np.float32
+
+
+def test_conv_without_input_grad_returns_none_and_the_same_parameter_gradients():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 7, 7))
+    dout = rng.standard_normal((2, 4, 5, 5))
+    full = Conv2d(3, 4, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    lean = Conv2d(3, 4, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    lean.input_grad = False
+    full(x)
+    lean(x)
+    assert full.backward(dout) is not None
+    assert lean.backward(dout) is None
+    np.testing.assert_array_equal(full.weight.grad, lean.weight.grad)
+    np.testing.assert_array_equal(full.bias.grad, lean.bias.grad)

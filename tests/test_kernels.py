@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinynet._checks import ShapeError
@@ -213,7 +213,7 @@ def test_maxpool_forward_backward_match_reference(case, dtype, seed):
     x = rng.integers(-3, 4, size=shape).astype(dtype) + rng.choice([0.0, 0.5], size=shape).astype(dtype)
     out, argmax = maxpool2d_forward(x, kernel, stride, padding)
     ref_out, ref_argmax = maxpool2d_forward_reference(x, kernel, stride, padding)
-    assert out.dtype == dtype and argmax.dtype == np.int64
+    assert out.dtype == dtype and argmax.dtype == np.int32  # flat index within a plane
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
     dout = rng.standard_normal(out.shape).astype(dtype)
@@ -281,3 +281,22 @@ def test_maxpool_wrapper_errors():
         maxpool2d_backward(out, argmax[:, :, :1], x.shape)
     with pytest.raises(ValueError, match="outside"):
         maxpool2d_backward(out, argmax + 100, x.shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9),
+    dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16),
+)
+def test_maxpool_2x2_fast_path_matches_reference_with_ties_and_nans(n, c, h, w, dtype, seed):
+    """The 2x2/stride-2 kernel is a separate code path: same maxima, same indices (first of equal
+    maxima, last NaN), odd sizes floored."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=(n, c, h, w)).astype(dtype)  # few distinct values: many ties
+    x[rng.random(x.shape) < 0.1] = np.nan
+    out, argmax = maxpool2d_forward(x, 2, 2, 0)
+    ref_out, ref_argmax = maxpool2d_forward_reference(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    np.testing.assert_array_equal(maxpool2d_backward(dout, argmax, x.shape), maxpool2d_backward_reference(dout, ref_argmax, x.shape))

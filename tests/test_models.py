@@ -178,7 +178,7 @@ def test_train_mode_forward_and_backward_match_torch_float64():
     dx = ours.backward(dout)
     assert out.dtype == np.float64 and dx.dtype == np.float64
     np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-8, atol=1e-9)  # 26 layers of float64 sums in another order
     params = dict(ours.named_parameters())
     torch_params = dict(reference.named_parameters())
     for name in ("features.0.weight", "features.13.weight", "regressor.0.weight", "regressor.8.bias"):

@@ -112,17 +112,21 @@ def conv2d_forward(
     return out, Conv2dCache(x, weight, stride, padding, bias is not None)
 
 
-def conv2d_backward(dout: np.ndarray, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv2d_backward(
+    dout: np.ndarray, cache: Conv2dCache, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Backward pass of ``conv2d_forward``; recomputes the columns chunk by chunk.
 
     Parameters
     ----------
     dout : (N, F, OH, OW), gradient of the loss with respect to ``out``
     cache : Conv2dCache from the forward
+    need_dx : bool
+        False skips the input gradient (the first layer's input is data, not a parameter).
 
     Returns
     -------
-    dx : (N, C, H, W)
+    dx : (N, C, H, W), or None when ``need_dx`` is False
     dweight : (F, C, kh, kw)
     dbias : (F,) or None when the forward had no bias
     """
@@ -133,7 +137,7 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache) -> tuple[np.ndarray, n
     k, p = c * kh * kw, dout.shape[2] * dout.shape[3]
     wmat = weight.reshape(f, k)  # (F, K)
     dout_mat = dout.reshape(n, f, p)  # (N, F, P)
-    dx = np.empty_like(x)
+    dx = np.empty_like(x) if need_dx else None
     dwmat = np.zeros((f, k), dtype=x.dtype)
     product = np.empty((f, k), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
 
@@ -142,7 +146,8 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache) -> tuple[np.ndarray, n
         for i in range(n):
             np.matmul(dout_mat[i], cols_all[i].T, out=product)
             dwmat += product
-        np.matmul(wmat.T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
+        if need_dx:
+            np.matmul(wmat.T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
     else:
         bytes_per_image = k * p * x.itemsize
         workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
@@ -151,8 +156,9 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache) -> tuple[np.ndarray, n
             for i in range(chunk.stop - chunk.start):
                 np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K)
                 dwmat += product
-            np.matmul(wmat.T, dout_mat[chunk], out=cols)  # dcols (B, K, P), reusing the workspace
-            col2im(cols, (chunk.stop - chunk.start, c, h, w), (kh, kw), stride, padding, out=dx[chunk])
+            if need_dx:
+                np.matmul(wmat.T, dout_mat[chunk], out=cols)  # dcols (B, K, P), reusing the workspace
+                col2im(cols, (chunk.stop - chunk.start, c, h, w), (kh, kw), stride, padding, out=dx[chunk])
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwmat.reshape(weight.shape), dbias
 

@@ -101,6 +101,10 @@ class Conv2d(Module):
             self.bias = Parameter(init.default_bias_(np.empty(out_channels, dtype=dtype), fan_in, rng))
         else:
             self.register_parameter("bias", None)
+        # Whether backward computes dx. The first layer of a network reads the images, which need no
+        # gradient: turning this off there skips a matmul and a col2im (PyTorch skips them when the
+        # input tensor does not require grad). backward then returns None.
+        self.input_grad = True
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -138,7 +142,7 @@ class Conv2d(Module):
         expected = (n, self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
         if dout.shape != expected:
             raise ShapeError(f"{where}: expected dout of shape {expected} (the output's), got {dout.shape}")
-        dx, dweight, dbias = conv2d_backward(dout, cache)
+        dx, dweight, dbias = conv2d_backward(dout, cache, need_dx=self.input_grad)
         self.weight.accumulate_grad(dweight)
         if self.bias is not None:
             self.bias.accumulate_grad(dbias)
