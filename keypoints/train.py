@@ -83,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
         size=96,
-        epochs=52,
+        epochs=44,
         batch_size=64,
         lr=1e-3,
         optimizer="adamw",

@@ -228,6 +228,8 @@ def test_maxpool_nan_matches_reference(case, seed, nan_fraction):
     shape, kernel, stride, padding = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
+    x[rng.random(shape) < 0.1] = np.inf  # +-inf too: an inf - inf sum must not be mistaken for a NaN
+    x[rng.random(shape) < 0.1] = -np.inf
     x[rng.random(shape) < nan_fraction] = np.nan
     out, argmax = maxpool2d_forward(x, kernel, stride, padding)
     ref_out, ref_argmax = maxpool2d_forward_reference(x, kernel, stride, padding)
@@ -289,8 +291,8 @@ def test_maxpool_wrapper_errors():
     dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16),
 )
 def test_maxpool_2x2_fast_path_matches_reference_with_ties_and_nans(n, c, h, w, dtype, seed):
-    """The 2x2/stride-2 kernel is a separate code path: same maxima, same indices (first of equal
-    maxima, last NaN), odd sizes floored."""
+    """The 2x2 window is a separately compiled (unrolled) copy of the kernel: same maxima, same
+    indices (first of equal maxima, last NaN), odd sizes floored."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, size=(n, c, h, w)).astype(dtype)  # few distinct values: many ties
     x[rng.random(x.shape) < 0.1] = np.nan

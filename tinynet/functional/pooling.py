@@ -22,7 +22,7 @@ from ..kernels.maxpool import maxpool2d_forward as _maxpool2d_forward_kernel
 
 
 class MaxPool2dCache(NamedTuple):
-    argmax: np.ndarray  # (N, C, OH, OW) int64, flat index h*W + w of each maximum in its plane
+    argmax: np.ndarray  # (N, C, OH, OW) int32, flat index h*W + w of each maximum in its plane
     x_shape: tuple[int, int, int, int]  # (N, C, H, W)
 
 

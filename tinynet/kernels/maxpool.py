@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, ShapeError, pair
-from .._numba import PARALLEL_JIT, njit, prange
+from .._numba import JIT, PARALLEL_JIT, njit, prange
 from .im2col import conv_output_size
 
 #: dtype of the argmax indices the forward returns
@@ -54,7 +54,7 @@ def maxpool2d_forward_reference(
     Returns
     -------
     out : (N, C, OH, OW)
-    argmax : (N, C, OH, OW) int64, flat index ``h*W + w`` into the unpadded plane
+    argmax : (N, C, OH, OW) int32, flat index ``h*W + w`` into the unpadded plane
     """
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
@@ -99,73 +99,66 @@ def maxpool2d_backward_reference(dout: np.ndarray, argmax: np.ndarray, x_shape: 
 # ---------------------------------------------------------------------------------------------
 # Numba kernels
 # ---------------------------------------------------------------------------------------------
+@njit(**JIT, inline="always")
+def _window_max(img, h0, h1, w0, w1):
+    """Maximum of ``img[h0:h1, w0:w1]`` and its flat index, with PyTorch's tie and NaN rules."""
+    w = img.shape[1]
+    best = img[h0, w0]
+    best_index = h0 * w + w0
+    # NaN test kept out of the hot loop: `val > best or isnan(val)` branches on every pixel and runs
+    # several times slower. A NaN anywhere makes the running sum NaN; then a second pass applies
+    # PyTorch's rule (`val > max or isnan(val)`), whose result is the window's last NaN.
+    total = best * 0  # a zero of the input's dtype (NaN if best is inf: a harmless second pass)
+    for ih in range(h0, h1):
+        for iw in range(w0, w1):
+            val = img[ih, iw]
+            total += val
+            if val > best:  # strict: the first of equal maxima stays
+                best = val
+                best_index = ih * w + iw
+    if total != total:
+        for ih in range(h0, h1):
+            for iw in range(w0, w1):
+                if np.isnan(img[ih, iw]):
+                    best = img[ih, iw]
+                    best_index = ih * w + iw
+    return best, best_index
+
+
+@njit(**JIT, inline="always")
+def _maxpool_plane(img, kh, kw, sh, sw, ph, pw, out, argmax):
+    """Pool one ``(H, W)`` plane into ``out`` / ``argmax`` (both ``(OH, OW)``)."""
+    h, w = img.shape
+    out_h, out_w = out.shape
+    for oh in range(out_h):
+        top = oh * sh - ph
+        for ow in range(out_w):
+            left = ow * sw - pw
+            if top >= 0 and left >= 0 and top + kh <= h and left + kw <= w:
+                # inside the image: the window loops run exactly kh x kw times
+                best, index = _window_max(img, top, top + kh, left, left + kw)
+            else:
+                # overlaps the padding, which is -inf and never wins: clip the window to the image
+                best, index = _window_max(img, max(top, 0), min(top + kh, h), max(left, 0), min(left + kw, w))
+            out[oh, ow] = best
+            argmax[oh, ow] = index
+
+
 @njit(**PARALLEL_JIT)
 def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
     """Fill ``out`` and ``argmax`` (both ``(N, C, OH, OW)``); one ``prange`` iteration per plane."""
-    n_img, n_ch, h, w = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
+    n_img, n_ch = x.shape[0], x.shape[1]
     for plane in prange(n_img * n_ch):
         n = plane // n_ch
         c = plane - n * n_ch
-        img = x[n, c]
-        for oh in range(out_h):
-            # clip the window to the image: the padding is -inf and can never win
-            h0 = oh * sh - ph
-            h1 = min(h0 + kh, h)
-            h0 = max(h0, 0)
-            for ow in range(out_w):
-                w0 = ow * sw - pw
-                w1 = min(w0 + kw, w)
-                w0 = max(w0, 0)
-                best = img[h0, w0]
-                best_index = h0 * w + w0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        val = img[ih, iw]
-                        # strict > keeps the first of equal maxima; a NaN always takes over
-                        if val > best or np.isnan(val):
-                            best = val
-                            best_index = ih * w + iw
-                out[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_index
-
-
-@njit(**PARALLEL_JIT)
-def _maxpool2x2_forward_kernel(x, out, argmax):
-    """The common 2x2 window, stride 2, no padding: the generic kernel's result, without its window
-    loops and bounds (each output reads two values from each of two input rows).
-
-    Same rule as the generic kernel: scan in row-major order, a strictly greater value or a NaN takes
-    over (so the first of equal maxima wins, and so does the last NaN).
-    """
-    n_img, n_ch, h, w = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n_img * n_ch):
-        n = plane // n_ch
-        c = plane - n * n_ch
-        img = x[n, c]
-        for oh in range(out_h):
-            top = img[2 * oh]
-            bottom = img[2 * oh + 1]
-            o = out[n, c, oh]
-            a = argmax[n, c, oh]
-            for ow in range(out_w):
-                best = top[2 * ow]
-                index = 0
-                v = top[2 * ow + 1]
-                if v > best or v != v:
-                    best = v
-                    index = 1
-                v = bottom[2 * ow]
-                if v > best or v != v:
-                    best = v
-                    index = w
-                v = bottom[2 * ow + 1]
-                if v > best or v != v:
-                    best = v
-                    index = w + 1
-                o[ow] = best
-                a[ow] = 2 * oh * w + 2 * ow + index
+        # the common 2x2 and 3x3 windows get their own inlined copy with literal sizes, which LLVM
+        # unrolls (2-3x faster than loops whose trip count is only known at run time)
+        if kh == 2 and kw == 2:
+            _maxpool_plane(x[n, c], 2, 2, sh, sw, ph, pw, out[n, c], argmax[n, c])
+        elif kh == 3 and kw == 3:
+            _maxpool_plane(x[n, c], 3, 3, sh, sw, ph, pw, out[n, c], argmax[n, c])
+        else:
+            _maxpool_plane(x[n, c], kh, kw, sh, sw, ph, pw, out[n, c], argmax[n, c])
 
 
 @njit(**PARALLEL_JIT)
@@ -242,7 +235,7 @@ def maxpool2d_forward(
     Returns
     -------
     out : (N, C, OH, OW), same dtype as ``x``
-    argmax : (N, C, OH, OW) int64, flat index ``h*W + w`` of each maximum in its ``(H, W)`` plane
+    argmax : (N, C, OH, OW) int32, flat index ``h*W + w`` of each maximum in its ``(H, W)`` plane
     """
     where = "maxpool2d_forward"
     kernel, step, pad = pool_params(where, kernel_size, stride, padding)
@@ -253,13 +246,12 @@ def maxpool2d_forward(
             f"{where}: input of spatial size {h}x{w} (padding {pad[0]}, {pad[1]}) is smaller than the kernel"
             f" {kernel[0]}x{kernel[1]}"
         )
+    if h * w > np.iinfo(INDEX_DTYPE).max:
+        raise ShapeError(f"{where}: planes of {h}x{w} pixels are too large for {INDEX_DTYPE} indices")
     oh, ow = conv_output_size(h, kernel[0], step[0], pad[0]), conv_output_size(w, kernel[1], step[1], pad[1])
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=INDEX_DTYPE)
-    if kernel == (2, 2) and step == (2, 2) and pad == (0, 0):
-        _maxpool2x2_forward_kernel(x, out, argmax)
-    else:
-        _maxpool2d_forward_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out, argmax)
+    _maxpool2d_forward_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out, argmax)
     return out, argmax
 
 
