@@ -13,9 +13,9 @@ import tinynet  # first: it configures the thread pools before NumPy loads (see 
 from .detect import FaceKeypoints, detect_faces, draw_keypoints, predict_faces
 from .models import NaimishNet, naimishnet
 from .overlay import add_sunglasses, make_sunglasses
-from .predictor import Predictor, load_predictor
+from .predictor import PRETRAINED, Predictor, load_predictor
 
 __all__ = [
-    "NaimishNet", "naimishnet", "Predictor", "load_predictor",
+    "NaimishNet", "naimishnet", "Predictor", "load_predictor", "PRETRAINED",
     "detect_faces", "predict_faces", "draw_keypoints", "FaceKeypoints", "add_sunglasses", "make_sunglasses",
 ]

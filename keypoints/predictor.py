@@ -28,6 +28,10 @@ from .transforms import (
 )
 
 
+#: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
+PRETRAINED = Path(__file__).resolve().parent / "weights" / "naimishnet96.npz"
+
+
 class Prediction(NamedTuple):
     points: np.ndarray  # (N, 68, 2) in the input images' pixels
     normalized: np.ndarray  # (N, 136) network outputs (normalised crop coordinates)
@@ -122,11 +126,13 @@ class Predictor:
         return predict_faces(self, image, detector="haar" if detector is None else detector)
 
 
-def load_predictor(path: str | Path, flip: bool | None = None) -> Predictor:
+def load_predictor(path: str | Path | None = None, flip: bool | None = None) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
-    ``flip`` overrides the checkpoint's test-time flip averaging (``None`` keeps the recipe's choice).
+    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` overrides the
+    checkpoint's test-time flip averaging (``None`` keeps the recipe's choice).
     """
+    path = PRETRAINED if path is None else path
     checkpoint = tinynet.load(path)
     meta = checkpoint.get("meta")
     if not isinstance(meta, dict) or meta.get("arch") != "naimishnet" or "model" not in checkpoint:

@@ -47,10 +47,11 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def load_model(path: str, flip: bool | None = None):
-    """``load_predictor`` with a clear message for a missing file."""
-    from .predictor import load_predictor
+def load_model(path: str | None, flip: bool | None = None):
+    """``load_predictor`` with a clear message for a missing file; None is the shipped model."""
+    from .predictor import PRETRAINED, load_predictor
 
+    path = PRETRAINED if path is None else path
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (train one with examples/train_keypoints.py)")
     return load_predictor(path, flip=flip)
@@ -205,7 +206,10 @@ def predict_command(args: argparse.Namespace) -> int:
         try:
             path = Path(args.json)
             path.parent.mkdir(parents=True, exist_ok=True)
-            document = {"model": str(args.model), "detector": args.detector, "images": records, "summary": summary}
+            from .predictor import PRETRAINED
+
+            model_path = PRETRAINED if args.model is None else args.model
+            document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
             path.write_text(json.dumps(document, indent=1) + "\n")
         except OSError as exc:
             _error(f"{args.json}: cannot write the JSON file ({exc.strerror or exc})")
@@ -309,7 +313,8 @@ def show_maps_command(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
     from .detect import DEFAULT_MAX_SIDE, DETECTORS
 
-    parser.add_argument("--model", required=True, metavar="CKPT", help="a checkpoint written by training (best.npz)")
+    parser.add_argument("--model", metavar="CKPT",
+                        help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
     if detector:
         parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS),
                             help="face detector (default %(default)s)")

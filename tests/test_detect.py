@@ -341,11 +341,12 @@ def test_untrained_model_gray_and_rgba_give_the_same_points(portrait, untrained)
 
 @pytest.fixture(scope="module")
 def trained():
-    path = os.environ.get("KEYPOINTS_MODEL")
-    if not path:
-        pytest.skip("KEYPOINTS_MODEL is not set: needs a trained checkpoint (python examples/train_keypoints.py)")
+    """$KEYPOINTS_MODEL if set, else the model that ships with the package."""
+    from keypoints.predictor import PRETRAINED
+
+    path = os.environ.get("KEYPOINTS_MODEL") or str(PRETRAINED)
     if not Path(path).is_file():
-        pytest.skip(f"KEYPOINTS_MODEL={path} does not exist")
+        pytest.skip(f"no trained model at {path} (set KEYPOINTS_MODEL or train one)")
     from keypoints.predictor import load_predictor
 
     return load_predictor(path)

@@ -165,6 +165,23 @@ def test_example_script_smoke_run(tiny_data, tmp_path):
     assert tinynet.load(out / "last.npz")["meta"]["recipe"]["batch_size"] == 8
 
 
+@pytest.mark.integration
+def test_example_script_smoke_run_on_the_real_data(tmp_path):
+    """The issue's CI smoke run: the default recipe, 128 real faces, one epoch, end to end."""
+    data = real_data_dir()
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train_keypoints.py"), "--data", str(data), "--limit", "128",
+         "--epochs", "1", "--out", str(out), "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["faces"] == 128 and metrics["epochs_completed"] == 1
+    assert all(math.isfinite(metrics[k]) for k in METRIC_KEYS)
+    assert "test (flip-averaged): NME" in result.stdout
+
+
 # ---------------------------------------------------------------------------------------------------
 # Exact resume
 # ---------------------------------------------------------------------------------------------------
