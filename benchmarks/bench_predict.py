@@ -2,8 +2,9 @@
 
     python benchmarks/bench_predict.py [--model CKPT] [--repeat 5] [--json out.json]
 
-Without ``--model`` (or ``$KEYPOINTS_MODEL``) an untrained NaimishNet-96 is timed: the cost does not
-depend on the weights. Inputs are matplotlib's Grace Hopper portrait (512 x 600) and the same portrait
+Without ``--model`` (or ``$KEYPOINTS_MODEL``) the model that ships with the package is timed (the
+cost does not depend on the weights). When PyTorch is importable, the same network in PyTorch (2
+threads, weights copied) is timed beside tinynet's on the same batches. Inputs are matplotlib's Grace Hopper portrait (512 x 600) and the same portrait
 pasted into a 1920 x 1080 frame (detection runs on it shrunk to 1024 pixels); the keypoint batches
 are her framed face crop repeated. Every measurement is the median of ``--repeat`` runs after one
 warm-up run (which also compiles the Numba kernels).
@@ -18,8 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_reference.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tinynet  # noqa: E402,F401  (first: it configures the thread pools before NumPy loads)
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def median_seconds(function, repeat: int) -> float:
@@ -37,6 +44,10 @@ def load(model: str | None):
 
     if model:
         return load_predictor(model), model
+    from keypoints.predictor import PRETRAINED
+
+    if PRETRAINED.is_file():
+        return load_predictor(), str(PRETRAINED)
     from keypoints.models import naimishnet
     from keypoints.train import RECIPES, save_weights
 
@@ -86,6 +97,34 @@ def main() -> None:
             predictor.model(batch)
 
     results["network_ms_per_face_batch64"] = 1000 * median_seconds(network, max(1, args.repeat // 2)) / 64
+    one = np.ascontiguousarray(batch[:1])
+
+    def network_one():
+        with no_grad():
+            predictor.model(one)
+
+    results["network_ms_batch1"] = 1000 * median_seconds(network_one, args.repeat)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        from torch_reference import torch_twin
+
+        torch.set_num_threads(2)
+        twin = torch_twin(predictor.model)
+        with torch.no_grad():
+            difference = np.abs(twin(torch.from_numpy(batch)).numpy() - predictor.model(batch)).max()
+        results["torch_version"] = torch.__version__
+        results["torch_max_abs_difference"] = float(difference)
+        for size, key, repeat in ((64, "torch_network_ms_per_face_batch64", max(1, args.repeat // 2)), (1, "torch_network_ms_batch1", args.repeat)):
+            inputs = torch.from_numpy(np.ascontiguousarray(batch[:size]))
+
+            def torch_network():
+                with torch.no_grad():
+                    twin(inputs)
+
+            results[key] = 1000 * median_seconds(torch_network, repeat) / size
     results["pipeline_ms_portrait"] = 1000 * median_seconds(lambda: predict_faces(predictor, portrait), args.repeat)
 
     width = max(len(k) for k in results)

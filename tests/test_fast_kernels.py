@@ -1,7 +1,7 @@
 """The Numba batch-norm and ReLU kernels against their NumPy references (tinynet.functional)."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tinynet.functional.activation import relu_backward, relu_backward_reference, relu_forward, relu_forward_reference
@@ -20,6 +20,7 @@ shapes = st.one_of(
 
 
 @settings(max_examples=40)
+@example(shape=(2, 4), dtype=np.float64, training=True, affine=False, seed=337, offset=50.0)  # found by CI
 @given(shape=shapes, dtype=st.sampled_from([np.float32, np.float64]), training=st.booleans(),
        affine=st.booleans(), seed=st.integers(0, 2**16), offset=st.sampled_from([0.0, 50.0]))
 def test_batchnorm_kernels_match_reference(shape, dtype, training, affine, seed, offset):
@@ -36,7 +37,9 @@ def test_batchnorm_kernels_match_reference(shape, dtype, training, affine, seed,
     ref_buffers = [b.copy() for b in buffers]
     out, cache = batchnorm_forward(x, weight, bias, *fast_buffers, training, 0.1, 1e-5)
     ref_out, ref_cache = batchnorm_forward_reference(x, weight, bias, *ref_buffers, training, 0.1, 1e-5)
-    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    # float64: sums in another order; with 2 values per channel and mean 50 the gradient is a difference
+    # of nearly equal terms, measured to differ by ~1e-9 (of terms of order 1)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-8)
     assert out.dtype == dtype and out.shape == shape
     np.testing.assert_allclose(out, ref_out, **tol)
     for fast, ref in zip(fast_buffers, ref_buffers):
