@@ -169,3 +169,39 @@ def to_normalized(points: np.ndarray, size: int = 96) -> np.ndarray:
 
 def from_normalized(q: np.ndarray, size: int = 96) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) * (50.0 * size / 224) + 100.0 * size / 224
+
+
+def canonical_face(size: int = 96) -> np.ndarray:
+    """A hand-drawn frontal face (68 iBUG points) in the pixels of a ``size`` crop, framed roughly as the
+    training faces are (eyes at 44% of the height, chin at 75%)."""
+    f = np.zeros((68, 2))
+    t = np.linspace(0.0, np.pi, 17)
+    f[0:17] = np.stack([0.5 - 0.25 * np.cos(t), 0.45 + 0.3 * np.sin(t)], 1)  # jaw, temple to temple
+    f[17:22] = np.stack([np.linspace(0.30, 0.45, 5), np.full(5, 0.36)], 1)  # brows
+    f[22:27] = np.stack([np.linspace(0.55, 0.70, 5), np.full(5, 0.36)], 1)
+    f[27:31] = np.stack([np.full(4, 0.5), np.linspace(0.42, 0.55, 4)], 1)  # nose bridge, 30 = tip
+    f[31:36] = np.stack([np.linspace(0.45, 0.55, 5), np.full(5, 0.58)], 1)  # nostrils
+    ring = np.linspace(np.pi, -np.pi, 6, endpoint=False)
+    f[36:42] = np.stack([0.38 + 0.04 * np.cos(ring), 0.44 - 0.02 * np.sin(ring)], 1)  # eyes
+    f[42:48] = np.stack([0.62 + 0.04 * np.cos(ring), 0.44 - 0.02 * np.sin(ring)], 1)
+    lips = np.linspace(np.pi, -np.pi, 12, endpoint=False)
+    f[48:60] = np.stack([0.5 + 0.1 * np.cos(lips), 0.66 - 0.04 * np.sin(lips)], 1)
+    inner = np.linspace(np.pi, -np.pi, 8, endpoint=False)
+    f[60:68] = np.stack([0.5 + 0.06 * np.cos(inner), 0.66 - 0.015 * np.sin(inner)], 1)
+    return f * size
+
+
+def save_constant_face_model(path) -> np.ndarray:
+    """A checkpoint whose network answers ``canonical_face()`` for every input: the last layer's weights
+    are zero and its bias holds the face in normalised units ``(p - 100 S/224) / (50 S/224)``. Returns the
+    face (crop pixels)."""
+    from keypoints.models import naimishnet
+    from keypoints.train import RECIPES, save_weights
+
+    model = naimishnet(96, seed=0)
+    face = canonical_face(96)
+    last = model.regressor[len(model.regressor) - 1]
+    last.weight.data[...] = 0.0
+    last.bias.data[...] = ((face - 100 * 96 / 224) / (50 * 96 / 224)).reshape(-1)
+    save_weights(path, RECIPES["reference"], model.state_dict(), 1, 0.0)
+    return face
