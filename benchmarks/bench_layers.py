@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tinynet  # noqa: E402  (first: it configures the thread pools before NumPy loads)
+import tinynet  # noqa: E402,F401  (first: it configures the thread pools before NumPy loads)
 import numpy as np  # noqa: E402
 
 from keypoints.models import naimishnet  # noqa: E402
 from tinynet._checks import pair  # noqa: E402
 from tinynet.functional import activation as A  # noqa: E402
 from tinynet.functional import batchnorm as B  # noqa: E402
-from tinynet.functional.conv import conv2d_backward_reference, conv2d_forward_reference  # noqa: E402
+from tinynet.functional.conv import conv2d_forward_reference  # noqa: E402
 from tinynet.kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference  # noqa: E402
 from tinynet.nn import BatchNorm1d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU  # noqa: E402
 

@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 from .train import RECIPES, Recipe, load_training_checkpoint, recipe_from_dict, train
 

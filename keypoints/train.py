@@ -31,7 +31,7 @@ from tinynet.optim import SGD, Adam, AdamW, CosineAnnealingLR
 from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
 from .models import naimishnet
-from .transforms import denormalize_keypoints, normalize_keypoints
+from .transforms import denormalize_keypoints
 
 CHECKPOINT_FORMAT = "keypoints-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoint_fixtures import canonical_face, save_constant_face_model
+from keypoint_fixtures import save_constant_face_model
 
 from keypoints import detect
 from keypoints.detect import (

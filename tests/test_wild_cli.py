@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoint_fixtures import canonical_face, save_constant_face_model
+from keypoint_fixtures import save_constant_face_model
 
 from keypoints import wild_cli
 from keypoints.detect import pad_box
