@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 import tinynet
@@ -104,14 +103,11 @@ def _resolve_layer(net: Module, layer: int | str) -> int:
 
 
 def _read(image) -> np.ndarray:
+    """An image array as given, or a path read by ``keypoints.data.read_image`` (float32 gray)."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such image file")
-        picture = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if picture is None or picture.size == 0:
-            raise ValueError(f"{path}: not an image OpenCV can decode")
-        return picture
+        from .data import read_image
+
+        return read_image(image)
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected an image array or a path, got {type(image).__name__}")
     return image

@@ -37,6 +37,12 @@ class _Loss(Module):
                 bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
                 raise ValueError(f"{where}: the {name} contains {bad} NaN or infinite value(s)")
 
+    def forward(self, pred: np.ndarray, target: np.ndarray):
+        self._check(pred, target)
+        loss, cache = self._forward(pred, target)
+        self._save_for_backward(cache)
+        return loss
+
     def backward(self, dloss=1.0) -> np.ndarray:
         return self._backward(dloss, self._saved_cache())
 
@@ -44,11 +50,8 @@ class _Loss(Module):
 class MSELoss(_Loss):
     """Mean squared error ``mean((pred - target)^2)``; backward ``2 (pred - target) / n``."""
 
-    def forward(self, pred: np.ndarray, target: np.ndarray):
-        self._check(pred, target)
-        loss, cache = L.mse_loss_forward(pred, target, self.reduction)
-        self._save_for_backward(cache)
-        return loss
+    def _forward(self, pred: np.ndarray, target: np.ndarray):
+        return L.mse_loss_forward(pred, target, self.reduction)
 
     _backward = staticmethod(L.mse_loss_backward)
 
@@ -56,11 +59,8 @@ class MSELoss(_Loss):
 class L1Loss(_Loss):
     """Mean absolute error ``mean(|pred - target|)``; backward ``sign(pred - target) / n``."""
 
-    def forward(self, pred: np.ndarray, target: np.ndarray):
-        self._check(pred, target)
-        loss, cache = L.l1_loss_forward(pred, target, self.reduction)
-        self._save_for_backward(cache)
-        return loss
+    def _forward(self, pred: np.ndarray, target: np.ndarray):
+        return L.l1_loss_forward(pred, target, self.reduction)
 
     _backward = staticmethod(L.l1_loss_backward)
 
@@ -77,10 +77,7 @@ class SmoothL1Loss(_Loss):
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, beta={self.beta}"
 
-    def forward(self, pred: np.ndarray, target: np.ndarray):
-        self._check(pred, target)
-        loss, cache = L.smooth_l1_loss_forward(pred, target, self.reduction, self.beta)
-        self._save_for_backward(cache)
-        return loss
+    def _forward(self, pred: np.ndarray, target: np.ndarray):
+        return L.smooth_l1_loss_forward(pred, target, self.reduction, self.beta)
 
     _backward = staticmethod(L.smooth_l1_loss_backward)
