@@ -173,6 +173,10 @@ class Module:
     def __call__(self, *inputs: Any) -> Any:
         return self.forward(*inputs)
 
+    @staticmethod
+    def _grad_enabled() -> bool:
+        return is_grad_enabled()
+
     def _save_for_backward(self, cache: Any) -> None:
         """Keep ``cache`` for backward, unless inside ``tinynet.no_grad()``."""
         object.__setattr__(self, "_cache", cache if is_grad_enabled() else None)
@@ -422,12 +426,32 @@ class Sequential(Module):
         setattr(self, str(len(self)), module)
         return self
 
+    #: run ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one fused kernel (``tinynet.nn.fused``);
+    #: set ``seq.fuse = False`` to run every layer on its own (same results, more memory traffic)
+    fuse = True
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self._modules.values():
-            x = module(x)
+        from .fused import BatchNormReLUMaxPool
+
+        modules = list(self._modules.values())
+        steps: list = []  # what ran, in order, for backward: modules and fused runs of modules
+        i = 0
+        while i < len(modules):
+            if self.fuse and BatchNormReLUMaxPool.fusable(modules, i):
+                fused = BatchNormReLUMaxPool(*modules[i : i + 3])
+                if fused.accepts(x):
+                    x = fused.forward(x)
+                    steps.append(fused)
+                    i += 3
+                    continue
+            x = modules[i](x)
+            steps.append(modules[i])
+            i += 1
+        object.__setattr__(self, "_steps", steps)
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        for module in reversed(self._modules.values()):
-            dout = module.backward(dout)
+        steps = self.__dict__.get("_steps")
+        for step in reversed(steps if steps is not None else list(self._modules.values())):
+            dout = step.backward(dout)
         return dout

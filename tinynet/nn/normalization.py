@@ -40,7 +40,8 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _check_input(self, x: np.ndarray) -> None:
+        """Raise a readable error, naming this layer, for an input it cannot normalise."""
         where = self._describe()
         check_float_array(where, x)
         check_ndim(where, x, self._ranks, self._layout)
@@ -52,6 +53,9 @@ class _BatchNorm(Module):
                 f"{where}: expected more than 1 value per channel when training, got input of shape {x.shape}"
                 " (use a batch of 2 or more, or call .eval())"
             )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
         out, cache = batchnorm_forward(
             x,
             None if self.weight is None else self.weight.data,

@@ -1,0 +1,124 @@
+"""``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one forward/backward pair (kernels in ``tinynet.kernels.fused``).
+
+This is the tail of every conv block in NaimishNet (and of most small CNNs). Same math, same running
+statistics, same gradients as the three layers one after the other (``*_reference`` below *is* the
+three reference functions chained, and the tests compare the two), but:
+
+- forward writes only the pooled output and an ``int8`` window position per output; the batch-norm
+  and ReLU outputs, each as large as the input, are never materialised;
+- backward reads the input once and writes ``dx`` once;
+- the cache holds the input (which the convolution before already produced) and the small pooled
+  arrays: two full-size arrays fewer per block than the unfused layers keep.
+
+``tinynet.nn.Sequential`` runs this automatically wherever a ``BatchNorm2d``, a ``ReLU`` and a
+``MaxPool2d(2, 2)`` follow each other (see ``tinynet.nn.fused``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels.batchnorm import channel_stats
+from ..kernels.fused import (
+    bn_relu_maxpool_backward_dx_kernel,
+    bn_relu_maxpool_backward_sums_kernel,
+    bn_relu_maxpool_forward_kernel,
+)
+from .activation import relu_backward_reference, relu_forward_reference
+from .batchnorm import _statistics, batchnorm_backward_reference, batchnorm_forward_reference
+from .pooling import MaxPool2dCache
+from ..kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference
+
+
+class BatchNormReLUMaxPoolCache(NamedTuple):
+    x: np.ndarray  # (N, C, H, W) the batch-norm input
+    out: np.ndarray  # (N, C, H//2, W//2) the pooled output (ReLU'd: out > 0 is the ReLU mask of the winners)
+    window: np.ndarray  # (N, C, H//2, W//2) int8: 2*i + j of each window's winner
+    mean: np.ndarray  # (C,) float64, batch (train) or running (eval) mean
+    inv_std: np.ndarray  # (C,) float64
+    weight: np.ndarray | None  # (C,) gamma
+    training: bool
+
+
+def batchnorm_relu_maxpool2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    training: bool,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    num_batches_tracked: np.ndarray | None = None,
+) -> tuple[np.ndarray, BatchNormReLUMaxPoolCache]:
+    """``max_pool2d(relu(batch_norm(x)), 2, 2)``; the batch-norm arguments are ``batchnorm_forward``'s.
+
+    Parameters
+    ----------
+    x : (N, C, H, W), float32 or float64, H and W at least 2
+    weight, bias : (C,) or None
+    running_mean, running_var : (C,), updated in place in train mode (PyTorch's momentum rule)
+
+    Returns
+    -------
+    out : (N, C, H // 2, W // 2), dtype of ``x``
+    cache : BatchNormReLUMaxPoolCache
+    """
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    mean, inv_std = _statistics(x, running_mean, running_var, training, momentum, eps, num_batches_tracked, channel_stats)
+    gamma = np.ones(c) if weight is None else weight.astype(np.float64)
+    beta = np.zeros(c) if bias is None else bias.astype(np.float64)
+    scale = inv_std * gamma
+    shift = beta - mean * scale
+    out = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    window = np.empty(out.shape, dtype=np.int8)
+    bn_relu_maxpool_forward_kernel(x, scale, shift, out, window)
+    return out, BatchNormReLUMaxPoolCache(x, out, window, mean, inv_std, weight, training)
+
+
+def batchnorm_relu_maxpool2d_backward(
+    dout: np.ndarray, cache: BatchNormReLUMaxPoolCache
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gradients of ``batchnorm_relu_maxpool2d_forward``.
+
+    Returns
+    -------
+    dx : (N, C, H, W), dtype of ``x``
+    dweight, dbias : (C,), or None without affine
+    """
+    x, out, window, mean, inv_std, weight, training = cache
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    c = x.shape[1]
+    gamma = np.ones(c) if weight is None else weight.astype(np.float64)
+    partial = np.empty((x.shape[0] * c, 2), dtype=np.float64)  # per (image, channel) plane
+    bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial)
+    sums = partial.reshape(x.shape[0], c, 2).sum(axis=0)
+    dbias, dweight = sums[:, 0], sums[:, 1] * inv_std  # sum dy, sum dy * x_hat
+    dx = np.empty_like(x)
+    count = float(x.size // c)
+    bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, gamma * inv_std, dbias, dweight, count, training, dx)
+    if weight is None:
+        return dx, None, None
+    return dx, dweight.astype(x.dtype), dbias.astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference: the three layers' NumPy references, one after the other
+# ---------------------------------------------------------------------------------------------
+def batchnorm_relu_maxpool2d_forward_reference(x, weight, bias, running_mean, running_var, training,
+                                               momentum=0.1, eps=1e-5, num_batches_tracked=None):
+    """Same arguments as ``batchnorm_relu_maxpool2d_forward``; returns ``out`` and the three caches."""
+    y, bn_cache = batchnorm_forward_reference(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                              num_batches_tracked)
+    z, relu_cache = relu_forward_reference(y)
+    out, argmax = maxpool2d_forward_reference(z, (2, 2), (2, 2), (0, 0))
+    return out, (bn_cache, relu_cache, MaxPool2dCache(argmax, z.shape))
+
+
+def batchnorm_relu_maxpool2d_backward_reference(dout, caches):
+    """``(dx, dweight, dbias)`` through the three reference backward passes."""
+    bn_cache, relu_cache, pool_cache = caches
+    dz = maxpool2d_backward_reference(dout, pool_cache.argmax, pool_cache.x_shape)
+    return batchnorm_backward_reference(relu_backward_reference(dz, relu_cache), bn_cache)
