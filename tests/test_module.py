@@ -425,3 +425,70 @@ def test_backward_before_forward_names_the_layer():
     # a model's backward stops at its last layer, the first one backward reaches
     with pytest.raises(RuntimeError, match=r"^Dropout\(p=0.5\): backward\(\) called before forward"):
         make_model().backward(np.ones((2, 2), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequential runs BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one fused kernel
+# ---------------------------------------------------------------------------------------------
+def _conv_block_pair(seed=0):
+    from tinynet import nn as tnn
+
+    def block():
+        rng = np.random.default_rng(seed)
+        return tnn.Sequential(tnn.Conv2d(2, 3, 3, rng=rng), tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2, 2),
+                              tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2))
+    fused, plain = block(), block()
+    plain.fuse = False
+    return fused, plain
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sequential_fused_block_equals_the_layers_one_by_one(training):
+    from tinynet.nn.fused import BatchNormReLUMaxPool
+
+    fused, plain = _conv_block_pair()
+    fused.train(training), plain.train(training)
+    x = np.random.default_rng(1).standard_normal((4, 2, 13, 12)).astype(np.float32)
+    out, ref = fused(x), plain(x)
+    assert sum(isinstance(step, BatchNormReLUMaxPool) for step in fused._steps) == 2
+    assert not any(isinstance(step, BatchNormReLUMaxPool) for step in plain._steps)
+    np.testing.assert_array_equal(out, ref)
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(fused.backward(dout), plain.backward(dout), rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6, err_msg=name)
+    for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_sequential_does_not_fuse_other_pools_or_wrapped_layers():
+    from tinynet import nn as tnn
+
+    seq = tnn.Sequential(tnn.BatchNorm2d(2), tnn.ReLU(), tnn.MaxPool2d(3, 2))
+    seq(np.ones((2, 2, 7, 7), np.float32))
+    assert [type(s).__name__ for s in seq._steps] == ["BatchNorm2d", "ReLU", "MaxPool2d"]
+    fused, _ = _conv_block_pair()
+    summary = fused.summary((1, 2, 13, 12))  # wraps every layer's forward: all must appear
+    assert summary.count("MaxPool2d") == 2 and summary.count("BatchNorm2d") == 2
+
+
+def test_fused_backward_needs_a_recorded_forward():
+    from tinynet import no_grad
+
+    fused, _ = _conv_block_pair()
+    x = np.ones((2, 2, 13, 12), np.float32)
+    with no_grad():
+        out = fused(x)
+    with pytest.raises(RuntimeError, match="fused.*backward\\(\\) called before forward"):
+        fused.backward(np.ones_like(out))
+    out = fused(x)
+    with pytest.raises(RuntimeError, match="backward\\(\\) called before forward"):
+        fused[3].backward(np.ones_like(out))  # its own cache was cleared by the fused forward
+
+
+def test_fused_block_names_the_layer_in_errors():
+    from tinynet import nn as tnn
+
+    seq = tnn.Sequential(tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2))
+    with pytest.raises(ValueError, match="BatchNorm2d.*channels"):
+        seq(np.ones((2, 4, 6, 6), np.float32))

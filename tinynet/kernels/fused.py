@@ -77,8 +77,8 @@ def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window):
 @njit(**PARALLEL_JIT)
 def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial):
     """Per plane ``(n, c)``: ``partial[plane] = (sum dy, sum dy * (x - mean))``; only the windows'
-    winners where ``out > 0`` have ``dy != 0``, so this reads quarter-size arrays (and the winners)."""
-    n_img, n_ch = x.shape[0], x.shape[1]
+    winners where ``out > 0`` have ``dy != 0``, so the products are taken at the winners only."""
+    n_img, n_ch, h, w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
     for plane in prange(n_img * n_ch):
         n = plane // n_ch
@@ -86,6 +86,15 @@ def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial):
         m = mean[c]
         s = 0.0
         sx = 0.0
+        # the unfused sum runs over every pixel, dy = 0 included, and 0 * x_hat is NaN where x is
+        # NaN or infinite: count such pixels (a vectorised integer sum; `x - x` would be folded away)
+        not_finite = 0
+        for ih in range(h):
+            row = x[n, c, ih]
+            for iw in range(w):
+                not_finite += 0 if np.isfinite(row[iw]) else 1
+        if not_finite:
+            sx = np.nan
         for oh in range(out_h):
             top = x[n, c, 2 * oh]
             bottom = x[n, c, 2 * oh + 1]
@@ -104,9 +113,12 @@ def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial):
 
 
 @njit(**JIT, inline="always")
-def _bn_backward_row(src, k, a, b, m, dst):
-    for i in range(dst.size):
-        dst[i] = k * (0.0 - a - b * (src[i] - m))  # dy = 0 here (as the unfused kernel, term by term)
+def _bn_backward_row(src, k, a, b, m, training, dst):
+    if training:
+        for i in range(dst.size):
+            dst[i] = k * (0.0 - a - b * (src[i] - m))  # dy = 0 here (as the unfused kernel, term by term)
+    else:
+        dst[:] = 0  # eval: dx = scale * dy, and x (even a NaN in it) plays no part
 
 
 @njit(**PARALLEL_JIT)
@@ -127,8 +139,8 @@ def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scal
             bottom = x[n, c, 2 * oh + 1]
             dtop = dx[n, c, 2 * oh]
             dbottom = dx[n, c, 2 * oh + 1]
-            _bn_backward_row(top, k, a, b, m, dtop)
-            _bn_backward_row(bottom, k, a, b, m, dbottom)
+            _bn_backward_row(top, k, a, b, m, training, dtop)
+            _bn_backward_row(bottom, k, a, b, m, training, dbottom)
             o = out[n, c, oh]
             g = dout[n, c, oh]
             where = window[n, c, oh]
@@ -141,4 +153,4 @@ def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scal
                     else:
                         dbottom[iw] = k * (g[ow] - a - b * (bottom[iw] - m))
         for ih in range(2 * out_h, h):  # an odd last row: never pooled, batch-norm terms only
-            _bn_backward_row(x[n, c, ih], k, a, b, m, dx[n, c, ih])
+            _bn_backward_row(x[n, c, ih], k, a, b, m, training, dx[n, c, ih])

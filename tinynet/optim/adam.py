@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..nn.module import Parameter
+from ..kernels.adam import adam_update_kernel
 from .optimizer import Optimizer
 
 
@@ -106,7 +107,7 @@ class Adam(Optimizer):
             state["step"] += 1
             _adam_update_(
                 param.data, param.grad, state["exp_avg"], state["exp_avg_sq"],
-                state["max_exp_avg_sq"] if amsgrad else None, self._scratch(param),
+                state["max_exp_avg_sq"] if amsgrad else None,
                 step=state["step"], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                 weight_decay=weight_decay, decoupled=self._decoupled_weight_decay,
             )
@@ -143,7 +144,22 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
 
-def _adam_update_(
+def _adam_update_(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """One Adam/AdamW update of ``p``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) in place,
+    by the one-pass kernel ``tinynet.kernels.adam.adam_update_kernel`` (``adam_update_reference`` is
+    the same update in NumPy). ``step`` is the new step count (1 on the first update)."""
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    decay = 1.0 - lr * weight_decay if (decoupled and weight_decay != 0) else 1.0
+    l2 = weight_decay if not decoupled else 0.0
+    adam_update_kernel(
+        p.reshape(-1), np.ascontiguousarray(grad, dtype=p.dtype).reshape(-1), exp_avg.reshape(-1),
+        exp_avg_sq.reshape(-1), exp_avg_sq.reshape(-1) if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1),
+        max_exp_avg_sq is not None, decay, l2, beta1, beta2, lr / bias_correction1, math.sqrt(bias_correction2), eps,
+    )
+
+
+def adam_update_reference(
     p: np.ndarray,
     grad: np.ndarray,
     exp_avg: np.ndarray,
@@ -159,7 +175,7 @@ def _adam_update_(
     weight_decay: float,
     decoupled: bool,
 ) -> None:
-    """One Adam/AdamW update of ``p``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) in place.
+    """``_adam_update_`` in NumPy, one formula per line (the reference the tests compare the kernel to).
 
     ``grad`` is read only; ``scratch`` is the single work array (like ``p``). ``step`` is the new
     step count, already incremented (1 on the first update).
