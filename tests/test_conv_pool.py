@@ -106,6 +106,33 @@ def test_pointwise_conv_skips_im2col_and_matches_reference(n, c, f, hw, rng, mon
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, f, hw, kernel, bias", [
+    (2, 3, (5, 7), (3, 2), True), (1, 1, (1, 1), (1, 1), False), (3, 4, (40, 37), (4, 4), True),  # 40x37: several blocks
+    (2, 2, (23, 30), (5, 5), False), (1, 2, (9, 9), (3, 3), True),
+])
+def test_single_channel_conv_skips_im2col_and_matches_reference(n, f, hw, kernel, bias, dtype, rng, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a 1-channel stride-1 convolution must not call im2col/col2im")
+
+    monkeypatch.setattr(conv_module, "im2col", forbidden)
+    monkeypatch.setattr(conv_module, "col2im", forbidden)
+    x = rng.standard_normal((n, 1) + hw).astype(dtype)
+    weight = rng.standard_normal((f, 1) + kernel).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if bias else None
+    out, cache = conv2d_forward(x, weight, b)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, conv2d_forward_reference(x, weight, b), **tol)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    for got, want in zip(conv2d_backward(dout, cache), conv2d_backward_reference(dout, x, weight, bias)):
+        if want is None:
+            assert got is None
+        else:
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, **tol)
+
+
 @pytest.mark.parametrize("workspace_images", [1, 2, 3])
 def test_chunking_over_the_batch(workspace_images, rng, monkeypatch):
     # shrink the workspace so that only `workspace_images` images' columns fit: 7 images -> several

@@ -27,8 +27,12 @@ columns fit in ``WORKSPACE_BYTES``, reusing one workspace for every chunk, and t
 kept for backward: backward recomputes them ("recompute, save memory"), which costs one more
 im2col but keeps a 224x224 batch of 64 from needing gigabytes.
 
-A 1x1 kernel with stride 1 and no padding needs no im2col at all: ``x[n].reshape(C, H*W)`` already
-is the column matrix.
+Two shapes skip im2col altogether:
+
+- a 1x1 kernel with stride 1 and no padding: ``x[n].reshape(C, H*W)`` already is the column matrix;
+- a single input channel (stride 1, no padding), the first layer of a grayscale network: the
+  column matrix would have only ``kh*kw`` rows, too few for the matrix product to pay for the copy,
+  so direct loops run instead (``tinynet.kernels.conv_single_channel``).
 
 ``conv2d_forward_reference`` / ``conv2d_backward_reference`` are the naive version the tests compare
 against: a loop over the ``kh*kw`` kernel offsets, each a small ``einsum``.
@@ -40,6 +44,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .._checks import pair
+from ..kernels.conv_single_channel import conv1ch_forward_kernel, conv1ch_input_grad_kernel, conv1ch_weight_grad_kernel
 from ..kernels.im2col import col2im, conv_output_size, im2col
 
 #: upper bound, in bytes, of the im2col workspace of one forward or backward call
@@ -57,6 +62,11 @@ class Conv2dCache(NamedTuple):
 def _is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> bool:
     """A 1x1 kernel, stride 1, no padding: the input itself is the column matrix."""
     return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
+def _is_single_channel(channels: int, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
+    """One input channel, stride 1, no padding: direct loops beat im2col + matmul (see the module docstring)."""
+    return channels == 1 and stride == (1, 1) and padding == (0, 0)
 
 
 def _batch_chunks(n: int, bytes_per_image: int) -> Iterator[slice]:
@@ -101,6 +111,9 @@ def conv2d_forward(
         np.matmul(wmat, x.reshape(n, c, p), out=out_mat)  # (F, C) @ (N, C, H*W)
         if bias is not None:
             out_mat += bias[:, None]
+    elif _is_single_channel(c, stride, padding):
+        has_bias = bias is not None
+        conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), bias if has_bias else wmat[:, 0], has_bias, out)
     else:
         bytes_per_image = k * p * x.itemsize
         workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
@@ -148,6 +161,13 @@ def conv2d_backward(
             dwmat += product
         if need_dx:
             np.matmul(wmat.T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
+    elif _is_single_channel(c, stride, padding):
+        dweight = np.empty((f, kh, kw), dtype=x.dtype)
+        dbias = np.empty(f, dtype=x.dtype)
+        conv1ch_weight_grad_kernel(dout, x.reshape(n, h, w), dweight, dbias)
+        if need_dx:
+            conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
+        return dx, dweight.reshape(weight.shape), dbias if has_bias else None
     else:
         bytes_per_image = k * p * x.itemsize
         workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)

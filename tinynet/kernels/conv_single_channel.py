@@ -1,0 +1,129 @@
+"""Direct convolution for a single input channel (the first layer of a grayscale network).
+
+With ``C = 1`` im2col is a poor deal: the column matrix has only ``K = kh*kw`` rows (16 for a 4x4
+kernel), so the matrix product that follows has a tiny inner dimension, does two flops per value it
+writes and runs far below the machine's peak, after im2col has written a ``kh*kw`` times larger copy
+of the input. Here the loops are written out instead (valid convolution, stride 1, no padding):
+
+    out[n, f, oh, :]  = bias[f] + sum_{i, j} w[f, i, j] * x[n, oh + i, j : j + OW]
+    dw[f, i, j]       = sum_{n, oh} dout[n, f, oh, :] . x[n, oh + i, j : j + OW]   (as one flat dot product per tap)
+    dbias[f]          = sum_{n, oh} sum(dout[n, f, oh, :])
+    dx[n, oh + i, j : j + OW] += w[f, i, j] * dout[n, f, oh, :]
+
+Every innermost loop runs along a row (``OW`` contiguous values), which LLVM vectorises; one image's
+plane (96 x 96 floats = 36 KB) stays in cache while all its filters read it. The general im2col
+path (``tinynet.functional.conv``) and ``conv2d_forward_reference`` compute the same thing; the tests
+compare them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._numba import JIT, PARALLEL_JIT, njit, prange
+
+
+#: outputs per block in the weight-gradient dot products (1 KB of float32: L1-resident with its inputs)
+BLOCK = 256
+
+
+@njit(**JIT, inline="always")
+def _forward_plane(img, w, b, kh, kw, dst):
+    """One output plane: each output sums its ``kh x kw`` window in a register. Called with literal
+    ``kh, kw`` (below), the tap loops unroll and the loop over ``t`` (along the row) vectorises."""
+    out_h, out_w = dst.shape
+    for oh in range(out_h):
+        row = dst[oh]
+        for t in range(out_w):
+            acc = b
+            for i in range(kh):
+                for j in range(kw):
+                    acc += w[i, j] * img[oh + i, t + j]
+            row[t] = acc
+
+
+@njit(**PARALLEL_JIT)
+def conv1ch_forward_kernel(x, weight, bias, has_bias, out):
+    """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one ``prange``
+    iteration per output plane ``(n, f)``."""
+    n_img, n_filters = out.shape[0], out.shape[1]
+    kh, kw = weight.shape[1], weight.shape[2]
+    for plane in prange(n_img * n_filters):
+        n = plane // n_filters
+        f = plane - n * n_filters
+        b = bias[f] if has_bias else out.dtype.type(0)
+        w = weight[f].copy()  # a private copy: the compiler then knows the output writes cannot change it
+        # literal sizes for the common kernels (as the max-pool kernel): unrolled taps
+        if kh == 3 and kw == 3:
+            _forward_plane(x[n], w, b, 3, 3, out[n, f])
+        elif kh == 4 and kw == 4:
+            _forward_plane(x[n], w, b, 4, 4, out[n, f])
+        elif kh == 5 and kw == 5:
+            _forward_plane(x[n], w, b, 5, 5, out[n, f])
+        else:
+            _forward_plane(x[n], w, b, kh, kw, out[n, f])
+
+
+@njit(**PARALLEL_JIT)
+def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
+    """``dweight (F, kh, kw)`` and ``dbias (F,)``; one ``prange`` iteration per filter.
+
+    Each gradient plane is first copied into a "wide" buffer with the input's row length ``W``
+    (zeros beyond ``OW``). Then every tap ``(i, j)`` is a single long dot product of that buffer
+    with the flat input shifted by ``i*W + j``: long contiguous loops that vectorise, instead of
+    ``kh*kw`` short ones per row. Sums are accumulated per image in the input dtype, then in float64.
+    """
+    n_img, n_filters, out_h, out_w = dout.shape
+    kh, kw = dweight.shape[1], dweight.shape[2]
+    width = x.shape[2]
+    length = (out_h - 1) * width + out_w  # the last needed input pixel stays inside the plane
+    for f in prange(n_filters):
+        acc = np.zeros((kh, kw))
+        total = 0.0
+        wide = np.zeros(out_h * width, dtype=dout.dtype)  # columns >= OW stay 0
+        for n in range(n_img):
+            for oh in range(out_h):
+                wide[oh * width : oh * width + out_w] = dout[n, f, oh]
+            flat = x[n].reshape(x.shape[1] * width)
+            row_sum = dout.dtype.type(0)
+            for q in range(length):
+                row_sum += wide[q]
+            total += row_sum
+            # in blocks of BLOCK outputs, so that the block and the input it meets stay in L1 for all taps
+            for start in range(0, length, BLOCK):
+                count = min(BLOCK, length - start)
+                g = wide[start:]
+                for i in range(kh):
+                    for j in range(kw):
+                        seen = flat[start + i * width + j :]  # a view, so the index below is q >= 0 (a
+                        s = dout.dtype.type(0)  # negative one would be wrapped by Numba, which blocks SIMD)
+                        for q in range(count):
+                            s += g[q] * seen[q]
+                        acc[i, j] += s
+        for i in range(kh):
+            for j in range(kw):
+                dweight[f, i, j] = acc[i, j]
+        dbias[f] = total
+
+
+@njit(**PARALLEL_JIT)
+def conv1ch_input_grad_kernel(dout, weight, dx):
+    """``dx (N, H, W)``, the adjoint of the forward; one ``prange`` iteration per image. Same "wide"
+    gradient rows as ``conv1ch_weight_grad_kernel``: each tap adds ``w[f, i, j] * wide`` to the flat
+    image at offset ``i*W + j``, one long vectorised loop."""
+    n_img, n_filters, out_h, out_w = dout.shape
+    kh, kw = weight.shape[1], weight.shape[2]
+    width = dx.shape[2]
+    length = (out_h - 1) * width + out_w
+    for n in prange(n_img):
+        flat = dx[n].reshape(dx.shape[1] * width)
+        flat[:] = 0
+        wide = np.zeros(out_h * width, dtype=dout.dtype)
+        for f in range(n_filters):
+            for oh in range(out_h):
+                wide[oh * width : oh * width + out_w] = dout[n, f, oh]
+            for i in range(kh):
+                for j in range(kw):
+                    hit = flat[i * width + j :]  # a view: a plain q >= 0 index vectorises (see above)
+                    wij = weight[f, i, j]
+                    for q in range(length):
+                        hit[q] += wij * wide[q]
