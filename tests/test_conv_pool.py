@@ -140,7 +140,7 @@ def test_chunking_over_the_batch(workspace_images, rng, monkeypatch):
     n, c, f, h, w, k = 7, 2, 3, 6, 5, 3
     stride, padding = (1, 2), (1, 1)
     oh, ow = (h + 2 - k) // 1 + 1, (w + 2 - k) // 2 + 1
-    bytes_per_image = c * k * k * oh * ow * 8
+    bytes_per_image = (c * k * k + 1) * oh * ow * 8  # + 1: the row of ones that carries the bias
     monkeypatch.setattr(conv_module, "WORKSPACE_BYTES", workspace_images * bytes_per_image + 7)
     calls = []
     real_im2col = conv_module.im2col
@@ -164,6 +164,28 @@ def test_chunking_over_the_batch(workspace_images, rng, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("budget_images, recomputed", [(7, False), (6, True)])
+def test_columns_are_kept_for_backward_within_the_budget(budget_images, recomputed, rng, monkeypatch):
+    n, c, f, h, w, k = 7, 2, 3, 6, 5, 3
+    bytes_per_image = (c * k * k + 1) * (h - k + 1) * (w - k + 1) * 8
+    monkeypatch.setattr(conv_module, "KEEP_COLUMNS_BYTES", budget_images * bytes_per_image)
+    calls = []
+    real_im2col = conv_module.im2col
+    monkeypatch.setattr(conv_module, "im2col", lambda x, *a, **kw: calls.append(x.shape[0]) or real_im2col(x, *a, **kw))
+    x, weight, bias = rng.standard_normal((n, c, h, w)), rng.standard_normal((f, c, k, k)), rng.standard_normal(f)
+    out, cache = conv2d_forward(x, weight, bias, keep_columns=True)
+    assert (cache.cols is None) == recomputed
+    calls.clear()
+    dout = rng.standard_normal(out.shape)
+    grads = conv2d_backward(dout, cache)
+    assert bool(calls) == recomputed
+    for got, want in zip(grads, conv2d_backward_reference(dout, x, weight, True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # a second backward on the same forward gives the same gradients (the kept columns are read only)
+    for got, again in zip(grads, conv2d_backward(dout, cache)):
+        np.testing.assert_array_equal(got, again)
+
+
 def test_forward_memory_is_bounded_by_the_workspace(rng, monkeypatch):
     # 16 images whose columns would take 16 * 36 * 62*62 * 4 bytes ~ 8.9 MB in one piece
     monkeypatch.setattr(conv_module, "WORKSPACE_BYTES", 2**20)
@@ -177,7 +199,7 @@ def test_forward_memory_is_bounded_by_the_workspace(rng, monkeypatch):
     full_cols = 16 * 4 * 9 * 62 * 62 * 4
     assert peak < out.nbytes + 2**20 + 2**18, (peak, full_cols)
     assert peak < full_cols
-    assert cache._fields == ("x", "weight", "stride", "padding", "has_bias")  # no columns kept
+    assert cache.cols is None  # no columns kept unless asked for (keep_columns)
 
 
 def test_conv_cache_keeps_only_what_backward_needs(rng):

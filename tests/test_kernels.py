@@ -302,3 +302,14 @@ def test_maxpool_2x2_fast_path_matches_reference_with_ties_and_nans(n, c, h, w, 
     np.testing.assert_array_equal(argmax, ref_argmax)
     dout = rng.standard_normal(out.shape).astype(dtype)
     np.testing.assert_array_equal(maxpool2d_backward(dout, argmax, x.shape), maxpool2d_backward_reference(dout, ref_argmax, x.shape))
+
+
+def test_im2col_ones_row_and_col2im_ignoring_it():
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))
+    cols = im2col(x, 3, 1, 1, ones_row=True)
+    plain = im2col(x, 3, 1, 1)
+    assert cols.shape == (2, 3 * 9 + 1, 30)
+    np.testing.assert_array_equal(cols[:, :-1], plain)
+    np.testing.assert_array_equal(cols[:, -1], 1.0)
+    cols[:, -1] = np.nan  # the extra row must not be read
+    np.testing.assert_array_equal(col2im(cols, x.shape, 3, 1, 1, ones_row=True), col2im(plain, x.shape, 3, 1, 1))

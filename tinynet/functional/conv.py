@@ -49,6 +49,9 @@ from ..kernels.im2col import col2im, conv_output_size, im2col
 
 #: upper bound, in bytes, of the im2col workspace of one forward or backward call
 WORKSPACE_BYTES = 32 * 2**20
+#: with ``keep_columns``, a batch's columns up to this size are kept from forward for backward
+#: (one im2col fewer per step); larger ones (a 224x224 batch's: gigabytes) are recomputed
+KEEP_COLUMNS_BYTES = 256 * 2**20
 
 
 class Conv2dCache(NamedTuple):
@@ -57,6 +60,7 @@ class Conv2dCache(NamedTuple):
     stride: tuple[int, int]
     padding: tuple[int, int]
     has_bias: bool
+    cols: np.ndarray | None = None  # (N, K [+1], P) the forward's columns, or None: backward recomputes them
 
 
 def _is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> bool:
@@ -82,8 +86,13 @@ def conv2d_forward(
     bias: np.ndarray | None,
     stride: int | Sequence[int] = (1, 1),
     padding: int | Sequence[int] = (0, 0),
+    keep_columns: bool = False,
 ) -> tuple[np.ndarray, Conv2dCache]:
     """Forward pass of a 2-D convolution (im2col + BLAS, chunked over the batch).
+
+    With a bias, the columns get a row of ones and the weight matrix the bias as a last column
+    (``[Wm | b] @ [cols; 1]``): the matrix product adds the bias, and in backward sums ``dout`` into
+    the bias gradient, so neither needs a pass of its own over the output.
 
     Parameters
     ----------
@@ -91,6 +100,9 @@ def conv2d_forward(
     weight : (F, C, kh, kw), same dtype as ``x``
     bias : (F,) or None
     stride, padding : int or pair ``(h, w)``; the padding is zeros
+    keep_columns : bool
+        Keep the batch's columns in the cache when they fit ``KEEP_COLUMNS_BYTES``, so backward
+        need not recompute them (the ``Conv2d`` layer asks for this when gradients are recorded).
 
     Returns
     -------
@@ -115,13 +127,18 @@ def conv2d_forward(
         has_bias = bias is not None
         conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), bias if has_bias else wmat[:, 0], has_bias, out)
     else:
-        bytes_per_image = k * p * x.itemsize
-        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
+        ones = bias is not None
+        if ones:
+            wmat = np.concatenate([wmat, bias[:, None].astype(x.dtype, copy=False)], axis=1)  # (F, K + 1)
+        bytes_per_image = (k + ones) * p * x.itemsize
+        kept = keep_columns and n * bytes_per_image <= KEEP_COLUMNS_BYTES
+        size = n if kept else min(n, max(1, WORKSPACE_BYTES // bytes_per_image))
+        workspace = np.empty((size, k + ones, p), dtype=x.dtype)
         for chunk in _batch_chunks(n, bytes_per_image):
-            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[: chunk.stop - chunk.start])  # (B, K, P)
-            np.matmul(wmat, cols, out=out_mat[chunk])  # (F, K) @ (B, K, P) -> (B, F, P)
-            if bias is not None:
-                out_mat[chunk] += bias[:, None]  # while the chunk is still in cache
+            target = workspace[chunk] if kept else workspace[: chunk.stop - chunk.start]
+            cols = im2col(x[chunk], (kh, kw), stride, padding, out=target, ones_row=ones)  # (B, K [+1], P)
+            np.matmul(wmat, cols, out=out_mat[chunk])  # (F, K [+1]) @ (B, K [+1], P) -> (B, F, P)
+        return out, Conv2dCache(x, weight, stride, padding, ones, workspace if kept else None)
     return out, Conv2dCache(x, weight, stride, padding, bias is not None)
 
 
@@ -143,7 +160,7 @@ def conv2d_backward(
     dweight : (F, C, kh, kw)
     dbias : (F,) or None when the forward had no bias
     """
-    x, weight, stride, padding, has_bias = cache
+    x, weight, stride, padding, has_bias, kept = cache
     dout = np.ascontiguousarray(dout)
     n, c, h, w = x.shape
     f, _, kh, kw = weight.shape
@@ -151,10 +168,10 @@ def conv2d_backward(
     wmat = weight.reshape(f, k)  # (F, K)
     dout_mat = dout.reshape(n, f, p)  # (N, F, P)
     dx = np.empty_like(x) if need_dx else None
-    dwmat = np.zeros((f, k), dtype=x.dtype)
-    product = np.empty((f, k), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
 
     if _is_pointwise((kh, kw), stride, padding):
+        dwmat = np.zeros((f, k), dtype=x.dtype)
+        product = np.empty((f, k), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
         cols_all = x.reshape(n, c, p)
         for i in range(n):
             np.matmul(dout_mat[i], cols_all[i].T, out=product)
@@ -169,16 +186,29 @@ def conv2d_backward(
             conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
         return dx, dweight.reshape(weight.shape), dbias if has_bias else None
     else:
-        bytes_per_image = k * p * x.itemsize
-        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k, p), dtype=x.dtype)
+        # the same columns as the forward (ones row included with a bias): kept, or recomputed chunk by chunk
+        ones = has_bias
+        bytes_per_image = (k + ones) * p * x.itemsize
+        dw_ext = np.zeros((f, k + ones), dtype=x.dtype)  # [dWm | dbias]
+        product = np.empty_like(dw_ext)
+        workspace = None
+        if kept is None or need_dx:
+            workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k + ones, p), dtype=x.dtype)
         for chunk in _batch_chunks(n, bytes_per_image):
-            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[: chunk.stop - chunk.start])  # (B, K, P)
-            for i in range(chunk.stop - chunk.start):
-                np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K)
-                dwmat += product
+            b = chunk.stop - chunk.start
+            if kept is not None:
+                cols = kept[chunk]
+            else:
+                cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[:b], ones_row=ones)  # (B, K [+1], P)
+            for i in range(b):
+                np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K [+1])
+                dw_ext += product
             if need_dx:
-                np.matmul(wmat.T, dout_mat[chunk], out=cols)  # dcols (B, K, P), reusing the workspace
-                col2im(cols, (chunk.stop - chunk.start, c, h, w), (kh, kw), stride, padding, out=dx[chunk])
+                dcols = workspace[:b]  # reused: this chunk's columns are no longer needed
+                np.matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
+                col2im(dcols, (b, c, h, w), (kh, kw), stride, padding, out=dx[chunk], ones_row=ones)
+        dbias = dw_ext[:, k].copy() if ones else None
+        return dx, np.ascontiguousarray(dw_ext[:, :k]).reshape(weight.shape), dbias
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwmat.reshape(weight.shape), dbias
 

@@ -252,6 +252,7 @@ def im2col(
     stride: int | Sequence[int] = 1,
     padding: int | Sequence[int] = 0,
     out: np.ndarray | None = None,
+    ones_row: bool = False,
 ) -> np.ndarray:
     """Unfold the ``kh x kw`` patches of ``x`` into columns (fast Numba kernel).
 
@@ -259,20 +260,27 @@ def im2col(
     ----------
     x : (N, C, H, W), float32 or float64 (a non-contiguous array is copied first)
     kernel_size, stride, padding : int or pair ``(h, w)``; padding is zeros
-    out : (N, C*kh*kw, OH*OW), optional
+    out : (N, C*kh*kw, OH*OW), optional (one more row with ``ones_row``)
         C-contiguous array of ``x``'s dtype to write into (reused across calls to save allocations).
+    ones_row : bool
+        Append a row of ones: ``[weight | bias] @ cols`` then adds the bias inside the matrix product,
+        and ``dout @ cols.T`` sums ``dout`` into the bias gradient's column, with no extra pass.
 
     Returns
     -------
     cols : (N, C*kh*kw, OH*OW), ``cols[n, c*kh*kw + i*kw + j, oh*OW + ow] = xpad[n, c, oh*sh + i, ow*sw + j]``
+        (N, C*kh*kw + 1, OH*OW) with ``ones_row``, the last row all ones
     """
     where = "im2col"
     kernel, step, pad = _conv_params(where, kernel_size, stride, padding)
     x = _check_float_ndarray(where, x, "x", 4, "(N, C, H, W)")
     n, c, h, w = x.shape
     oh, ow = _output_hw(where, (h, w), kernel, step, pad)
-    out = _check_out(where, out, (n, c * kernel[0] * kernel[1], oh * ow), x.dtype)
-    _im2col_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)
+    rows = c * kernel[0] * kernel[1]
+    out = _check_out(where, out, (n, rows + int(ones_row), oh * ow), x.dtype)
+    _im2col_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # writes rows < C*kh*kw only
+    if ones_row:
+        out[:, rows] = 1
     return out
 
 
@@ -283,6 +291,7 @@ def col2im(
     stride: int | Sequence[int] = 1,
     padding: int | Sequence[int] = 0,
     out: np.ndarray | None = None,
+    ones_row: bool = False,
 ) -> np.ndarray:
     """Fold columns back into an image, summing overlapping windows (fast Numba kernel, adjoint of ``im2col``).
 
@@ -293,6 +302,8 @@ def col2im(
     kernel_size, stride, padding : int or pair ``(h, w)``
     out : (N, C, H, W), optional
         C-contiguous array of ``cols``'s dtype to write into; it is overwritten, not added to.
+    ones_row : bool
+        ``cols`` has one more row at the end (as ``im2col(..., ones_row=True)`` makes); it is ignored.
 
     Returns
     -------
@@ -305,12 +316,12 @@ def col2im(
         raise ShapeError(f"{where}: x_shape must be (N, C, H, W), got {tuple(x_shape)}")
     n, c, h, w = (int(v) for v in x_shape)
     oh, ow = _output_hw(where, (h, w), kernel, step, pad)
-    expected = (n, c * kernel[0] * kernel[1], oh * ow)
+    expected = (n, c * kernel[0] * kernel[1] + int(ones_row), oh * ow)
     if cols.shape != expected:
         raise ShapeError(
             f"{where}: for x_shape {(n, c, h, w)}, kernel {kernel}, stride {step}, padding {pad}"
             f" expected cols of shape {expected}, got {cols.shape}"
         )
     out = _check_out(where, out, (n, c, h, w), cols.dtype)
-    _col2im_kernel(cols, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)
+    _col2im_kernel(cols, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # reads rows < C*kh*kw only
     return out

@@ -127,7 +127,9 @@ class Conv2d(Module):
                 f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
             )
         bias = None if self.bias is None else self.bias.data
-        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+        # keep the columns for backward only when there will be one (not under tinynet.no_grad())
+        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
+                                    keep_columns=self._grad_enabled())
         self._save_for_backward(cache)
         return out
 
