@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import PARALLEL_JIT, njit, prange
+from .._numba import parallel_kernel, prange
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def adam_update_kernel(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, decay, l2, beta1, beta2,
                        step_size, sqrt_bias_correction2, eps):
     """In place, on flat arrays: ``p *= decay`` (AdamW), ``g = grad + l2 * p`` (Adam's L2),

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import PARALLEL_JIT, njit, prange
+from .._numba import parallel_kernel, prange
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _channel_stats_kernel(x, mean, var):
     """``mean[c]``, biased ``var[c]`` over axes (0, 2) of ``x (N, C, L)``."""
     n_img, n_ch, length = x.shape
@@ -40,7 +40,7 @@ def _channel_stats_kernel(x, mean, var):
         var[c] = max(total_sq / count - m * m, 0.0)
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _normalize_kernel(x, mean, inv_std, weight, bias, out):
     """``out = (x - mean) * inv_std * weight + bias`` per channel (weight/bias already folded in by the caller)."""
     n_img, n_ch, length = x.shape
@@ -54,7 +54,7 @@ def _normalize_kernel(x, mean, inv_std, weight, bias, out):
                 dst[i] = src[i] * scale + shift
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
     """``dbias[c] = sum dout``, ``dweight[c] = sum dout * x_hat`` with ``x_hat = (x - mean) * inv_std``."""
     n_img, n_ch, length = x.shape
@@ -73,7 +73,7 @@ def _backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
         dweight[c] = sx * inv_std[c]
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
     """Train: ``dx = scale * (dout - dbias/M - x_hat * dweight/M)``; eval: ``dx = scale * dout``.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import JIT, PARALLEL_JIT, njit, prange
+from .._numba import JIT, njit, parallel_kernel, prange
 
 
 #: outputs per block in the weight-gradient dot products (1 KB of float32: L1-resident with its inputs)
@@ -41,7 +41,7 @@ def _forward_plane(img, w, b, kh, kw, dst):
             row[t] = acc
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel(4)
 def conv1ch_forward_kernel(x, weight, bias, has_bias, out):
     """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one ``prange``
     iteration per output plane ``(n, f)``."""
@@ -63,7 +63,7 @@ def conv1ch_forward_kernel(x, weight, bias, has_bias, out):
             _forward_plane(x[n], w, b, kh, kw, out[n, f])
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
     """``dweight (F, kh, kw)`` and ``dbias (F,)``; one ``prange`` iteration per filter.
 
@@ -105,7 +105,7 @@ def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
         dbias[f] = total
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def conv1ch_input_grad_kernel(dout, weight, dx):
     """``dx (N, H, W)``, the adjoint of the forward; one ``prange`` iteration per image. Same "wide"
     gradient rows as ``conv1ch_weight_grad_kernel``: each tap adds ``w[f, i, j] * wide`` to the flat

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import PARALLEL_JIT, njit, prange
+from .._numba import parallel_kernel, prange
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _relu_forward_kernel(x, out):
     for i in prange(x.size):
         v = x[i]
@@ -21,7 +21,7 @@ def _relu_forward_kernel(x, out):
         out[i] = v if (v > 0 or v != v) else 0
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _relu_backward_kernel(dout, out, dx):
     for i in prange(dout.size):
         dx[i] = dout[i] if out[i] > 0 else 0

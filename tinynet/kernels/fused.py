@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import JIT, PARALLEL_JIT, njit, prange
+from .._numba import JIT, njit, parallel_kernel, prange
 
 
 @njit(**JIT, inline="always")
@@ -36,7 +36,7 @@ def _bn_relu_row(src, scale, shift, dst):
         dst[i] = y if (y > 0 or y != y) else 0.0
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window):
     """``out (N, C, OH, OW)``, ``window`` (int8) from ``x (N, C, H, W)``; one ``prange`` iteration per plane.
 
@@ -74,7 +74,7 @@ def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window):
                 where[ow] = index
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel(3)
 def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial):
     """Per plane ``(n, c)``: ``partial[plane] = (sum dy, sum dy * (x - mean))``; only the windows'
     winners where ``out > 0`` have ``dy != 0``, so the products are taken at the winners only."""
@@ -121,7 +121,7 @@ def _bn_backward_row(src, k, a, b, m, training, dst):
         dst[:] = 0  # eval: dx = scale * dy, and x (even a NaN in it) plays no part
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel(3)
 def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
     """``dx`` of the fused block: the batch-norm terms everywhere, plus ``dy`` at the winners
     (written row pair by row pair, so the winners are patched while the rows are in cache)."""

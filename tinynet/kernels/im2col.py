@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, ShapeError, pair
-from .._numba import JIT, PARALLEL_JIT, njit, prange
+from .._numba import JIT, njit, parallel_kernel, prange
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -114,7 +114,7 @@ def _valid_range(size: int, out_size: int, stride: int, pad: int, offset: int) -
     return lo, hi
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel(7)
 def _im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
     """Write the columns of ``x (N, C, H, W)`` into ``out (N, C*kh*kw, OH*OW)``.
 
@@ -158,7 +158,7 @@ def _im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
                         row[base + ow] = 0
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _col2im_kernel(cols, kh, kw, sh, sw, ph, pw, out):
     """Fold ``cols (N, C*kh*kw, OH*OW)`` into ``out (N, C, H, W)``, summing overlapping windows.
 

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, ShapeError, pair
-from .._numba import JIT, PARALLEL_JIT, njit, prange
+from .._numba import JIT, njit, parallel_kernel, prange
 from .im2col import conv_output_size
 
 #: dtype of the argmax indices the forward returns
@@ -144,7 +144,7 @@ def _maxpool_plane(img, kh, kw, sh, sw, ph, pw, out, argmax):
             argmax[oh, ow] = index
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel()
 def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
     """Fill ``out`` and ``argmax`` (both ``(N, C, OH, OW)``); one ``prange`` iteration per plane."""
     n_img, n_ch = x.shape[0], x.shape[1]
@@ -161,7 +161,7 @@ def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
             _maxpool_plane(x[n, c], kh, kw, sh, sw, ph, pw, out[n, c], argmax[n, c])
 
 
-@njit(**PARALLEL_JIT)
+@parallel_kernel(2)
 def _maxpool2d_backward_kernel(dout, argmax, dx):
     """``dx[n, c].flat[argmax] += dout``; one ``prange`` iteration per plane, so no two write the same pixel."""
     n_img, n_ch, h, w = dx.shape
