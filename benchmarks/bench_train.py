@@ -6,9 +6,13 @@ What is measured (batch 64, float32, every core in use):
 
 - training step: forward, MSE loss, backward, Adam step, on random images and targets; images/s from
   the median step time, after warm-up steps (which also compile the Numba kernels);
+- inference images/s at batch 64 and the latency of one face (batch 1), eval mode, no gradients;
+- these three speeds are measured ``--rounds`` times per framework, each time in a fresh process, the
+  frameworks taking turns (tinynet, PyTorch, tinynet, PyTorch, ...), and each figure is the median
+  over the rounds: the machines here drift by +-30 % within a minute, and taking turns spreads the
+  drift over both, so the ratios hold even when the absolute figures move;
 - minor page faults per training step and the peak resident memory (``ru_maxrss``) of a process that
   does nothing but build the net and train it: each framework trains in its own fresh process;
-- inference images/s at batch 64 and the latency of one face (batch 1), eval mode, no gradients;
 - GFLOP/s: forward FLOPs counted analytically (2 per multiply-add of every Conv2d and Linear), a
   training step counted as 3x forward, against this machine's single-precision matmul peak, measured
   in the same run (NumPy ``a @ b``, 2048 x 2048).
@@ -35,7 +39,7 @@ sys.path.insert(0, str(HERE))  # torch_reference.py
 sys.path.insert(0, str(HERE.parent))
 
 #: measured training steps / inference batches / one-face calls, per net size (after the warm-up)
-REPEATS = {96: dict(train=20, infer=10, latency=50), 224: dict(train=6, infer=4, latency=10)}
+REPEATS = {96: dict(train=10, infer=8, latency=40, memory=5), 224: dict(train=4, infer=3, latency=10, memory=3)}
 WARMUP = 2
 
 
@@ -78,12 +82,9 @@ def _tinynet_model(size: int):
     return naimishnet(size, seed=0)
 
 
-def worker_train(framework: str, size: int, batch: int) -> dict:
-    import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
-
-    images, targets = _data(size, batch)
+def _train_step(framework: str, size: int, images, targets):
+    """A function running one training step (forward, MSE, backward, Adam) of a fresh seeded net."""
     model = _tinynet_model(size)
-    repeat = REPEATS[size]["train"]
     if framework == "tinynet":
         from tinynet import nn, optim
 
@@ -96,58 +97,93 @@ def worker_train(framework: str, size: int, batch: int) -> dict:
             optimizer.zero_grad()
             model.backward(criterion.backward())
             optimizer.step()
-    else:
-        import torch
-        from torch_reference import torch_twin
+        return step
+    import torch
+    from torch_reference import torch_twin
 
-        torch.set_num_threads(os.cpu_count() or 1)
-        twin = torch_twin(model).train()
-        del model
-        criterion = torch.nn.MSELoss()
-        optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
-        x, y = torch.from_numpy(images), torch.from_numpy(targets)
+    torch.set_num_threads(os.cpu_count() or 1)
+    twin = torch_twin(model).train()
+    criterion = torch.nn.MSELoss()
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    x, y = torch.from_numpy(images), torch.from_numpy(targets)
 
-        def step():
-            optimizer.zero_grad()
-            criterion(twin(x), y).backward()
-            optimizer.step()
-
-    seconds, faults, cpu = _timed(step, repeat)
-    return dict(train_img_per_s=batch / seconds, train_step_ms=1000 * seconds, faults_per_step=faults,
-                cpu_s_per_step=cpu, peak_rss_mb=_peak_rss_mb())
+    def step():
+        optimizer.zero_grad()
+        criterion(twin(x), y).backward()
+        optimizer.step()
+    return step
 
 
-def worker_infer(framework: str, size: int, batch: int) -> dict:
+def _predict(framework: str, size: int, images):
+    """A function ``run(batch)`` of the net in eval mode without gradients, and how to feed it."""
     import tinynet
 
-    images, _ = _data(size, batch)
-    one = images[:1].copy()
     model = _tinynet_model(size)
-    model.eval()
-    # eval mode with the statistics of a training batch rather than the initial (0, 1)
-    model.train()(images)
+    model.train()(images)  # eval mode with the statistics of a training batch rather than the initial (0, 1)
     model.eval()
     if framework == "tinynet":
         def run(x):
             with tinynet.no_grad():
                 return model(x)
-        big, small = images, one
-    else:
-        import torch
-        from torch_reference import torch_twin
+        return run, lambda a: a
+    import torch
+    from torch_reference import torch_twin
 
-        torch.set_num_threads(os.cpu_count() or 1)
-        twin = torch_twin(model).eval()
-        big, small = torch.from_numpy(images), torch.from_numpy(one)
+    torch.set_num_threads(os.cpu_count() or 1)
+    twin = torch_twin(model).eval()
 
-        def run(x):
-            with torch.no_grad():
-                return twin(x)
+    def run(x):
+        with torch.no_grad():
+            return twin(x)
+    return run, torch.from_numpy
 
+
+def worker_train(framework: str, size: int, batch: int) -> dict:
+    """A process that only trains: peak memory, page faults and CPU time per step."""
+    import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
+
+    images, targets = _data(size, batch)
+    step = _train_step(framework, size, images, targets)
+    seconds, faults, cpu = _timed(step, REPEATS[size]["memory"])
+    return dict(faults_per_step=faults, cpu_s_per_step=cpu, peak_rss_mb=_peak_rss_mb())
+
+
+def _alternating(functions: dict, repeat: int, warmup: int = WARMUP) -> dict:
+    """Median seconds per call of each function, calling them in turn (a, b, a, b, ...): on a
+    machine whose speed drifts, each framework then meets the same conditions."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    times = {name: [] for name in functions}
+    for _ in range(repeat):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def worker_speed(frameworks: list[str], size: int, batch: int) -> dict:
+    """Training, inference and one-face speed of each framework (in turn when several share a process)."""
+    import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
+
+    images, targets = _data(size, batch)
     repeats = REPEATS[size]
-    seconds, _, _ = _timed(lambda: run(big), repeats["infer"])
-    latency, _, _ = _timed(lambda: run(small), repeats["latency"], warmup=5)
-    return dict(infer_img_per_s=batch / seconds, latency_ms=1000 * latency)
+    steps = {fw: _train_step(fw, size, images, targets) for fw in frameworks}
+    train = _alternating(steps, repeats["train"])
+    del steps
+    predictors = {fw: _predict(fw, size, images) for fw in frameworks}
+    big = {fw: (lambda run=run, x=feed(images): run(x)) for fw, (run, feed) in predictors.items()}
+    one = images[:1].copy()
+    small = {fw: (lambda run=run, x=feed(one): run(x)) for fw, (run, feed) in predictors.items()}
+    infer = _alternating(big, repeats["infer"])
+    latency = _alternating(small, repeats["latency"], warmup=5)
+    result = {}
+    for fw in frameworks:
+        prefix = "" if fw == "tinynet" else "torch_"
+        result.update({prefix + "train_img_per_s": batch / train[fw], prefix + "train_step_ms": 1000 * train[fw],
+                       prefix + "infer_img_per_s": batch / infer[fw], prefix + "latency_ms": 1000 * latency[fw]})
+    return result
 
 
 def worker_startup(size: int, batch: int) -> dict:
@@ -197,7 +233,7 @@ def matmul_peak_gflops(n: int = 2048, repeat: int = 7) -> float:
 
 def run_worker(job: str, framework: str, size: int, batch: int, env: dict | None = None) -> dict:
     command = [sys.executable, __file__, "--worker", job, "--framework", framework, "--net", str(size), "--batch", str(batch)]
-    if framework == "torch":
+    if "torch" in framework.split(","):
         # PyTorch as users get it: the worker imports tinynet (to build the net whose weights it
         # copies), so switch off what that import would change in the process (tinynet/_memory.py)
         env = dict(os.environ if env is None else env, TINYNET_MALLOC_TUNING="0")
@@ -221,22 +257,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object, last")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
+    parser.add_argument("--rounds", type=int, default=3, help="speed measurements per framework, taken in turns")
     parser.add_argument("--startup", action="store_true", help="also time import + first step, cold and warm cache")
-    parser.add_argument("--worker", choices=("train", "infer", "startup"), help=argparse.SUPPRESS)
-    parser.add_argument("--framework", choices=("tinynet", "torch"), default="tinynet", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("train", "speed", "startup"), help=argparse.SUPPRESS)
+    parser.add_argument("--framework", default="tinynet", help=argparse.SUPPRESS)  # speed: "tinynet,torch"
     args = parser.parse_args()
 
     if args.worker:
         if args.worker == "train":
             result = worker_train(args.framework, args.net, args.batch)
-        elif args.worker == "infer":
-            result = worker_infer(args.framework, args.net, args.batch)
+        elif args.worker == "speed":
+            result = worker_speed(args.framework.split(","), args.net, args.batch)
         else:
             result = worker_startup(args.net, args.batch)
         print(json.dumps(result))
         return
-
-    import numpy as np  # noqa: F401  (after nothing else: the driver itself runs no tinynet code)
 
     size, batch = args.net, args.batch
     version = None if args.no_torch else torch_version()
@@ -244,14 +279,18 @@ def main() -> None:
     flops = forward_flops(size)
     results: dict = dict(net=size, batch=batch, cpu_count=os.cpu_count(), forward_mflops_per_image=flops / 1e6)
     results["matmul_peak_gflops"] = matmul_peak_gflops()
+    # speeds: a fresh process per framework, in turns (tinynet, torch, tinynet, torch, ...), the median
+    # of each figure over the rounds: the machine's speed drifts, and turns spread the drift evenly
+    rounds = [{fw: run_worker("speed", fw, size, batch) for fw in frameworks} for _ in range(args.rounds)]
+    for framework in frameworks:
+        for key in rounds[0][framework]:
+            results[key] = statistics.median(r[framework][key] for r in rounds)
     for framework in frameworks:
         prefix = "" if framework == "tinynet" else "torch_"
-        figures = run_worker("train", framework, size, batch)
-        figures.update(run_worker("infer", framework, size, batch))
-        figures["train_gflops"] = 3 * flops * figures["train_img_per_s"] / 1e9
-        figures["infer_gflops"] = flops * figures["infer_img_per_s"] / 1e9
-        figures["train_peak_fraction"] = figures["train_gflops"] / results["matmul_peak_gflops"]
-        results.update({prefix + key: value for key, value in figures.items()})
+        results.update({prefix + key: value for key, value in run_worker("train", framework, size, batch).items()})
+        results[prefix + "train_gflops"] = 3 * flops * results[prefix + "train_img_per_s"] / 1e9
+        results[prefix + "infer_gflops"] = flops * results[prefix + "infer_img_per_s"] / 1e9
+        results[prefix + "train_peak_fraction"] = results[prefix + "train_gflops"] / results["matmul_peak_gflops"]
     if version:
         results["torch_version"] = version
     if args.startup:
