@@ -41,11 +41,12 @@ njit = numba.njit
 prange = numba.prange
 
 
-#: below this many elements of work a kernel runs serially on the calling thread: waking the pool's
-#: sleeping threads costs more than that much work (measured here: ~0.3 ms for a 1000-element ReLU
-#: in parallel, against microseconds serially). One face through NaimishNet-96, median of 50:
-#: 7.0 ms with a threshold of 2**15, 6.2 ms with 2**17, 5.8 ms with 2**19; a batch of 64 is far above it
-PARALLEL_MIN_WORK = 1 << 18
+#: below this many elements of work a kernel runs serially on the calling thread. Waking the pool's
+#: sleeping threads is slow on these virtual machines: the fused batch-norm block on one 32x93x93
+#: image took 0.70 ms in parallel and 0.18 ms serially. One face through NaimishNet-96 (median of 50,
+#: three runs each): 6.8-7.6 ms with a threshold of 2**18, 3.6-5.8 ms with 2**20; a batch of 64
+#: images is far above it for every large layer.
+PARALLEL_MIN_WORK = 1 << 20
 
 
 def parallel_kernel(size_arg: int = 0):
