@@ -49,8 +49,11 @@ class Conv2d(Module):
         out[n].reshape(F, P) = Wm @ cols[n]
 
     The copy costs memory (``cols`` is ``kh*kw`` times larger than the input), so the batch is
-    processed in chunks with a bounded workspace, and backward recomputes the columns instead of
-    keeping them. A 1x1 kernel with stride 1 and no padding needs no copy at all.
+    processed in chunks with a bounded workspace, and backward recomputes the columns unless they
+    fit a small budget (``tinynet.functional.conv.KEEP_COLUMNS_BYTES``). The bias rides in the same
+    product, as a last column of ``Wm`` against a row of ones in ``cols``. A 1x1 kernel with stride 1
+    and no padding needs no copy at all, and a single input channel (a grayscale network's first
+    layer) runs direct loops instead (``tinynet.kernels.conv_single_channel``).
 
     Backward
     --------
