@@ -6,7 +6,7 @@ three reference functions chained, and the tests compare the two), but:
 
 - forward writes only the pooled output and an ``int8`` window position per output; the batch-norm
   and ReLU outputs, each as large as the input, are never materialised;
-- backward reads the input once and writes ``dx`` once;
+- backward reads the input twice (per-channel sums, then ``dx``) and writes ``dx`` once;
 - the cache holds the input (which the convolution before already produced) and the small pooled
   arrays: two full-size arrays fewer per block than the unfused layers keep.
 
@@ -25,10 +25,10 @@ from ..kernels.fused import (
     bn_relu_maxpool_backward_sums_kernel,
     bn_relu_maxpool_forward_kernel,
 )
+from ..kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference
 from .activation import relu_backward_reference, relu_forward_reference
 from .batchnorm import _statistics, batchnorm_backward_reference, batchnorm_forward_reference
 from .pooling import MaxPool2dCache
-from ..kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference
 
 
 class BatchNormReLUMaxPoolCache(NamedTuple):

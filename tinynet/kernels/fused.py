@@ -3,8 +3,8 @@
 Run one after the other, the three layers read and write the full-size feature map seven times in
 forward and backward and keep two full-size copies (the batch-norm and ReLU outputs) for backward.
 Fused, nothing full-size is written in forward but the pooled output (a quarter of the size) and
-the position of each window's maximum (``int8``, 0..3, a sixteenth); backward reads the input once
-and writes ``dx`` once. The math is exactly that of the three layers (the NumPy reference in
+the position of each window's maximum (``int8``, 0..3, a sixteenth); backward reads the input twice
+(the two per-channel sums, then ``dx``) and writes ``dx`` once. The math is exactly that of the three layers (the NumPy reference in
 ``tinynet.functional.fused`` is literally the three reference functions chained):
 
     forward, per channel c, scale = gamma * inv_std, shift = beta - mean * scale
