@@ -19,6 +19,7 @@ from .activation import (
 from .batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .dropout import DropoutCache, dropout_backward, dropout_forward
+from .fused import BatchNormReLUMaxPoolCache, batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import (
     LossCache,
