@@ -144,7 +144,7 @@ def worker_train(framework: str, size: int, batch: int) -> dict:
 
     images, targets = _data(size, batch)
     step = _train_step(framework, size, images, targets)
-    seconds, faults, cpu = _timed(step, REPEATS[size]["memory"])
+    _, faults, cpu = _timed(step, REPEATS[size]["memory"])
     return dict(faults_per_step=faults, cpu_s_per_step=cpu, peak_rss_mb=_peak_rss_mb())
 
 
@@ -189,7 +189,6 @@ def worker_speed(frameworks: list[str], size: int, batch: int) -> dict:
 def worker_startup(size: int, batch: int) -> dict:
     """Seconds from nothing to the end of the first training step (import included)."""
     start = time.perf_counter()
-    import tinynet
     from tinynet import nn, optim
 
     imported = time.perf_counter()
@@ -200,7 +199,6 @@ def worker_startup(size: int, batch: int) -> dict:
     model.backward(criterion.backward())
     optimizer.step()
     done = time.perf_counter()
-    del tinynet
     return dict(import_s=imported - start, first_step_s=done - imported, total_s=done - start)
 
 

@@ -19,6 +19,17 @@ shapes = st.one_of(
 )
 
 
+def assert_same_gradients(grads, ref_grads, dtype, tol):
+    """``(dx, dweight, dbias)`` of a kernel against the reference's: None where the reference has None
+    (no affine parameters), else the same values in the input dtype."""
+    for fast, ref in zip(grads, ref_grads):
+        if ref is None:
+            assert fast is None
+        else:
+            assert fast.dtype == dtype
+            np.testing.assert_allclose(fast, ref, **tol)
+
+
 @settings(max_examples=40)
 @example(shape=(2, 4), dtype=np.float64, training=True, affine=False, seed=337, offset=50.0)  # found by CI
 @given(shape=shapes, dtype=st.sampled_from([np.float32, np.float64]), training=st.booleans(),
@@ -46,12 +57,7 @@ def test_batchnorm_kernels_match_reference(shape, dtype, training, affine, seed,
         np.testing.assert_allclose(fast, ref, **tol)
     grads = batchnorm_backward(dout, cache)
     ref_grads = batchnorm_backward_reference(dout, ref_cache)
-    for fast, ref in zip(grads, ref_grads):
-        if ref is None:
-            assert fast is None
-        else:
-            assert fast.dtype == dtype
-            np.testing.assert_allclose(fast, ref, **tol)
+    assert_same_gradients(grads, ref_grads, dtype, tol)
 
 
 @settings(max_examples=30)
@@ -116,12 +122,7 @@ def test_fused_bn_relu_maxpool_matches_the_three_layers(n, c, h, w, dtype, train
     dout = rng.standard_normal(out.shape).astype(dtype)
     grads = batchnorm_relu_maxpool2d_backward(dout, cache)
     ref_grads = batchnorm_relu_maxpool2d_backward_reference(dout, ref_caches)
-    for fast, ref in zip(grads, ref_grads):
-        if ref is None:
-            assert fast is None
-        else:
-            assert fast.dtype == dtype
-            np.testing.assert_allclose(fast, ref, **tol)
+    assert_same_gradients(grads, ref_grads, dtype, tol)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -126,8 +126,8 @@ def conv2d_forward(
         if bias is not None:
             out_mat += bias[:, None]
     elif _is_single_channel(c, stride, padding):
-        has_bias = bias is not None
-        conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), bias if has_bias else wmat[:, 0], has_bias, out)
+        shift = np.zeros(f, dtype=x.dtype) if bias is None else bias
+        conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), shift, out)
     else:
         ones = bias is not None
         if ones:

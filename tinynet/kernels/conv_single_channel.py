@@ -41,8 +41,8 @@ def _forward_plane(img, w, b, kh, kw, dst):
             row[t] = acc
 
 
-@parallel_kernel(4)
-def conv1ch_forward_kernel(x, weight, bias, has_bias, out):
+@parallel_kernel(3)
+def conv1ch_forward_kernel(x, weight, bias, out):
     """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one ``prange``
     iteration per output plane ``(n, f)``."""
     n_img, n_filters = out.shape[0], out.shape[1]
@@ -50,7 +50,7 @@ def conv1ch_forward_kernel(x, weight, bias, has_bias, out):
     for plane in prange(n_img * n_filters):
         n = plane // n_filters
         f = plane - n * n_filters
-        b = bias[f] if has_bias else out.dtype.type(0)
+        b = bias[f]
         w = weight[f].copy()  # a private copy: the compiler then knows the output writes cannot change it
         # literal sizes for the common kernels (as the max-pool kernel): unrolled taps
         if kh == 3 and kw == 3:

@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import init
+from .._grad_mode import is_grad_enabled
 from .._checks import ShapeError, check_dim, check_float_array, check_ndim, check_same_dtype, pair
 from ..functional.conv import conv2d_backward, conv2d_forward
 from .module import Module, Parameter
@@ -132,7 +133,7 @@ class Conv2d(Module):
         bias = None if self.bias is None else self.bias.data
         # keep the columns for backward only when there will be one (not under tinynet.no_grad())
         out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
-                                    keep_columns=self._grad_enabled())
+                                    keep_columns=is_grad_enabled())
         self._save_for_backward(cache)
         return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._grad_mode import is_grad_enabled
 from ..functional.fused import batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
 from .activation import ReLU
 from .module import Module
@@ -64,7 +65,7 @@ class BatchNormReLUMaxPool:
         )
         for module in (self.bn, self.relu, self.pool):
             module._save_for_backward(None)  # their own backward must not run on an older forward's cache
-        self.cache = cache if bn._grad_enabled() else None
+        self.cache = cache if is_grad_enabled() else None
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

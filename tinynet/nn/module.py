@@ -173,10 +173,6 @@ class Module:
     def __call__(self, *inputs: Any) -> Any:
         return self.forward(*inputs)
 
-    @staticmethod
-    def _grad_enabled() -> bool:
-        return is_grad_enabled()
-
     def _save_for_backward(self, cache: Any) -> None:
         """Keep ``cache`` for backward, unless inside ``tinynet.no_grad()``."""
         object.__setattr__(self, "_cache", cache if is_grad_enabled() else None)
