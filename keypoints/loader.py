@@ -17,9 +17,13 @@ from typing import Iterator
 import numpy as np
 
 from .data import Faces
+from .framing import PointFraming, framed_sample
 from .transforms import NUM_KEYPOINTS, crop_sample, normalize_keypoints
 
-AUGMENT_KEYS = ("flip", "degrees", "scale", "translate", "brightness", "contrast")
+AUGMENT_KEYS = ("flip", "degrees", "scale", "translate", "brightness", "contrast", "refine", "frame_shift", "frame_zoom")
+# the keys that only framed samples read (keypoints.framing.framed_sample), and those both kinds read
+_FRAMED_ONLY = {"refine": None, "frame_shift": "shift", "frame_zoom": "zoom"}
+_SHARED = ("flip", "degrees", "brightness", "contrast")
 _QUEUE_DEPTH = 2
 _POLL_SECONDS = 0.05  # how often a blocked producer checks whether the consumer went away
 
@@ -41,6 +45,12 @@ class DataLoader:
     augment : dict, optional
         Keyword arguments of ``keypoints.transforms.crop_sample``: ``flip``, ``degrees``, ``scale``,
         ``translate``, ``brightness``, ``contrast``. ``None``: random crops only (upstream's recipe).
+        ``refine`` (a probability) makes that share of the samples *framed from their true points*
+        (``keypoints.framing.framed_sample``, with ``frame_shift`` and ``frame_zoom`` as its ``shift`` and
+        ``zoom`` jitter and the shared ``flip``, ``degrees``, ``brightness``, ``contrast``): the crops the
+        refinement pass reads. Needs ``framing``.
+    framing : PointFraming, optional
+        The canonical framing of ``refine`` samples.
     center : bool
         Centred crops (evaluation) instead of random ones.
     prefetch : bool
@@ -67,6 +77,7 @@ class DataLoader:
         augment: dict | None = None,
         center: bool = False,
         prefetch: bool = True,
+        framing: PointFraming | None = None,
     ):
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
@@ -76,6 +87,11 @@ class DataLoader:
         unknown = sorted(set(augment) - set(AUGMENT_KEYS))
         if unknown:
             raise ValueError(f"DataLoader: unknown augment keys {unknown}; expected some of {list(AUGMENT_KEYS)}")
+        refine = float(augment.get("refine", 0.0))
+        if not 0.0 <= refine <= 1.0:
+            raise ValueError(f"DataLoader: augment refine must be a probability in [0, 1], got {refine!r}")
+        if refine > 0 and not isinstance(framing, PointFraming):
+            raise ValueError(f"DataLoader: augment refine={refine} needs a PointFraming as framing, got {framing!r}")
         for i, image in enumerate(faces.images):
             if min(image.shape[:2]) < faces.size:
                 raise ValueError(
@@ -87,6 +103,11 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
         self.augment = augment
+        self.framing = framing
+        self.refine = refine
+        self._crop_args = {k: v for k, v in augment.items() if k not in _FRAMED_ONLY}
+        self._framed_args = {k: augment[k] for k in _SHARED if k in augment}
+        self._framed_args.update({name: augment[k] for k, name in _FRAMED_ONLY.items() if name and k in augment})
         self.center = bool(center)
         self.prefetch = bool(prefetch)
         self.epoch = 0
@@ -109,9 +130,12 @@ class DataLoader:
         x = np.empty((len(indices), 1, size, size), dtype=np.float32)
         y = np.empty((len(indices), 2 * NUM_KEYPOINTS), dtype=np.float32)
         for row, i in enumerate(indices):
-            crop, points = crop_sample(
-                self.faces.images[i], self.faces.keypoints[i], size, rng, center=self.center, **self.augment
-            )
+            image, keypoints = self.faces.images[i], self.faces.keypoints[i]
+            # the coin is drawn only when refine > 0, so recipes without it keep their random streams
+            if self.refine > 0 and rng.random() < self.refine:
+                crop, points = framed_sample(image, keypoints, size, rng, self.framing, **self._framed_args)
+            else:
+                crop, points = crop_sample(image, keypoints, size, rng, center=self.center, **self._crop_args)
             x[row, 0] = crop
             y[row] = normalize_keypoints(points, size).reshape(-1)
         return x, y

@@ -10,6 +10,19 @@ with 32, 64, 128 and 256 channels, then three fully connected layers::
             -> Linear(1000, 1000) -> BN1d -> ReLU -> Dropout(0.4)
             -> Linear(1000, 136)                      68 (x, y) pairs, normalised coordinates
 
+That is the ``"classic"`` head. Its first Dropout feeds a BatchNorm1d, and that costs accuracy: in training
+the batch norm's running variance is collected from inputs that carry dropout's extra variance (the kept
+units are scaled by ``1 / (1 - p)``), while in eval mode dropout is the identity, so the second batch norm
+divides by a variance that is too large and the head's output shrinks towards its mean (Li et al.,
+"Understanding the Disharmony between Dropout and Batch Normalization by Variance Shift", CVPR 2019).
+Measured on the shipped classic model: eval-mode faces come out 3.2 % too small (median spread ratio 0.968);
+re-collecting only the BatchNorm1d statistics on the same augmented crops with dropout off gives 0.989 and
+test NME 8.25 -> 7.93 % (single pass), with dropout on again 0.968. The ``"dropout-last"`` head therefore
+keeps a single Dropout after the last batch norm, where no running statistic sees it::
+
+    flatten -> Linear(F, 1000) -> BN1d -> ReLU -> Linear(1000, 1000) -> BN1d -> ReLU -> Dropout(p)
+            -> Linear(1000, 136)
+
 =====  ===============  ==================  ===========
 S      kernels k1..k4   feature map after    F
 =====  ===============  ==================  ===========
@@ -40,6 +53,7 @@ from tinynet.nn import (
 KERNELS = {96: (4, 3, 2, 1), 224: (5, 4, 3, 2)}
 CHANNELS = (32, 64, 128, 256)
 NUM_OUTPUTS = 136
+HEADS = ("classic", "dropout-last")
 
 
 def feature_size(input_size: int, kernels: tuple[int, ...]) -> int:
@@ -60,6 +74,8 @@ class NaimishNet(Module):
     rng : generator for the initial weights and for the dropout masks (``set_dropout_rng`` replaces the
         latter, e.g. once per epoch for exactly reproducible, resumable training)
     hidden : width of the two hidden fully connected layers
+    head : ``"classic"`` (a Dropout after each hidden layer) or ``"dropout-last"`` (one Dropout, after the
+        last batch norm: see the module docstring)
     """
 
     def __init__(
@@ -69,10 +85,13 @@ class NaimishNet(Module):
         rng: np.random.Generator | None = None,
         hidden: int = 1000,
         dtype=np.float32,
+        head: str = "classic",
     ):
         super().__init__()
         if input_size not in KERNELS:
             raise ValueError(f"NaimishNet: input_size must be one of {sorted(KERNELS)}, got {input_size}")
+        if head not in HEADS:
+            raise ValueError(f"NaimishNet: head must be one of {HEADS}, got {head!r}")
         rng = np.random.default_rng() if rng is None else rng
         self.input_size = int(input_size)
         self.kernels = KERNELS[input_size]
@@ -90,11 +109,13 @@ class NaimishNet(Module):
         self.flatten = Flatten()
         side = feature_size(input_size, self.kernels)
         self.num_flat = CHANNELS[-1] * side * side
+        self.head = head
+        first_dropout = [Dropout(dropout, rng=rng)] if head == "classic" else []
         self.regressor = Sequential(
             Linear(self.num_flat, hidden, rng=rng, dtype=dtype),
             BatchNorm1d(hidden, dtype=dtype),
             ReLU(),
-            Dropout(dropout, rng=rng),
+            *first_dropout,
             Linear(hidden, hidden, rng=rng, dtype=dtype),
             BatchNorm1d(hidden, dtype=dtype),
             ReLU(),
@@ -103,7 +124,7 @@ class NaimishNet(Module):
         )
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}"
+        return f"input_size={self.input_size}, head={self.head!r}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``(N, 1, S, S) -> (N, 136)``."""
@@ -126,6 +147,8 @@ class NaimishNet(Module):
                 module.rng = rng
 
 
-def naimishnet(input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32) -> NaimishNet:
+def naimishnet(
+    input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32, head: str = "classic"
+) -> NaimishNet:
     """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
-    return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype)
+    return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head)

@@ -2,8 +2,10 @@
 
 Every crop goes through exactly the deterministic evaluation pipeline the network was validated with:
 grayscale in [0, 1] -> Rescale (shorter side to ``round(S * 250 / 224)``) -> CenterCrop(S) -> network ->
-de-normalise -> the exact inverse of the rescale-and-crop map, so the points come back in the crop's own
-pixel coordinates whatever its size, colour or dtype.
+de-normalise. Then, ``refine_passes`` times (the checkpoint says how many), the face is framed again from
+those points (``keypoints.framing.frame_matrix``: their centroid and spread put where training put them)
+and read again. The exact inverse of the last pass's map brings the points back to the crop's own pixel
+coordinates, whatever its size, colour or dtype.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 import tinynet
 
+from .framing import DATASET_FRAMING, PointFraming, frame_matrix, warp_crop
 from .models import NaimishNet
 from .transforms import (
     FLIP_PERMUTATION,
@@ -49,31 +52,51 @@ class Predictor:
         The shorter side every image is rescaled to before the centre crop.
     flip : bool
         Average each prediction with the mirrored face's (test-time augmentation).
+    refine_passes : int
+        How many times the face is framed again from its own points and read again.
+    framing : PointFraming
+        Where the refinement frame puts the points (measured on the training faces).
     """
 
-    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None):
+    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None):
         self.model = model.eval()
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
         self.rescale = int(meta["rescale"])
         self.flip = bool(meta.get("flip_test", False)) if flip is None else bool(flip)
+        passes = meta.get("refine_passes", 0) if refine_passes is None else refine_passes
+        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= 4:
+            raise ValueError(f"Predictor: refine_passes must be an int in 0..4, got {passes!r}")
+        self.refine_passes = int(passes)
+        framing = meta.get("framing")
+        self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
 
     def __repr__(self) -> str:
-        return f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip})"
+        return (
+            f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
+            f" refine_passes={self.refine_passes})"
+        )
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One image (gray/BGR/BGRA, uint8/uint16/float, any size) -> ``(crop (S, S) float32, affine (3, 3))``.
-
-        ``affine`` maps the image's pixel coordinates to the crop's.
-        """
+    def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One image -> ``(gray rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
         gray = to_gray_float32(np.asarray(image))
         height, width = gray.shape
         new_h, new_w = rescaled_shape(height, width, self.rescale)
-        rescaled = resize_image(gray, new_h, new_w)
+        return resize_image(gray, new_h, new_w), rescale_matrix(height, width, new_h, new_w)
+
+    def _center_crop(self, rescaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crop, _, crop_matrix, _ = crop_sample(
             rescaled, np.zeros((0, 2), np.float32), self.input_size, None, center=True, return_affine=True
         )
-        return crop, crop_matrix @ rescale_matrix(height, width, new_h, new_w)
+        return crop, crop_matrix
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One image (gray/BGR/BGRA, uint8/uint16/float, any size) -> ``(crop (S, S) float32, affine (3, 3))``:
+        the first pass's centre crop. ``affine`` maps the image's pixel coordinates to the crop's.
+        """
+        rescaled, to_rescaled = self._rescaled(image)
+        crop, crop_matrix = self._center_crop(rescaled)
+        return crop, crop_matrix @ to_rescaled
 
     def _network(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
         """``(N, S, S) -> (N, 136)`` in batches, eval mode, nothing cached."""
@@ -83,16 +106,8 @@ class Predictor:
                 outputs.append(self.model(crops[start : start + batch_size, None]))
         return np.concatenate(outputs) if outputs else np.zeros((0, 136), np.float32)
 
-    def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
-        """Like :meth:`predict`, also returning the raw outputs and the per-image affines."""
-        if isinstance(images, np.ndarray) and images.ndim == 2:
-            raise ValueError("Predictor.predict: expected a batch of images; wrap a single (H, W) image in a list")
-        pairs = [self.preprocess(image) for image in images]
-        if not pairs:
-            empty = np.zeros((0, 68, 2), np.float32)
-            return Prediction(empty, np.zeros((0, 136), np.float32), np.zeros((0, 3, 3)))
-        crops = np.stack([crop for crop, _ in pairs])  # (N, S, S)
-        affines = np.stack([affine for _, affine in pairs])  # (N, 3, 3)
+    def _crop_outputs(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        """``(N, S, S)`` crops -> ``(N, 136)`` normalised outputs, flip-averaged (in crop pixels) if ``self.flip``."""
         out = self._network(crops, batch_size)
         if self.flip:
             mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
@@ -103,6 +118,29 @@ class Predictor:
             unmirrored[:, FLIP_PERMUTATION] = mirrored
             crop_points = 0.5 * (denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size) + unmirrored)
             out = normalize_keypoints(crop_points, self.input_size).reshape(-1, 136)
+        return out
+
+    def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
+        """Like :meth:`predict`, also returning the last pass's outputs and the per-image affines
+        (image pixels -> the last pass's crop pixels)."""
+        if isinstance(images, np.ndarray) and images.ndim == 2:
+            raise ValueError("Predictor.predict: expected a batch of images; wrap a single (H, W) image in a list")
+        prepared = [self._rescaled(image) for image in images]
+        if not prepared:
+            empty = np.zeros((0, 68, 2), np.float32)
+            return Prediction(empty, np.zeros((0, 136), np.float32), np.zeros((0, 3, 3)))
+        rescaled = [image for image, _ in prepared]
+        to_rescaled = np.stack([matrix for _, matrix in prepared])  # (N, 3, 3) image -> rescaled pixels
+        centred = [self._center_crop(image) for image in rescaled]
+        crops = np.stack([crop for crop, _ in centred])  # (N, S, S)
+        frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
+        out = self._crop_outputs(crops, batch_size)
+        for _ in range(self.refine_passes):
+            source = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size), frames)
+            frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
+            crops = np.stack([warp_crop(image, frame, self.input_size) for image, frame in zip(rescaled, frames)])
+            out = self._crop_outputs(crops, batch_size)
+        affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
         crop_points = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
         return Prediction(points, out, affines)
@@ -126,17 +164,25 @@ class Predictor:
         return predict_faces(self, image, detector="haar" if detector is None else detector)
 
 
-def load_predictor(path: str | Path | None = None, flip: bool | None = None) -> Predictor:
+def load_predictor(
+    path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None
+) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
-    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` overrides the
-    checkpoint's test-time flip averaging (``None`` keeps the recipe's choice).
+    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` and
+    ``refine_passes`` override the checkpoint's test-time flip averaging and number of refinement passes
+    (``None`` keeps the recipe's choice).
     """
     path = PRETRAINED if path is None else path
     checkpoint = tinynet.load(path)
     meta = checkpoint.get("meta")
     if not isinstance(meta, dict) or meta.get("arch") != "naimishnet" or "model" not in checkpoint:
         raise ValueError(f"{path}: not a keypoints checkpoint (no 'meta' with arch 'naimishnet' and a 'model')")
-    model = NaimishNet(int(meta["input_size"]), dropout=float(meta.get("dropout", 0.4)), rng=np.random.default_rng(0))
+    model = NaimishNet(
+        int(meta["input_size"]),
+        dropout=float(meta.get("dropout", 0.4)),
+        rng=np.random.default_rng(0),
+        head=str(meta.get("head", "classic")),
+    )
     model.load_state_dict(checkpoint["model"])
-    return Predictor(model, meta, flip=flip)
+    return Predictor(model, meta, flip=flip, refine_passes=refine_passes)

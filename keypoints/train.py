@@ -30,7 +30,8 @@ from tinynet.optim import SGD, Adam, AdamW, CosineAnnealingLR
 
 from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
-from .models import naimishnet
+from .framing import DATASET_FRAMING, PointFraming, measure_point_framing
+from .models import HEADS, naimishnet
 from .transforms import denormalize_keypoints
 
 CHECKPOINT_FORMAT = "keypoints-checkpoint"
@@ -58,6 +59,8 @@ class Recipe:
     dropout: float = 0.4
     flip_test: bool = False  # average each test prediction with that of the mirrored face
     seed: int = 0
+    head: str = "classic"  # classic | dropout-last (keypoints.models: where dropout sits in the head)
+    refine_passes: int = 0  # prediction re-frames the face from its own points this many times (keypoints.framing)
 
     def __post_init__(self) -> None:
         if self.size not in (96, 224):
@@ -74,6 +77,10 @@ class Recipe:
             raise ValueError(f"Recipe: loss must be mse, l1 or smoothl1, got {self.loss!r}")
         if self.lr <= 0:
             raise ValueError(f"Recipe: lr must be positive, got {self.lr}")
+        if self.head not in HEADS:
+            raise ValueError(f"Recipe: head must be one of {HEADS}, got {self.head!r}")
+        if not 0 <= self.refine_passes <= 4:
+            raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
 
 
 DEFAULT_AUGMENT = dict(flip=True, degrees=15.0, scale=(0.9, 1.1), translate=0.04, brightness=0.2, contrast=0.2)
@@ -123,12 +130,16 @@ def build_optimizer(model, recipe: Recipe):
     return SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
 
 
-def checkpoint_meta(recipe: Recipe) -> dict:
-    """What a checkpoint needs to be used on its own: architecture, input size, keypoint normalisation."""
+def checkpoint_meta(recipe: Recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
+    """What a checkpoint needs to be used on its own: architecture, input size, keypoint normalisation,
+    and the canonical point framing with the number of refinement passes (``keypoints.framing``)."""
     return {
         "arch": "naimishnet",
         "input_size": recipe.size,
         "dropout": recipe.dropout,
+        "head": recipe.head,
+        "refine_passes": recipe.refine_passes,
+        "framing": framing.to_dict(),
         "rescale": int(round(recipe.size * 250 / 224)),
         "keypoint_mean": 100.0 * recipe.size / 224.0,
         "keypoint_std": 50.0 * recipe.size / 224.0,
@@ -201,13 +212,15 @@ class TrainState:
     best_model: dict | None = None
 
 
-def save_checkpoint(path: Path, recipe: Recipe, model, optimizer, scheduler, state: TrainState) -> None:
+def save_checkpoint(
+    path: Path, recipe: Recipe, model, optimizer, scheduler, state: TrainState, framing: PointFraming = DATASET_FRAMING
+) -> None:
     """The full training state (atomic write: an interrupted save keeps the previous file)."""
     tinynet.save(
         {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "meta": checkpoint_meta(recipe),
+            "meta": checkpoint_meta(recipe, framing),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -221,13 +234,15 @@ def save_checkpoint(path: Path, recipe: Recipe, model, optimizer, scheduler, sta
     )
 
 
-def save_weights(path: Path, recipe: Recipe, weights: dict, epoch: int, loss: float) -> None:
+def save_weights(
+    path: Path, recipe: Recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING
+) -> None:
     """A compact checkpoint for inference: metadata + weights."""
     tinynet.save(
         {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "meta": checkpoint_meta(recipe),
+            "meta": checkpoint_meta(recipe, framing),
             "model": weights,
             "epoch": epoch,
             "selection_loss": loss,
@@ -294,16 +309,23 @@ def train(
         raise ValueError(f"val_fraction {recipe.val_fraction} of {len(faces)} faces leaves fewer than 2 for validation")
     train_faces = faces.subset(np.sort(order[n_val:]))
     val_faces = faces.subset(np.sort(order[:n_val])) if n_val else None
+    framing = measure_point_framing(train_faces.images, train_faces.keypoints, recipe.size)
     log(
         f"data: {data_dir} | {len(train_faces)} training faces, {n_val} validation faces"
         f" | prepared in {time.perf_counter() - started:.1f} s"
     )
 
-    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed).skip_input_grad()
+    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head).skip_input_grad()
     criterion = build_loss(recipe)
     optimizer = build_optimizer(model, recipe)
     train_loader = DataLoader(
-        train_faces, recipe.batch_size, shuffle=True, drop_last=True, seed=recipe.seed, augment=recipe.augment or None
+        train_faces,
+        recipe.batch_size,
+        shuffle=True,
+        drop_last=True,
+        seed=recipe.seed,
+        augment=recipe.augment or None,
+        framing=framing,
     )
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_faces)} training faces make no full batch of {recipe.batch_size}")
@@ -331,8 +353,8 @@ def train(
         if not (last_path.exists() and last_path.samefile(resume)):
             # resumed into another --out: make it self-contained, so the final evaluation finds best.npz
             # (even if no later epoch improves) and the messages below name files that exist
-            save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss)
-            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state)
+            save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss, framing)
+            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing)
 
     selection = "validation loss" if val_loader is not None else "training loss"
     log(f"recipe {recipe.name}: {json.dumps(dataclasses.asdict(recipe))}")
@@ -385,10 +407,10 @@ def train(
         improved = selection_loss < state.best_loss
         if improved:
             state.best_loss, state.best_epoch, state.best_model = selection_loss, epoch + 1, snapshot(model)
-            save_weights(best_path, recipe, state.best_model, epoch + 1, selection_loss)
+            save_weights(best_path, recipe, state.best_model, epoch + 1, selection_loss, framing)
         state.epoch = epoch + 1
         state.history.append(record)
-        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state)
+        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing)
         val_text = f" | val loss {record['val_loss']:.4f}, val NME {record['val_nme_percent']:.2f} %" if "val_loss" in record else ""
         log(
             f"epoch {epoch + 1:3d}/{recipe.epochs} | train loss {train_loss:.4f}{val_text}"

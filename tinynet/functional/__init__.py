@@ -29,5 +29,7 @@ from .loss import (
     mse_loss_forward,
     smooth_l1_loss_backward,
     smooth_l1_loss_forward,
+    wing_loss_backward,
+    wing_loss_forward,
 )
 from .pooling import MaxPool2dCache, maxpool2d_backward, maxpool2d_forward

@@ -1,4 +1,4 @@
-"""Regression losses: mean squared error, L1 and smooth L1 (Huber with ``beta``).
+"""Regression losses: mean squared error, L1, smooth L1 (Huber with ``beta``) and Wing.
 
 Each ``*_forward(pred, target, reduction)`` returns ``(loss, cache)`` where ``loss`` is a 0-d value of
 ``pred``'s dtype (or, with ``reduction="none"``, the element-wise array) and each ``*_backward(dloss,
@@ -78,3 +78,35 @@ def smooth_l1_loss_backward(dloss, cache: LossCache) -> np.ndarray:
     else:
         local = np.where(np.abs(diff) < beta, diff / beta, np.sign(diff))
     return (local * np.asarray(_scale(dloss, cache), dtype=diff.dtype)).astype(diff.dtype, copy=False)
+
+
+class WingCache(NamedTuple):
+    diff: np.ndarray  # pred - target
+    reduction: str
+    width: float
+    curvature: float
+
+
+def wing_loss_forward(pred: np.ndarray, target: np.ndarray, reduction: str = "mean", width: float = 10.0, curvature: float = 2.0):
+    """Wing loss (Feng et al., "Wing Loss for Robust Facial Landmark Localisation with CNNs", CVPR 2018).
+
+    ``loss_i = w ln(1 + |d| / eps)`` where ``|d| < w``, else ``|d| - C`` with ``C = w - w ln(1 + w / eps)``
+    (``w = width``, ``eps = curvature``, ``d = pred - target``). Logarithmic near zero, so small and medium
+    errors weigh more than under L1 (whose gradient is the same for every error), and linear beyond ``w``
+    like L1, so outliers do not dominate as under MSE. ``C`` joins the two pieces continuously at ``|d| = w``.
+    """
+    diff = pred - target
+    absolute = np.abs(diff)
+    joint = width - width * np.log1p(width / curvature)
+    elementwise = np.where(absolute < width, width * np.log1p(absolute / curvature), absolute - joint)
+    cache = WingCache(diff, reduction, float(width), float(curvature))
+    return _reduce(elementwise.astype(pred.dtype, copy=False), reduction, pred.dtype), cache
+
+
+def wing_loss_backward(dloss, cache: WingCache) -> np.ndarray:
+    """``dpred_i = sign(d) w / (eps + |d|)`` where ``|d| < w``, else ``sign(d)``; times ``dloss / n``."""
+    diff, width, curvature = cache.diff, cache.width, cache.curvature
+    absolute = np.abs(diff)
+    local = np.sign(diff) * np.where(absolute < width, width / (curvature + absolute), 1.0)
+    scale = dloss / diff.size if cache.reduction == "mean" else dloss
+    return (local * np.asarray(scale, dtype=diff.dtype)).astype(diff.dtype, copy=False)

@@ -4,7 +4,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
-from .loss import L1Loss, MSELoss, SmoothL1Loss
+from .loss import L1Loss, MSELoss, SmoothL1Loss, WingLoss
 from .module import IncompatibleKeys, Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import MaxPool2d
@@ -13,5 +13,5 @@ __all__ = [
     "Module", "Parameter", "Sequential", "IncompatibleKeys",
     "Conv2d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
     "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid",
-    "MSELoss", "L1Loss", "SmoothL1Loss",
+    "MSELoss", "L1Loss", "SmoothL1Loss", "WingLoss",
 ]

@@ -1,4 +1,4 @@
-"""Loss modules: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``.
+"""Loss modules: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``, ``WingLoss``.
 
 ``loss = criterion(pred, target)`` returns a 0-d value of ``pred``'s dtype; ``criterion.backward()``
 returns ``dpred`` (the gradient of the loss, times an optional ``dloss``), ready for ``model.backward``.
@@ -81,3 +81,29 @@ class SmoothL1Loss(_Loss):
         return L.smooth_l1_loss_forward(pred, target, self.reduction, self.beta)
 
     _backward = staticmethod(L.smooth_l1_loss_backward)
+
+
+class WingLoss(_Loss):
+    """Wing loss for landmark regression (Feng et al., CVPR 2018): ``width * ln(1 + |d| / curvature)`` for
+    ``|d| < width``, ``|d| - C`` beyond (see ``tinynet.functional.loss.wing_loss_forward``).
+
+    ``width`` and ``curvature`` are in the units of the targets (the paper's 10 and 2 are pixels of a
+    64-pixel face; scale them with your coordinates). PyTorch has no built-in Wing loss.
+    """
+
+    def __init__(self, width: float = 10.0, curvature: float = 2.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        width, curvature = float(width), float(curvature)
+        if not (np.isfinite(width) and width > 0):
+            raise ValueError(f"WingLoss: width must be positive and finite, got {width}")
+        if not (np.isfinite(curvature) and curvature > 0):
+            raise ValueError(f"WingLoss: curvature must be positive and finite, got {curvature}")
+        self.width, self.curvature = width, curvature
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, curvature={self.curvature}, reduction={self.reduction!r}"
+
+    def _forward(self, pred: np.ndarray, target: np.ndarray):
+        return L.wing_loss_forward(pred, target, self.reduction, self.width, self.curvature)
+
+    _backward = staticmethod(L.wing_loss_backward)

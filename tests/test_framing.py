@@ -1,0 +1,211 @@
+"""keypoints.framing: the canonical point framing, the framed training crops, and the refinement pass."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keypoint_fixtures import write_checkpoint
+from test_transforms import SHOWN, assert_blobs_follow, face_points, render_blobs
+
+from keypoints.data import Faces
+from keypoints.framing import (
+    DATASET_FRAMING,
+    PointFraming,
+    frame_matrix,
+    framed_sample,
+    measure_point_framing,
+    point_spread,
+    warp_crop,
+)
+from keypoints.loader import DataLoader
+from keypoints.predictor import load_predictor
+from keypoints.transforms import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
+from tinynet.nn import Module
+
+S = 96
+
+
+def test_point_spread_by_hand():
+    # four points at distance 1 and 3 from their centroid (2, 0): RMS sqrt((1 + 1 + 9 + 9) / 4)
+    points = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 3.0], [2.0, -3.0]])
+    assert point_spread(points) == pytest.approx(np.sqrt(5.0), rel=1e-15)
+    assert point_spread(np.stack([points, 2 * points])).tolist() == pytest.approx([np.sqrt(5.0), 2 * np.sqrt(5.0)])
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        (dict(centroid=(0.0, 0.5), spread=0.2), "centroid"),
+        (dict(centroid=(0.5, 1.2), spread=0.2), "centroid"),
+        (dict(centroid=(0.5, 0.5), spread=0.0), "spread"),
+        (dict(centroid=(0.5, 0.5), spread=float("nan")), "spread"),
+    ],
+)
+def test_point_framing_validates(values, match):
+    with pytest.raises(ValueError, match=match):
+        PointFraming(**values)
+
+
+def test_point_framing_dict_round_trip_and_errors():
+    framing = PointFraming((0.4, 0.55), 0.2)
+    assert PointFraming.from_dict(framing.to_dict()) == framing
+    for bad in ({"centroid": [0.5, 0.5]}, {"centroid": [0.5], "spread": 0.2}, "x", {"centroid": "ab", "spread": 0.2}):
+        with pytest.raises(ValueError, match="framing"):
+            PointFraming.from_dict(bad)
+
+
+@given(
+    shift=st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1)),
+    zoom=st.floats(0.7, 1.4),
+    degrees=st.floats(-30, 30),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(deadline=None, max_examples=30)
+def test_frame_matrix_puts_centroid_and_spread_where_asked(shift, zoom, degrees, seed):
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(10, 300, size=(68, 2))
+    framing = PointFraming((0.45, 0.55), 0.2)
+    matrix = frame_matrix(points, S, framing, shift=shift, zoom=zoom, degrees=degrees)
+    moved = apply_affine(points, matrix)
+    np.testing.assert_allclose(moved.mean(axis=0), (np.array([0.45, 0.55]) + shift) * S, atol=1e-9)
+    assert point_spread(moved) == pytest.approx(0.2 * S * zoom, rel=1e-12)
+    # a similarity: the direction between two points turns by -degrees in image coordinates (y down,
+    # counter-clockwise as displayed), as transforms' rotation
+    before, after = points[1] - points[0], moved[1] - moved[0]
+    turn = np.degrees(np.arctan2(after[1], after[0]) - np.arctan2(before[1], before[0]))
+    assert (turn + degrees + 180) % 360 - 180 == pytest.approx(0.0, abs=1e-7)
+
+
+def test_frame_matrix_rejects_degenerate_points():
+    with pytest.raises(ValueError, match="frame_matrix"):
+        frame_matrix(np.ones((68, 2)), S, DATASET_FRAMING)
+    points = np.random.default_rng(0).uniform(0, 50, (68, 2))
+    points[3, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        frame_matrix(points, S, DATASET_FRAMING)
+
+
+@given(flip=st.booleans(), degrees=st.sampled_from([0.0, 20.0]), seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=25)
+def test_framed_sample_moves_keypoints_with_pixels(flip, degrees, seed):
+    rng = np.random.default_rng(seed)
+    height, width, size = 90, 80, 64
+    points = face_points(rng, height, width, SHOWN)
+    sigma = 1.8  # the crop shrinks the image to about 2/3: blobs stay a pixel wide and 13 pixels apart
+    image = render_blobs(height, width, points[SHOWN], sigma=sigma)
+    framing = PointFraming((0.5, 0.5), 0.35)
+    crop, moved = framed_sample(
+        image, points, size, rng, framing, flip=1.0 if flip else 0.0, degrees=degrees, shift=0.03, zoom=0.1
+    )
+    assert crop.shape == (size, size) and crop.dtype == np.float32 and moved.dtype == np.float32
+    zoom = point_spread(moved) / point_spread(points)
+    shown_after = [int(FLIP_PERMUTATION[i]) for i in SHOWN] if flip else SHOWN
+    assert_blobs_follow(crop, moved[shown_after], sigma * zoom, centroid_tol=0.3)
+
+
+def test_framed_sample_without_jitter_is_canonical_and_flip_is_mirror_consistent():
+    rng = np.random.default_rng(3)
+    image = rng.random((120, 110)).astype(np.float32)
+    points = rng.uniform(30, 80, size=(68, 2)).astype(np.float32)
+    framing = PointFraming((0.48, 0.56), 0.18)
+    for flip in (0.0, 1.0):
+        crop, moved = framed_sample(image, points, S, rng, framing, flip=flip)
+        # the moved points (left/right swapped after a flip) are framed canonically either way
+        np.testing.assert_allclose(moved.mean(axis=0), np.array([0.48, 0.56]) * S, atol=1e-3)
+        assert point_spread(moved) == pytest.approx(0.18 * S, rel=1e-5)
+    plain, _ = framed_sample(image, points, S, rng, framing)
+    np.testing.assert_array_equal(plain, warp_crop(image, frame_matrix(points, S, framing), S))
+
+
+def test_measure_point_framing_on_known_faces():
+    # two 107 x 120 images, centre 96-crop offsets (top, left) = (6, 12): points placed at known crop spots
+    crop_points = np.random.default_rng(0).uniform(20, 70, size=(2, 68, 2))
+    images = [np.zeros((107, 120), np.float32)] * 2
+    keypoints = crop_points + np.array([12.0, 6.0])  # crop (x, y) + (left, top)
+    framing = measure_point_framing(images, keypoints, S)
+    centroids = crop_points.mean(axis=1) / S
+    np.testing.assert_allclose(framing.centroid, np.median(centroids, axis=0), rtol=1e-12)
+    assert framing.spread == pytest.approx(np.median(point_spread(crop_points)) / S, rel=1e-12)
+    with pytest.raises(ValueError, match="one keypoint set per image"):
+        measure_point_framing(images, keypoints[:1], S)
+
+
+def faces_fixture(n: int = 6, seed: int = 0) -> Faces:
+    rng = np.random.default_rng(seed)
+    images = [rng.random((107, 107 + 3 * i)).astype(np.float32) for i in range(n)]
+    keypoints = rng.uniform(30, 75, size=(n, 68, 2)).astype(np.float32)
+    return Faces(images, keypoints, [f"f{i}" for i in range(n)], np.full((n, 2), 107), S, np.zeros((n, 2, 3)))
+
+
+def test_loader_refine_zero_keeps_the_random_stream_and_refine_one_frames_every_sample():
+    faces = faces_fixture()
+    augment = dict(flip=True, degrees=10.0, scale=(0.9, 1.1), translate=0.04)
+    plain = list(DataLoader(faces, 3, shuffle=True, seed=5, augment=augment, prefetch=False))
+    zero = list(DataLoader(faces, 3, shuffle=True, seed=5, augment=dict(augment, refine=0.0), prefetch=False))
+    for (x0, y0), (x1, y1) in zip(plain, zero):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+    framing = PointFraming((0.5, 0.54), 0.18)
+    framed = DataLoader(faces, 3, seed=5, augment=dict(refine=1.0), framing=framing, prefetch=False)
+    for x, y in framed:
+        points = denormalize_keypoints(y.reshape(-1, 68, 2).astype(np.float64), S)
+        np.testing.assert_allclose(points.mean(axis=1), np.tile(np.array([0.5, 0.54]) * S, (len(y), 1)), atol=1e-3)
+        np.testing.assert_allclose(point_spread(points), 0.18 * S, rtol=1e-5)
+
+
+def test_loader_refine_needs_a_framing_and_a_probability():
+    faces = faces_fixture(2)
+    with pytest.raises(ValueError, match="PointFraming"):
+        DataLoader(faces, 2, augment=dict(refine=0.5))
+    with pytest.raises(ValueError, match="probability"):
+        DataLoader(faces, 2, augment=dict(refine=1.5), framing=DATASET_FRAMING)
+
+
+class CanonicalFace(Module):
+    """Answers, for every crop, a fixed face framed exactly canonically (centroid and spread of the
+    framing); records the crops it saw."""
+
+    def __init__(self, framing: PointFraming, seed: int = 0):
+        super().__init__()
+        face = np.random.default_rng(seed).normal(0.0, 1.0, size=(68, 2))
+        face = (face - face.mean(axis=0)) / point_spread(face) * framing.spread * S + np.array(framing.centroid) * S
+        self.q = normalize_keypoints(face, S).reshape(-1).astype(np.float32)
+        self.seen: list[np.ndarray] = []
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(x[:, 0].copy())
+        return np.tile(self.q, (len(x), 1))
+
+
+def test_refinement_reads_the_canonical_crop_of_the_previous_points_and_a_canonical_answer_is_a_fixed_point(tmp_path):
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    one_pass = load_predictor(path, refine_passes=0)
+    two_passes = load_predictor(path, refine_passes=1)
+    assert two_passes.refine_passes == 1 and "refine_passes=1" in repr(two_passes)
+    images = [np.random.default_rng(i).random((150 + 20 * i, 130)).astype(np.float32) for i in range(3)]
+    for predictor in (one_pass, two_passes):
+        predictor.model = CanonicalFace(predictor.framing)
+    first = one_pass.predict_details(images)
+    second = two_passes.predict_details(images)
+    # a network whose answer is already canonical leaves nothing to correct: the points stay where they were
+    np.testing.assert_allclose(second.points, first.points, atol=1e-3)
+    # what the second pass read: for each image, the canonical crop framed from the first pass's points
+    seen = two_passes.model.seen[-1]
+    for i, image in enumerate(images):
+        rescaled, to_rescaled = two_passes._rescaled(image)
+        source = apply_affine(first.points[i].astype(np.float64), to_rescaled)
+        expected = warp_crop(rescaled, frame_matrix(source, S, two_passes.framing), S)
+        np.testing.assert_allclose(seen[i], expected, atol=2e-3)
+        # and the affine of the result maps image pixels to that last crop
+        np.testing.assert_allclose(map_to_original(denormalize_keypoints(second.normalized[i].reshape(68, 2), S),
+                                                   second.affines[i]), second.points[i], atol=1e-3)
+
+
+def test_predictor_refine_passes_validated(tmp_path):
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    for bad in (-1, 5, 1.5, True):
+        with pytest.raises(ValueError, match="refine_passes"):
+            load_predictor(path, refine_passes=bad)
