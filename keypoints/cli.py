@@ -22,6 +22,9 @@ _RECIPE_FLAGS = {
     "seed": "seed",
     "flip_test": "flip_test",
     "dropout": "dropout",
+    "head": "head",
+    "refine_passes": "refine_passes",
+    "ema": "ema",
 }
 
 
@@ -41,13 +44,18 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--schedule", choices=("constant", "cosine"))
-    parser.add_argument("--loss", choices=("mse", "l1", "smoothl1"))
+    parser.add_argument("--loss", choices=("mse", "l1", "smoothl1", "wing"))
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="flip, rotation/scale/shift and brightness/contrast augmentation (the default recipe's)")
     parser.add_argument("--val-fraction", type=float, help="held-out share of the training set used to pick the best epoch")
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                         help="average each test prediction with the mirrored face's")
     parser.add_argument("--dropout", type=float)
+    parser.add_argument("--head", choices=("classic", "dropout-last"),
+                        help="classic: a dropout after each hidden layer; dropout-last: one, after the last batch norm")
+    parser.add_argument("--refine-passes", type=int,
+                        help="prediction frames the face again from its own points this many times (0-4)")
+    parser.add_argument("--ema", type=float, help="keep an exponential moving average of the weights with this decay (0: off)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--limit", type=int, help="use only the first N training (and test) faces: a quick run")
     parser.add_argument("--resume", help="continue from a last.npz checkpoint (same recipe; --epochs may grow)")
@@ -92,13 +100,17 @@ def evaluate_main(args: argparse.Namespace) -> int:
     from .metrics import format_metrics
     from .predictor import load_predictor
 
-    predictor = load_predictor(args.checkpoint, flip=args.flip)  # a bad checkpoint fails before any download
+    # a bad checkpoint fails before any download
+    predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes)
     metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
     metrics["checkpoint"] = str(args.checkpoint)
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{args.checkpoint}: {format_metrics(metrics)}{' (flip-averaged)' if metrics['flip_test'] else ''}")
+        how = ["flip-averaged"] if metrics["flip_test"] else []
+        how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
+        suffix = " (" + ", ".join(how) + ")" if how else ""
+        print(f"{args.checkpoint}: {format_metrics(metrics)}{suffix}")
     return 0
 
 
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                           help="average with the mirrored face (default: as the checkpoint's recipe)")
     evaluate.add_argument("--limit", type=int, help="only the first N test faces")
+    evaluate.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
+                          help="re-frame each face from its own points this many times (default: as the checkpoint)")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
     from .wild_cli import add_commands

@@ -31,6 +31,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: str | Path, limit: int | 
     true_norm = normalize_keypoints(true_crop, predictor.input_size).reshape(len(true), -1)
     metrics = summarize(prediction.points, true, prediction.normalized, true_norm)
     metrics["flip_test"] = predictor.flip
+    metrics["refine_passes"] = predictor.refine_passes
     metrics["input_size"] = predictor.input_size
     return metrics
 

@@ -25,8 +25,9 @@ from typing import Callable
 import numpy as np
 
 import tinynet
-from tinynet.nn import L1Loss, MSELoss, SmoothL1Loss
+from tinynet.nn import L1Loss, MSELoss, SmoothL1Loss, WingLoss
 from tinynet.optim import SGD, Adam, AdamW, CosineAnnealingLR
+from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
@@ -52,14 +53,19 @@ class Recipe:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine (per batch, to min_lr)
     min_lr: float = 1e-5
-    loss: str = "mse"  # mse | l1 | smoothl1
+    loss: str = "mse"  # mse | l1 | smoothl1 | wing
     smoothl1_beta: float = 0.02  # in normalised units (about a pixel at S=96)
+    # Wing loss (Feng et al. 2018) in normalised units (one unit is 50 S / 224 pixels, 21.4 at S = 96): the
+    # paper's width 10 and curvature 2 pixels of a 128-pixel face, scaled to a 96-pixel crop
+    wing_width: float = 0.35
+    wing_curvature: float = 0.07
     augment: dict = field(default_factory=dict)  # keyword arguments of transforms.crop_sample
     val_fraction: float = 0.0  # 0: no split, keep the weights with the lowest training loss
     dropout: float = 0.4
     flip_test: bool = False  # average each test prediction with that of the mirrored face
     seed: int = 0
     head: str = "classic"  # classic | dropout-last (keypoints.models: where dropout sits in the head)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0: off)
     refine_passes: int = 0  # prediction re-frames the face from its own points this many times (keypoints.framing)
 
     def __post_init__(self) -> None:
@@ -73,12 +79,14 @@ class Recipe:
             raise ValueError(f"Recipe: optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"Recipe: schedule must be constant or cosine, got {self.schedule!r}")
-        if self.loss not in ("mse", "l1", "smoothl1"):
-            raise ValueError(f"Recipe: loss must be mse, l1 or smoothl1, got {self.loss!r}")
+        if self.loss not in ("mse", "l1", "smoothl1", "wing"):
+            raise ValueError(f"Recipe: loss must be mse, l1, smoothl1 or wing, got {self.loss!r}")
         if self.lr <= 0:
             raise ValueError(f"Recipe: lr must be positive, got {self.lr}")
         if self.head not in HEADS:
             raise ValueError(f"Recipe: head must be one of {HEADS}, got {self.head!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"Recipe: ema must be a decay in [0, 1), got {self.ema}")
         if not 0 <= self.refine_passes <= 4:
             raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
 
@@ -111,6 +119,8 @@ def build_loss(recipe: Recipe):
         return MSELoss()
     if recipe.loss == "l1":
         return L1Loss()
+    if recipe.loss == "wing":
+        return WingLoss(width=recipe.wing_width, curvature=recipe.wing_curvature)
     return SmoothL1Loss(beta=recipe.smoothl1_beta)
 
 
@@ -154,8 +164,12 @@ def snapshot(model) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------- loops
-def run_epoch(model, loader: DataLoader, criterion, optimizer, scheduler, progress: Callable | None = None) -> float:
-    """One pass of training over ``loader``; returns the mean loss. Raises FloatingPointError on NaN."""
+def run_epoch(
+    model, loader: DataLoader, criterion, optimizer, scheduler, progress: Callable | None = None, averaged=None
+) -> float:
+    """One pass of training over ``loader``; returns the mean loss. Raises FloatingPointError on NaN.
+
+    ``averaged`` (an ``AveragedModel``) takes in the weights after every step."""
     model.train()
     total, count = 0.0, 0
     for step, (x, y) in enumerate(loader):
@@ -169,6 +183,8 @@ def run_epoch(model, loader: DataLoader, criterion, optimizer, scheduler, progre
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         total += float(loss) * len(x)
         count += len(x)
         if progress is not None:
@@ -213,7 +229,14 @@ class TrainState:
 
 
 def save_checkpoint(
-    path: Path, recipe: Recipe, model, optimizer, scheduler, state: TrainState, framing: PointFraming = DATASET_FRAMING
+    path: Path,
+    recipe: Recipe,
+    model,
+    optimizer,
+    scheduler,
+    state: TrainState,
+    framing: PointFraming = DATASET_FRAMING,
+    averaged=None,
 ) -> None:
     """The full training state (atomic write: an interrupted save keeps the previous file)."""
     tinynet.save(
@@ -229,6 +252,7 @@ def save_checkpoint(
             "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
             "best_epoch": state.best_epoch,
             "best_model": state.best_model,
+            "averaged": None if averaged is None else averaged.state_dict(),
         },
         path,
     )
@@ -333,11 +357,17 @@ def train(
     scheduler = None
     if recipe.schedule == "cosine":
         scheduler = CosineAnnealingLR(optimizer, T_max=recipe.epochs * len(train_loader), eta_min=recipe.min_lr)
+    # with --ema the moving average (its buffers averaged too, PyTorch's use_buffers) is what is validated and
+    # kept; the kept weights get their own batch-norm statistics at the end (update_bn)
+    averaged = AveragedModel(model, get_ema_multi_avg_fn(recipe.ema), use_buffers=True) if recipe.ema > 0 else None
+    kept = model if averaged is None else averaged.module
 
     last_path, best_path = out / "last.npz", out / "best.npz"
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if averaged is not None:
+            averaged.load_state_dict(checkpoint["averaged"])
         if scheduler is not None:
             # --epochs may have grown: the cosine must reach min_lr at the end of *this* run, not rise again
             # after the old end (T_max is otherwise restored from the checkpoint). Unchanged epochs: a no-op.
@@ -354,7 +384,7 @@ def train(
             # resumed into another --out: make it self-contained, so the final evaluation finds best.npz
             # (even if no later epoch improves) and the messages below name files that exist
             save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss, framing)
-            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing)
+            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged)
 
     selection = "validation loss" if val_loader is not None else "training loss"
     log(f"recipe {recipe.name}: {json.dumps(dataclasses.asdict(recipe))}")
@@ -379,9 +409,9 @@ def train(
 
         epoch_started = time.perf_counter()
         try:
-            train_loss = run_epoch(model, train_loader, criterion, optimizer, scheduler, progress)
+            train_loss = run_epoch(model, train_loader, criterion, optimizer, scheduler, progress, averaged)
             seconds = time.perf_counter() - epoch_started
-            validation = evaluate_loader(model, val_loader, criterion) if val_loader is not None else None
+            validation = evaluate_loader(kept, val_loader, criterion) if val_loader is not None else None
         except KeyboardInterrupt:
             bar.close()
             interrupted = True
@@ -406,11 +436,11 @@ def train(
         selection_loss = record.get("val_loss", train_loss)
         improved = selection_loss < state.best_loss
         if improved:
-            state.best_loss, state.best_epoch, state.best_model = selection_loss, epoch + 1, snapshot(model)
+            state.best_loss, state.best_epoch, state.best_model = selection_loss, epoch + 1, snapshot(kept)
             save_weights(best_path, recipe, state.best_model, epoch + 1, selection_loss, framing)
         state.epoch = epoch + 1
         state.history.append(record)
-        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing)
+        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged)
         val_text = f" | val loss {record['val_loss']:.4f}, val NME {record['val_nme_percent']:.2f} %" if "val_loss" in record else ""
         log(
             f"epoch {epoch + 1:3d}/{recipe.epochs} | train loss {train_loss:.4f}{val_text}"
@@ -419,6 +449,14 @@ def train(
 
     if state.best_model is None:
         raise SystemExit("no epoch finished, nothing to evaluate")
+    if averaged is not None and not interrupted:
+        # the averaged weights' own batch-norm statistics: one pass of augmented crops no epoch has used
+        best = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head)
+        best.load_state_dict(state.best_model)
+        train_loader.set_epoch(recipe.epochs)
+        update_bn(train_loader, best)
+        save_weights(best_path, recipe, snapshot(best), state.best_epoch, state.best_loss, framing)
+        log(f"recomputed the batch-norm statistics of the averaged weights of epoch {state.best_epoch}")
     train_seconds = time.perf_counter() - train_started
     metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit)
     metrics.update(

@@ -206,6 +206,33 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tiny_data, uninterrupted
     assert_same_tree(metrics_a, metrics_b, skip=("train_seconds_this_run", "checkpoint"))
 
 
+def test_resume_with_ema_refine_and_the_new_head_is_bit_for_bit(tiny_data, tmp_path):
+    """The recipe's newer parts keep exact resume: framed crops (their extra random draws), the averaged
+    weights (saved in last.npz) and the batch-norm recomputation of the averaged weights at the end."""
+    recipe = dataclasses.replace(
+        RESUME_RECIPE, ema=0.9, head="dropout-last", refine_passes=1,
+        augment=dict(DEFAULT_AUGMENT, refine=0.5, frame_shift=0.02, frame_zoom=0.05),
+    )
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    logs: list[str] = []
+    metrics_a = train(recipe, data=tiny_data, out=out_a, show_progress=False, log=logs.append)
+    assert any("recomputed the batch-norm statistics" in line for line in logs)
+    train(dataclasses.replace(recipe, epochs=1), data=tiny_data, out=out_b, show_progress=False, log=lambda m: None)
+    metrics_b = train(recipe, data=tiny_data, out=out_b, resume=out_b / "last.npz", show_progress=False, log=lambda m: None)
+    last_a, last_b = tinynet.load(out_a / "last.npz"), tinynet.load(out_b / "last.npz")
+    assert int(last_a["averaged"]["n_averaged"]) == 2  # one step per epoch, two epochs
+    for part in ("model", "averaged", "best_model", "history"):
+        assert_same_tree(last_a[part], last_b[part], part)
+    best_a = tinynet.load(out_a / "best.npz")
+    assert_same_tree(best_a["model"], tinynet.load(out_b / "best.npz")["model"])
+    # the kept weights are the average, with statistics of their own (not the averaged buffers)
+    kept = last_a["best_model"]
+    assert not np.array_equal(best_a["model"]["regressor.1.running_var"], kept["regressor.1.running_var"])
+    np.testing.assert_array_equal(best_a["model"]["regressor.0.weight"], kept["regressor.0.weight"])
+    assert best_a["meta"]["head"] == "dropout-last" and best_a["meta"]["refine_passes"] == 1
+    assert_same_tree(metrics_a, metrics_b, skip=("train_seconds_this_run", "checkpoint"))
+
+
 def test_uninterrupted_run_keeps_the_lowest_validation_loss(uninterrupted):
     out, metrics, logs = uninterrupted
     saved = json.loads((out / "metrics.json").read_text())
