@@ -10,8 +10,10 @@ answer towards the average framing. The refinement pass removes that variation: 
     their RMS distance to the centroid (their *spread*) becomes ``framing.spread * S``,
 
 which is where the centroid and spread of an average training face sit in its centre crop
-(:func:`measure_point_framing`). Training shows the network such crops too, framed from the *true* points
-with a small random error (``framed_sample``), so the second pass sees what it was trained on.
+(:func:`measure_point_framing`). With ``upright`` the frame also turns the face so that the line through
+its eye centres (the means of points 36-41 and 42-47) is horizontal: the network then never has to read
+a tilted face in the refinement pass. Training shows the network such crops too, framed from the *true*
+points with a small random error (``framed_sample``), so the second pass sees what it was trained on.
 
 All matrices map source pixels to crop pixels (3x3, float64); pixel centres sit at integer coordinates,
 as in :mod:`keypoints.transforms`.
@@ -42,10 +44,12 @@ class PointFraming:
 
     centroid : (x, y) of the points' mean
     spread : RMS distance of the points to their centroid
+    upright : also turn the face so that its eyes are level (68 points: eyes 36-41 and 42-47)
     """
 
     centroid: tuple[float, float]
     spread: float
+    upright: bool = False
 
     def __post_init__(self) -> None:
         cx, cy = (float(v) for v in self.centroid)
@@ -54,20 +58,23 @@ class PointFraming:
             raise ValueError(f"PointFraming: centroid must lie inside the crop, (0, 1) x (0, 1), got {self.centroid}")
         if not 0.0 < spread < 1.0:
             raise ValueError(f"PointFraming: spread must be in (0, 1) of the crop side, got {self.spread}")
+        if not isinstance(self.upright, (bool, np.bool_)):
+            raise ValueError(f"PointFraming: upright must be a bool, got {self.upright!r}")
         object.__setattr__(self, "centroid", (cx, cy))
         object.__setattr__(self, "spread", spread)
+        object.__setattr__(self, "upright", bool(self.upright))
 
     def to_dict(self) -> dict:
-        return {"centroid": list(self.centroid), "spread": self.spread}
+        return {"centroid": list(self.centroid), "spread": self.spread, "upright": self.upright}
 
     @classmethod
     def from_dict(cls, values) -> "PointFraming":
-        if not isinstance(values, dict) or set(values) != {"centroid", "spread"}:
-            raise ValueError(f"framing: expected a dict with 'centroid' and 'spread', got {values!r}")
+        if not isinstance(values, dict) or not {"centroid", "spread"} <= set(values) <= {"centroid", "spread", "upright"}:
+            raise ValueError(f"framing: expected a dict with 'centroid', 'spread' (and 'upright'), got {values!r}")
         centroid = values["centroid"]
         if not isinstance(centroid, (list, tuple)) or len(centroid) != 2:
             raise ValueError(f"framing.centroid: expected two numbers (x, y), got {centroid!r}")
-        return cls(tuple(float(v) for v in centroid), float(values["spread"]))
+        return cls(tuple(float(v) for v in centroid), float(values["spread"]), values.get("upright", False))
 
 
 def point_spread(points: np.ndarray) -> np.ndarray:
@@ -92,6 +99,16 @@ def measure_point_framing(images: list, keypoints: np.ndarray, size: int) -> Poi
     return PointFraming(tuple(np.median(centroids, axis=0)), float(np.median(spreads)))
 
 
+def eye_angle(points: np.ndarray) -> float:
+    """Degrees the face is turned in the picture: the angle of the line from the right eye's centre (points
+    36-41, left in the picture) to the left eye's (42-47), counter-clockwise as displayed (y points down)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"eye_angle: expected the 68 iBUG points, got shape {points.shape}")
+    dx, dy = points[42:48].mean(axis=0) - points[36:42].mean(axis=0)
+    return float(np.degrees(np.arctan2(-dy, dx)))
+
+
 def frame_matrix(
     points: np.ndarray,
     size: int,
@@ -104,14 +121,17 @@ def frame_matrix(
 
     The points' centroid goes to ``framing.centroid * size + shift * size`` and their spread becomes
     ``framing.spread * size * zoom``; ``degrees`` turns the face about its centroid (as
-    :func:`keypoints.transforms._rotation_scale_about`). ``shift``, ``zoom`` and ``degrees`` are the
-    training jitter; the refinement pass uses none.
+    :func:`keypoints.transforms._rotation_scale_about`), after turning it upright first when
+    ``framing.upright``. ``shift``, ``zoom`` and ``degrees`` are the training jitter; the refinement pass
+    uses none.
     """
     points = np.asarray(points, dtype=np.float64)
     spread = float(point_spread(points))
     if not np.isfinite(points).all() or spread <= 0.0:
         raise ValueError("frame_matrix: the points must be finite and not all equal")
     centre = points.mean(axis=0)
+    if framing.upright:
+        degrees = degrees - eye_angle(points)
     scale = framing.spread * size * zoom / spread
     target = np.asarray(framing.centroid) * size + np.asarray(shift, dtype=np.float64) * size
     return _translation(*target) @ _rotation_scale_about(0.0, 0.0, degrees, scale) @ _translation(*-centre)
@@ -155,6 +175,8 @@ def framed_sample(
     factor = float(np.exp(rng.normal(0.0, zoom))) if zoom > 0 else 1.0
     mirror = _flip_matrix(image.shape[1]) if flipped else np.eye(3)
     source = apply_affine(keypoints.astype(np.float64), mirror)
+    if flipped:
+        source = source[FLIP_PERMUTATION]  # the mirrored face's own left and right (upright framing reads the eyes)
     matrix = frame_matrix(source, size, framing, shift=offset, zoom=factor, degrees=angle) @ mirror
     crop = warp_crop(image, matrix, size)
     moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)

@@ -20,9 +20,12 @@ from .data import Faces
 from .framing import PointFraming, framed_sample
 from .transforms import NUM_KEYPOINTS, crop_sample, normalize_keypoints
 
-AUGMENT_KEYS = ("flip", "degrees", "scale", "translate", "brightness", "contrast", "refine", "frame_shift", "frame_zoom")
-# the keys that only framed samples read (keypoints.framing.framed_sample), and those both kinds read
-_FRAMED_ONLY = {"refine": None, "frame_shift": "shift", "frame_zoom": "zoom"}
+AUGMENT_KEYS = (
+    "flip", "degrees", "scale", "translate", "brightness", "contrast", "refine", "frame_shift", "frame_zoom", "frame_degrees"
+)
+# the keys that only framed samples read (keypoints.framing.framed_sample, under their names there; frame_degrees
+# replaces degrees for them), and those both kinds read
+_FRAMED_ONLY = {"refine": None, "frame_shift": "shift", "frame_zoom": "zoom", "frame_degrees": "degrees"}
 _SHARED = ("flip", "degrees", "brightness", "contrast")
 _QUEUE_DEPTH = 2
 _POLL_SECONDS = 0.05  # how often a blocked producer checks whether the consumer went away
@@ -46,9 +49,10 @@ class DataLoader:
         Keyword arguments of ``keypoints.transforms.crop_sample``: ``flip``, ``degrees``, ``scale``,
         ``translate``, ``brightness``, ``contrast``. ``None``: random crops only (upstream's recipe).
         ``refine`` (a probability) makes that share of the samples *framed from their true points*
-        (``keypoints.framing.framed_sample``, with ``frame_shift`` and ``frame_zoom`` as its ``shift`` and
-        ``zoom`` jitter and the shared ``flip``, ``degrees``, ``brightness``, ``contrast``): the crops the
-        refinement pass reads. Needs ``framing``.
+        (``keypoints.framing.framed_sample``, with ``frame_shift``, ``frame_zoom`` and ``frame_degrees`` as
+        its ``shift``, ``zoom`` and ``degrees`` jitter and the shared ``flip``, ``degrees`` (unless
+        ``frame_degrees`` is given), ``brightness``, ``contrast``): the crops the refinement pass reads.
+        Needs ``framing``.
     framing : PointFraming, optional
         The canonical framing of ``refine`` samples.
     center : bool

@@ -67,6 +67,7 @@ class Recipe:
     head: str = "classic"  # classic | dropout-last (keypoints.models: where dropout sits in the head)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0: off)
     refine_passes: int = 0  # prediction re-frames the face from its own points this many times (keypoints.framing)
+    upright: bool = False  # the refinement frame also turns the face so that its eyes are level
 
     def __post_init__(self) -> None:
         if self.size not in (96, 224):
@@ -333,7 +334,9 @@ def train(
         raise ValueError(f"val_fraction {recipe.val_fraction} of {len(faces)} faces leaves fewer than 2 for validation")
     train_faces = faces.subset(np.sort(order[n_val:]))
     val_faces = faces.subset(np.sort(order[:n_val])) if n_val else None
-    framing = measure_point_framing(train_faces.images, train_faces.keypoints, recipe.size)
+    framing = dataclasses.replace(
+        measure_point_framing(train_faces.images, train_faces.keypoints, recipe.size), upright=recipe.upright
+    )
     log(
         f"data: {data_dir} | {len(train_faces)} training faces, {n_val} validation faces"
         f" | prepared in {time.perf_counter() - started:.1f} s"

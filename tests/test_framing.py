@@ -12,6 +12,7 @@ from keypoints.data import Faces
 from keypoints.framing import (
     DATASET_FRAMING,
     PointFraming,
+    eye_angle,
     frame_matrix,
     framed_sample,
     measure_point_framing,
@@ -20,7 +21,7 @@ from keypoints.framing import (
 )
 from keypoints.loader import DataLoader
 from keypoints.predictor import load_predictor
-from keypoints.transforms import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
+from keypoints.transforms import FLIP_PERMUTATION, _rotation_scale_about, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
 from tinynet.nn import Module
 
 S = 96
@@ -50,6 +51,9 @@ def test_point_framing_validates(values, match):
 def test_point_framing_dict_round_trip_and_errors():
     framing = PointFraming((0.4, 0.55), 0.2)
     assert PointFraming.from_dict(framing.to_dict()) == framing
+    upright = PointFraming((0.4, 0.55), 0.2, upright=True)
+    assert PointFraming.from_dict(upright.to_dict()) == upright
+    assert PointFraming.from_dict({"centroid": [0.4, 0.55], "spread": 0.2}) == framing  # written before upright
     for bad in ({"centroid": [0.5, 0.5]}, {"centroid": [0.5], "spread": 0.2}, "x", {"centroid": "ab", "spread": 0.2}):
         with pytest.raises(ValueError, match="framing"):
             PointFraming.from_dict(bad)
@@ -75,6 +79,26 @@ def test_frame_matrix_puts_centroid_and_spread_where_asked(shift, zoom, degrees,
     before, after = points[1] - points[0], moved[1] - moved[0]
     turn = np.degrees(np.arctan2(after[1], after[0]) - np.arctan2(before[1], before[0]))
     assert (turn + degrees + 180) % 360 - 180 == pytest.approx(0.0, abs=1e-7)
+
+
+@given(tilt=st.floats(-40, 40), degrees=st.floats(-10, 10), seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=30)
+def test_upright_framing_levels_the_eyes(tilt, degrees, seed):
+    rng = np.random.default_rng(seed)
+    face = rng.uniform(-20, 20, size=(68, 2))
+    face[36:42] += (-30, 0) - face[36:42].mean(axis=0)  # the right eye left in the picture, the left eye
+    face[42:48] += (30, 0) - face[42:48].mean(axis=0)  # right, their centres level
+    assert eye_angle(face) == pytest.approx(0.0, abs=1e-9)
+    tilted = apply_affine(face, _rotation_scale_about(0.0, 0.0, tilt, 1.0)) + 200
+    assert eye_angle(tilted) == pytest.approx(tilt, abs=1e-7)
+    framing = PointFraming((0.5, 0.5), 0.2, upright=True)
+    moved = apply_affine(tilted, frame_matrix(tilted, S, framing, degrees=degrees))
+    assert eye_angle(moved) == pytest.approx(degrees, abs=1e-7)  # level, then the jitter
+    np.testing.assert_allclose(moved.mean(axis=0), [0.5 * S, 0.5 * S], atol=1e-9)
+    # a mirrored training sample is levelled from the mirrored face's own eyes (not turned upside down)
+    image = np.zeros((260, 260), np.float32)
+    _, sample = framed_sample(image, tilted.astype(np.float32), S, rng, framing, flip=1.0)
+    assert abs(eye_angle(sample)) < 1e-3
 
 
 def test_frame_matrix_rejects_degenerate_points():
