@@ -1,7 +1,8 @@
 """keypoints against dlib, whole pipeline against whole pipeline, on the 770 test photos.
 
     pip install -e ".[bench]"            # dlib-bin and face-recognition-models (the 68-point model file)
-    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--limit N] [--detector haar] [--json out.json]
+    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--limit N] [--detector haar+profile]
+                                      [--json out.json]
 
 Each tool runs as its users run it, photo in, points out: keypoints with its own detector, framing, network
 and refinement (``Predictor.predict_faces``); dlib with its HOG face detector (one upsampling, as its
@@ -57,10 +58,10 @@ def dlib_pipeline():
     return run
 
 
-def keypoints_pipeline(model: str | None, detector: str):
+def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None):
     from keypoints.predictor import load_predictor
 
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, refine_passes=refine_passes)
 
     def run(photo: np.ndarray) -> list:
         return [(face.box, face.points) for face in predictor.predict_faces(photo, detector=detector)]
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     parser.add_argument("--model", help="keypoints checkpoint (default: the model that ships with the package)")
-    parser.add_argument("--detector", default="haar", help="keypoints' face detector (a name in keypoints.detect.DETECTORS)")
+    parser.add_argument("--detector", default="haar+profile", help="keypoints' face detector (a name in keypoints.detect.DETECTORS)")
+    parser.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
+                        help="override the checkpoint's number of refinement passes")
     parser.add_argument("--limit", type=int, help="only the first N test photos")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from keypoints.metrics import nme_per_face
 
     dlib_run = dlib_pipeline()
-    ours_run, predictor = keypoints_pipeline(args.model, args.detector)
+    ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     tools = {"keypoints": ours_run, "dlib": dlib_run}

@@ -52,6 +52,7 @@ from .transforms import to_gray_float32
 FRAME_SCALE = 1.98
 FRAME_OFFSET = (0.01, 0.06)
 
+DEFAULT_DETECTOR = "haar+profile"  # the frontal cascade, and the profile one where it finds no face
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_MIN_SIZE = 30
 HAAR_FILE = "haarcascade_frontalface_default.xml"
@@ -178,18 +179,20 @@ def _overlaps(box: np.ndarray, others: np.ndarray, threshold: float) -> bool:
 
 
 def detect_haar_profile(gray: np.ndarray, min_size: int, min_neighbors: int = 5) -> np.ndarray:
-    """Frontal faces, plus faces turned to the side that the frontal cascade missed: ``(F, 4)`` int64.
+    """Frontal faces; in a photo where the frontal cascade finds none, faces turned to the side: ``(F, 4)`` int64.
 
-    OpenCV's profile cascade (``haarcascade_profileface.xml``) knows faces turned one way only, so it also
-    runs on the mirrored photo (its boxes mirrored back). A profile box is kept when it overlaps no frontal
-    box and no profile box kept before it (more than half of the smaller box), so a frontal face is never
-    reported twice. The frontal boxes come first, unchanged: photos where the frontal cascade finds a face
-    give the same boxes as ``detect_haar``.
+    OpenCV's profile cascade (``haarcascade_profileface.xml``) knows faces turned one way only, so it runs on
+    the photo and on its mirror image (boxes mirrored back); a box overlapping one kept before it (more than
+    half of the smaller box) is dropped. It runs only when the frontal cascade found nothing: it costs three
+    frontal scans (measured on the 770 test photos: 36 ms a photo for the frontal cascade alone, 133 ms with
+    both cascades on every photo), and a photo with frontal faces gives exactly ``detect_haar``'s boxes.
     """
     frontal = detect_haar(gray, min_size)
+    if len(frontal):
+        return frontal
     cascade = _haar_cascade(haar_cascade_path(PROFILE_FILE))
     width = gray.shape[1]
-    kept = list(frontal)
+    kept: list[np.ndarray] = []
     for mirrored in (False, True):
         image = np.ascontiguousarray(gray[:, ::-1]) if mirrored else gray
         found = cascade.detectMultiScale(image, scaleFactor=1.1, minNeighbors=min_neighbors, minSize=(int(min_size),) * 2)
@@ -214,7 +217,7 @@ def register_detector(name: str, function: Callable[[np.ndarray, int], np.ndarra
 
 def detect_faces(
     image: np.ndarray,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     max_side: int | None = DEFAULT_MAX_SIDE,
     min_size: int = DEFAULT_MIN_SIZE,
 ) -> np.ndarray:
@@ -225,7 +228,7 @@ def detect_faces(
     image : (H, W) or (H, W, 1|2|3|4)
         Gray, BGR or BGRA (OpenCV's order); uint8, uint16 or float in [0, 1].
     detector : str
-        A name in :data:`DETECTORS` (``"haar"``).
+        A name in :data:`DETECTORS`: ``"haar+profile"`` (default) or ``"haar"`` (frontal faces only).
     max_side : int or None
         A photo whose longer side exceeds this is shrunk (``cv2.INTER_AREA``) to that size for detection
         only: the cascade's cost grows with the pixel count, and faces in a 24-megapixel photo are far
@@ -358,7 +361,7 @@ def photo_to_crop(points: np.ndarray, rect) -> np.ndarray:
 def predict_faces(
     predictor,
     image: np.ndarray,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     boxes: np.ndarray | None = None,
     max_side: int | None = DEFAULT_MAX_SIDE,
     min_size: int = DEFAULT_MIN_SIZE,

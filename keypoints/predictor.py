@@ -156,12 +156,12 @@ class Predictor:
     def predict_faces(self, image: np.ndarray, detector: str | None = None) -> list:
         """Every face of a photo: ``[(box (4,) int (x, y, w, h), points (68, 2) in photo pixels), ...]``.
 
-        Detects the faces (``detector``, default ``"haar"``), frames each as the training images were
+        Detects the faces (``detector``, default ``keypoints.detect.DEFAULT_DETECTOR``), frames each as the training images were
         framed, and predicts all of them in one batch: see :func:`keypoints.detect.predict_faces`.
         """
-        from .detect import predict_faces  # imported here: detect is optional for crop-only users
+        from .detect import DEFAULT_DETECTOR, predict_faces  # imported here: detect is optional for crop-only users
 
-        return predict_faces(self, image, detector="haar" if detector is None else detector)
+        return predict_faces(self, image, detector=DEFAULT_DETECTOR if detector is None else detector)
 
 
 def load_predictor(

@@ -92,7 +92,18 @@ class Recipe:
             raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
 
 
-DEFAULT_AUGMENT = dict(flip=True, degrees=15.0, scale=(0.9, 1.1), translate=0.04, brightness=0.2, contrast=0.2)
+DEFAULT_AUGMENT = dict(
+    flip=True,
+    degrees=15.0,
+    scale=(0.9, 1.1),
+    translate=0.04,
+    brightness=0.2,
+    contrast=0.2,
+    # half the crops framed from the true points with a small error: what the refinement pass reads
+    refine=0.5,
+    frame_shift=0.02,
+    frame_zoom=0.05,
+)
 
 RECIPES: dict[str, Recipe] = {
     "reference": Recipe(name="reference", size=96, epochs=50, batch_size=64, lr=1e-3, optimizer="adam", loss="mse"),
@@ -110,6 +121,8 @@ RECIPES: dict[str, Recipe] = {
         augment=DEFAULT_AUGMENT,
         val_fraction=0.1,
         flip_test=True,
+        head="dropout-last",
+        refine_passes=2,
     ),
 }
 

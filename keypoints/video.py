@@ -23,7 +23,7 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from .detect import FaceKeypoints, draw_keypoints, predict_faces
+from .detect import DEFAULT_DETECTOR, FaceKeypoints, draw_keypoints, predict_faces
 from .overlay import add_sunglasses, make_sunglasses
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
@@ -279,7 +279,7 @@ def process_video(
     overlay: np.ndarray | None = None,
     points: bool | None = None,
     smooth: bool = True,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     tracker: FaceTracker | None = None,
     progress: bool = True,
     max_frames: int | None = None,

@@ -311,12 +311,12 @@ def show_maps_command(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
-    from .detect import DEFAULT_MAX_SIDE, DETECTORS
+    from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
 
     parser.add_argument("--model", metavar="CKPT",
                         help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
     if detector:
-        parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS),
+        parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
                             help="face detector (default %(default)s)")
         parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                             help="larger photos are shrunk to this longest side for detection only"
