@@ -6,7 +6,6 @@ at extreme logits, PyTorch's edge cases (empty batches, every target ignored), h
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 import numpy as np
