@@ -84,7 +84,7 @@ def draw_face(rng: np.random.Generator, height: int, width: int) -> tuple[np.nda
     return image, points.astype(np.float32)
 
 
-def write_drawn_faces(root: Path, n_train: int = 160, n_test: int = 40, seed: int = 0) -> Path:
+def write_drawn_faces(root: Path, n_train: int = 320, n_test: int = 100, seed: int = 0) -> Path:
     """Write ``n_train`` + ``n_test`` drawn faces in the data set's layout under ``root``; returns ``root``."""
     rng = np.random.default_rng(seed)
     header = "," + ",".join(str(i) for i in range(2 * NUM_KEYPOINTS))  # the upstream CSVs' header
@@ -101,7 +101,7 @@ def write_drawn_faces(root: Path, n_train: int = 160, n_test: int = 40, seed: in
     return root
 
 
-def face_data_folder(n_train: int = 160, n_test: int = 40, seed: int = 0) -> tuple[Path, bool]:
+def face_data_folder(n_train: int = 320, n_test: int = 100, seed: int = 0) -> tuple[Path, bool]:
     """``(folder, real)``: the real data set named by ``KEYPOINTS_DATA``, else drawn faces (``real`` False).
 
     The drawn faces are written once into the system's temporary folder and reused by every lesson: into a
