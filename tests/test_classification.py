@@ -280,6 +280,19 @@ def test_hygiene(kind, reduction, rng):
     np.testing.assert_array_equal(criterion.backward(dloss), dlogits)
 
 
+@pytest.mark.parametrize("layer", [Softmax(1), LogSoftmax(-1)], ids=repr)
+def test_softmax_hygiene(layer, rng):
+    x = (rng.standard_normal((3, 4, 2)) * 3).astype(np.float32)
+    before = x.copy()
+    out = layer(x)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(x, before)
+    assert out.dtype == dx.dtype == np.float32 and dx.shape == x.shape
+    assert not any(np.shares_memory(dx, a) for a in (x, out, dout))
+    np.testing.assert_array_equal(layer.backward(dout), dx)
+
+
 def test_weight_is_a_buffer_that_follows_the_dtype():
     criterion = CrossEntropyLoss([1, 2, 3])
     assert criterion.weight.dtype == np.float32 and list(criterion.state_dict()) == ["weight"]
