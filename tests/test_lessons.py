@@ -3,8 +3,9 @@
 Each notebook runs in a fresh ``python3`` kernel of this environment (ipykernel), from the ``lessons/``
 folder as a learner opens it, with this checkout first on the path. The face lessons use the real data when
 ``KEYPOINTS_DATA`` is set and drawn faces otherwise, so they run either way. Each lesson is meant to take
-well under two minutes on 2 cores; ``BUDGET_SECONDS`` stops a runaway one (a cell that takes longer is
-interrupted and fails the test) without failing a slow, busy machine.
+well under two minutes on 2 idle cores; ``BUDGET_SECONDS`` only stops a runaway one (a cell that takes longer
+is interrupted and fails the test): on a machine shared with training runs a lesson can take several times
+its usual time, and that should not fail the suite.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
-BUDGET_SECONDS = 300
+BUDGET_SECONDS = 600
 
 
 def test_the_seven_lessons_are_there():
