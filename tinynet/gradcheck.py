@@ -115,7 +115,7 @@ def gradcheck(
     module : Module
         A float64 layer, model or loss (``module.double()`` converts one). Its forward must be
         deterministic (a Dropout layer draws a new mask each call: check ``dropout_backward`` instead).
-    *inputs : float64 arrays
+    *inputs : float64 arrays (after the first, also integer arrays of class indices)
         Passed to ``module(*inputs)``. The gradient returned by ``backward`` is compared with the first
         input's (or, if backward returns a tuple, with each input's in order).
     dout : array or float, optional
@@ -136,8 +136,13 @@ def gradcheck(
     if not isinstance(module, Module):
         raise TypeError(f"gradcheck: expected a tinynet Module, got {type(module).__name__}")
     for index, x in enumerate(inputs):
+        if index > 0 and isinstance(x, np.ndarray) and x.dtype.kind in "iu":
+            continue  # class indices (a CrossEntropyLoss target): passed as they are, never differentiated
         if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-            raise TypeError(f"gradcheck: input {index} must be a float64 ndarray (finite differences need the precision)")
+            raise TypeError(
+                f"gradcheck: input {index} must be a float64 ndarray (finite differences need the precision)"
+                " or, after the first, an integer array of class indices"
+            )
     params = list(module.named_parameters()) if check_params else []
     for name, param in params:
         if param.dtype != np.float64:

@@ -7,12 +7,17 @@ from .activation import (
     ActivationCache,
     elu_backward,
     elu_forward,
+    SoftmaxCache,
     leaky_relu_backward,
     leaky_relu_forward,
+    log_softmax_backward,
+    log_softmax_forward,
     relu_backward,
     relu_forward,
     sigmoid_backward,
     sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
     tanh_backward,
     tanh_forward,
 )
@@ -22,7 +27,10 @@ from .dropout import DropoutCache, dropout_backward, dropout_forward
 from .fused import BatchNormReLUMaxPoolCache, batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import (
+    CrossEntropyCache,
     LossCache,
+    cross_entropy_backward,
+    cross_entropy_forward,
     l1_loss_backward,
     l1_loss_forward,
     mse_loss_backward,

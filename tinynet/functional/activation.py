@@ -1,7 +1,9 @@
-"""Element-wise activations. Each forward returns ``(out, cache)``; each backward ``dx``.
+"""Activations. Each forward returns ``(out, cache)``; each backward ``dx``.
 
-The caches keep the output (or input) the derivative is written in; for ReLU, tanh and sigmoid the
-derivative is a function of the output, so nothing beyond the array the next layer already holds is kept.
+Element-wise ones (ReLU, LeakyReLU, ELU, tanh, sigmoid) and the two along one axis (softmax,
+log-softmax). The caches keep the output (or input) the derivative is written in; for ReLU, tanh,
+sigmoid and both softmaxes the derivative is a function of the output, so nothing beyond the array the
+next layer already holds is kept.
 """
 from __future__ import annotations
 
@@ -81,3 +83,41 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
 def sigmoid_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
     """``dx = dout * out * (1 - out)``."""
     return dout * cache.out * (1 - cache.out)
+
+
+class SoftmaxCache(NamedTuple):
+    out: np.ndarray  # softmax(x) or log_softmax(x): both derivatives are written in the output
+    dim: int
+
+
+def _shift_by_max(x: np.ndarray, dim: int) -> np.ndarray:
+    """``x - max(x)`` along ``dim``: softmax is unchanged, the largest exponent becomes ``exp(0) = 1``,
+    so ``exp`` cannot overflow (logits of 1e4) and the sum is at least 1 (no ``log(0)`` at -1e4)."""
+    return x - x.max(axis=dim, keepdims=True, initial=-np.inf)
+
+
+def softmax_forward(x: np.ndarray, dim: int) -> tuple[np.ndarray, SoftmaxCache]:
+    """``out_i = exp(x_i) / sum_j exp(x_j)`` along ``dim``; ``out`` has ``x``'s shape and dtype."""
+    e = np.exp(_shift_by_max(x, dim))
+    out = e / e.sum(axis=dim, keepdims=True)
+    return out, SoftmaxCache(out, dim)
+
+
+def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
+    """``dx_i = out_i (dout_i - sum_j dout_j out_j)``, from ``d out_j / d x_i = out_j ([i = j] - out_i)``."""
+    out = cache.out
+    return out * (dout - (dout * out).sum(axis=cache.dim, keepdims=True))
+
+
+def log_softmax_forward(x: np.ndarray, dim: int) -> tuple[np.ndarray, SoftmaxCache]:
+    """``out_i = x_i - log sum_j exp(x_j)`` along ``dim`` (log-sum-exp around the max: no overflow,
+    and finite even where ``softmax`` itself underflows to 0)."""
+    shifted = _shift_by_max(x, dim)
+    with np.errstate(divide="ignore"):  # only an empty dim sums to 0, and then the output is empty
+        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    return out, SoftmaxCache(out, dim)
+
+
+def log_softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
+    """``dx_i = dout_i - softmax_i sum_j dout_j``, from ``d out_j / d x_i = [i = j] - softmax_i``."""
+    return dout - np.exp(cache.out) * dout.sum(axis=cache.dim, keepdims=True)

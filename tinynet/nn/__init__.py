@@ -1,10 +1,10 @@
 """Layers with PyTorch's names: each wraps a forward/backward pair from ``tinynet.functional``."""
-from .activation import ELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .activation import ELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
-from .loss import L1Loss, MSELoss, SmoothL1Loss, WingLoss
+from .loss import CrossEntropyLoss, L1Loss, MSELoss, SmoothL1Loss, WingLoss
 from .module import IncompatibleKeys, Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import MaxPool2d
@@ -12,6 +12,6 @@ from .pooling import MaxPool2d
 __all__ = [
     "Module", "Parameter", "Sequential", "IncompatibleKeys",
     "Conv2d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
-    "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid",
-    "MSELoss", "L1Loss", "SmoothL1Loss", "WingLoss",
+    "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
+    "MSELoss", "L1Loss", "SmoothL1Loss", "WingLoss", "CrossEntropyLoss",
 ]

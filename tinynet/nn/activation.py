@@ -1,4 +1,5 @@
-"""Element-wise activation layers: ``ReLU``, ``LeakyReLU``, ``ELU``, ``Tanh``, ``Sigmoid``.
+"""Activation layers: element-wise ``ReLU``, ``LeakyReLU``, ``ELU``, ``Tanh``, ``Sigmoid``, and
+``Softmax``/``LogSoftmax`` along one dimension.
 
 Any input shape; output of the same shape and dtype. The math of each forward and backward pass is
 in ``tinynet.functional.activation``.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_array
+from .._checks import ShapeError, check_float_array
 from ..functional import activation as A
 from .module import Module
 
@@ -85,3 +86,48 @@ class Sigmoid(_Activation):
 
     def _backward(self, dout, cache):
         return A.sigmoid_backward(dout, cache)
+
+
+class _AlongDim(_Activation):
+    """An activation that normalises along one dimension ``dim`` (PyTorch's ``dim`` argument)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            # torch's implicit dim (dim=None) is deprecated there; here the axis is always said
+            raise TypeError(f"{type(self).__name__}: dim must be an int (the class axis, e.g. 1 for (N, C) logits), got {dim!r}")
+        self.dim = int(dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_float_array(self._describe(), x)
+        if x.ndim == 0 or not -x.ndim <= self.dim < x.ndim:
+            raise ShapeError(f"{self._describe()}: dim {self.dim} is out of range for an input of shape {x.shape}")
+        return super().forward(x)
+
+
+class Softmax(_AlongDim):
+    """``exp(x_i) / sum_j exp(x_j)`` along ``dim``: each slice becomes a probability distribution.
+
+    Computed around the maximum of each slice (no overflow at logits of 1e4). To train a classifier,
+    feed the logits to ``CrossEntropyLoss`` instead (it contains a log-softmax, more accurate than
+    ``log(softmax(x))``).
+    """
+
+    def _forward(self, x):
+        return A.softmax_forward(x, self.dim)
+
+    def _backward(self, dout, cache):
+        return A.softmax_backward(dout, cache)
+
+
+class LogSoftmax(_AlongDim):
+    """``x_i - log sum_j exp(x_j)`` along ``dim`` (log-sum-exp: finite where softmax underflows to 0)."""
+
+    def _forward(self, x):
+        return A.log_softmax_forward(x, self.dim)
+
+    def _backward(self, dout, cache):
+        return A.log_softmax_backward(dout, cache)

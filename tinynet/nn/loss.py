@@ -1,4 +1,5 @@
-"""Loss modules: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``, ``WingLoss``.
+"""Loss modules: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``, ``WingLoss`` (regression) and ``CrossEntropyLoss``
+(classification).
 
 ``loss = criterion(pred, target)`` returns a 0-d value of ``pred``'s dtype; ``criterion.backward()``
 returns ``dpred`` (the gradient of the loss, times an optional ``dloss``), ready for ``model.backward``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import ShapeError, check_float_array
+from .._checks import FLOAT_DTYPES, ShapeError, check_float_array, check_same_dtype
 from ..functional import loss as L
 from .module import Module
 
@@ -107,3 +108,108 @@ class WingLoss(_Loss):
         return L.wing_loss_forward(pred, target, self.reduction, self.width, self.curvature)
 
     _backward = staticmethod(L.wing_loss_backward)
+
+
+class CrossEntropyLoss(_Loss):
+    """Cross-entropy of the logits' softmax against class indices or class probabilities, as PyTorch.
+
+    ``criterion(logits, target)``:
+
+    - ``logits`` (N, C), (N, C, d1, ...) (e.g. a score per pixel) or a single sample (C,), float;
+    - ``target`` integer class indices of shape (N,), (N, d1, ...) or (), each in ``[0, C)`` or equal to
+      ``ignore_index``; or float probabilities of ``logits``' shape and dtype.
+
+    ``weight`` (C,) rescales each class; ``"mean"`` is then the weighted mean ``sum_n w_{y_n} loss_n /
+    sum_n w_{y_n}`` over the targets not ignored. ``label_smoothing`` mixes the target with the uniform
+    distribution: ``(1 - eps) target + eps / C``. The formulas are in
+    ``tinynet.functional.loss.cross_entropy_forward``; backward is ``softmax - one_hot`` in the plain case.
+
+    A class index outside ``[0, C)`` raises ``IndexError`` (as PyTorch); float class indices, NaN or
+    infinite logits, and shapes that fit neither kind of target raise before anything is computed.
+    """
+
+    def __init__(
+        self,
+        weight: np.ndarray | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__(reduction)
+        where = type(self).__name__
+        if weight is not None:
+            floating = isinstance(weight, np.ndarray) and weight.dtype in FLOAT_DTYPES
+            weight = np.array(weight, dtype=weight.dtype if floating else np.float32)  # own copy; float32 by default
+            if weight.ndim != 1 or weight.size == 0:
+                raise ShapeError(f"{where}: weight must be a 1-D array with one value per class, got shape {weight.shape}")
+            if not np.isfinite(weight).all():
+                raise ValueError(f"{where}: weight contains NaN or infinite values")
+            self.register_buffer("weight", weight)  # in state_dict, converted by .double(), as torch's buffer
+        else:
+            self.weight = None
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+            raise TypeError(f"{where}: ignore_index must be an int, got {ignore_index!r}")
+        self.ignore_index = int(ignore_index)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"{where}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def extra_repr(self) -> str:
+        weight = "" if self.weight is None else f"weight=<{self.weight.size} classes>, "
+        return (
+            f"{weight}ignore_index={self.ignore_index}, reduction={self.reduction!r},"
+            f" label_smoothing={self.label_smoothing}"
+        )
+
+    def _check(self, logits: np.ndarray, target: np.ndarray) -> None:
+        where = self._describe()
+        check_float_array(where, logits, "logits")
+        if logits.ndim == 0 or logits.shape[1 if logits.ndim > 1 else 0] == 0:
+            raise ShapeError(f"{where}: expected logits of shape (N, C, ...) or (C,) with C >= 1, got shape {logits.shape}")
+        class_dim = 1 if logits.ndim > 1 else 0
+        num_classes = logits.shape[class_dim]
+        index_shape = logits.shape[:class_dim] + logits.shape[class_dim + 1 :]
+        if not isinstance(target, np.ndarray):
+            raise TypeError(f"{where}: expected target to be a numpy.ndarray, got {type(target).__name__}")
+        kinds = (
+            f"class indices of shape {index_shape} (an integer dtype) or probabilities of shape {logits.shape}"
+        )
+        if target.dtype.kind in "iu":
+            if target.shape != index_shape:
+                raise ShapeError(f"{where}: expected target {kinds}, got integers of shape {target.shape}")
+            bad = ~(((target >= 0) & (target < num_classes)) | (target == self.ignore_index))
+            if bad.any():
+                raise IndexError(
+                    f"{where}: target class index {target[bad].flat[0]} is out of range for {num_classes} classes"
+                    f" (expected 0..{num_classes - 1} or ignore_index={self.ignore_index}; {int(bad.sum())} bad)"
+                )
+        elif target.dtype in FLOAT_DTYPES:
+            if target.shape == index_shape and target.shape != logits.shape:
+                raise TypeError(
+                    f"{where}: target of shape {target.shape} looks like class indices but has dtype {target.dtype};"
+                    " class indices must be integers (convert with target.astype(np.int64))"
+                )
+            if target.shape != logits.shape:
+                raise ShapeError(f"{where}: expected target {kinds}, got shape {target.shape}")
+            if target.dtype != logits.dtype:
+                raise TypeError(f"{where}: logits are {logits.dtype} but the target probabilities are {target.dtype}; convert one of them")
+            if self.ignore_index >= 0:  # a class that could be meant to be ignored: refused, as PyTorch
+                raise ValueError(f"{where}: ignore_index applies to class-index targets only, not to probabilities")
+        else:
+            raise TypeError(f"{where}: expected target {kinds}, got dtype {target.dtype}")
+        if self.weight is not None:
+            if self.weight.size != num_classes:
+                raise ShapeError(f"{where}: weight has {self.weight.size} values but the logits have {num_classes} classes")
+            check_same_dtype(where, logits, self.weight)
+        for name, array in (("logits", logits), ("target", target)):
+            if array.dtype in FLOAT_DTYPES and not np.isfinite(array).all():
+                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+                raise ValueError(f"{where}: the {name} contain {bad} NaN or infinite value(s)")
+
+    def _forward(self, logits: np.ndarray, target: np.ndarray):
+        return L.cross_entropy_forward(
+            logits, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing
+        )
+
+    _backward = staticmethod(L.cross_entropy_backward)
