@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoint_fixtures import save_constant_face_model
+from keypoint_fixtures import real_data_dir, save_constant_face_model
 
 from keypoints import detect
+from keypoints.transforms import FLIP_PERMUTATION
 from keypoints.detect import (
     DETECTORS,
     FRAME_OFFSET,
@@ -433,3 +434,61 @@ def test_measure_framing_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "training" / "blank.png"), np.zeros((100, 100), np.uint8))
     with pytest.raises(ValueError, match="exactly one face in none"):
         measure_framing(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- profile faces
+def test_haar_profile_gives_the_frontal_boxes_where_there_are_frontal_faces(portrait):
+    np.testing.assert_array_equal(detect_faces(portrait, detector="haar+profile"), detect_faces(portrait, detector="haar"))
+
+
+def test_haar_profile_runs_both_orientations_and_drops_overlaps(monkeypatch):
+    """With no frontal face, the profile cascade runs on the photo and on its mirror image: boxes found in
+    the mirror come back mirrored (x -> W - x - w), and a box overlapping one kept before it is dropped."""
+    from keypoints import detect as detect_module
+
+    seen = []
+
+    class FakeProfile:
+        def detectMultiScale(self, image, scaleFactor, minNeighbors, minSize):
+            seen.append(image.copy())
+            if len(seen) == 1:  # the photo: one face turned one way
+                return np.array([[10, 20, 30, 30]])
+            # the mirror: the same face again (x = 100 - 10 - 30 = 60 here), and a new one at x = 5
+            return np.array([[60, 21, 30, 30], [5, 50, 20, 20]])
+
+    monkeypatch.setattr(detect_module, "detect_haar", lambda gray, min_size: np.zeros((0, 4), np.int64))
+    monkeypatch.setattr(detect_module, "_haar_cascade", lambda path: FakeProfile())
+    gray = np.arange(100, dtype=np.uint8)[None, :].repeat(80, axis=0)
+    boxes = detect_module.detect_haar_profile(gray, 10)
+    np.testing.assert_array_equal(boxes, [[10, 20, 30, 30], [75, 50, 20, 20]])
+    np.testing.assert_array_equal(seen[1], gray[:, ::-1])
+
+
+@pytest.mark.integration
+def test_a_face_turned_three_quarters_in_a_film_still_is_found(tmp_path, trained):
+    """A test photo whose face is turned about 45 degrees (the frontal cascade misses it), enlarged 3x in a
+    1920 x 1080 frame: the default detector finds it, both ways round, and its points are right."""
+    data = real_data_dir()
+    from keypoints.data import FacialKeypointsDataset
+    from keypoints.metrics import nme_per_face
+
+    dataset = FacialKeypointsDataset(data, "test")
+    index = dataset.names.index("Katharine_Hepburn_30.jpg")
+    photo = cv2.imread(str(dataset.image_paths[index]), cv2.IMREAD_COLOR)
+    true = dataset.keypoints[index].astype(np.float64)
+    big = cv2.resize(photo, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    frame = np.full((1080, 1920, 3), 40, np.uint8)
+    top, left = 200, 900
+    frame[top : top + big.shape[0], left : left + big.shape[1]] = big
+    true_frame = (true + 0.5) * 3 - 0.5 + (left, top)  # pixel centres scale about the pixel edges
+    for mirrored in (False, True):
+        image = np.ascontiguousarray(frame[:, ::-1]) if mirrored else frame
+        truth = true_frame.copy()
+        if mirrored:
+            truth[:, 0] = 1920 - 1 - truth[:, 0]
+            truth = truth[FLIP_PERMUTATION]
+        assert len(detect_faces(image, detector="haar")) == 0
+        faces = predict_faces(trained, image)
+        assert len(faces) == 1 and _contains(faces[0].box, truth.mean(axis=0))
+        nme = float(nme_per_face(faces[0].points[None], truth[None])[0])
+        assert nme < 0.10, f"NME {100 * nme:.1f} % (mirrored: {mirrored})"
