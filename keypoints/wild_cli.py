@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .files import OutputError, check_image_output, refuse_input_as_output, write_image, write_text
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
 
 
@@ -98,12 +100,13 @@ def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
 
 def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str) -> list[Path | None]:
     """Where each input's picture goes: ``-o`` itself for one input, ``-o/<stem><suffix>.png`` for several
-    (a counter keeps equal stems from different folders apart)."""
+    (a counter keeps equal stems from different folders apart). No output may be one of the inputs."""
     if out is None:
         return [None] * len(files)
     target = Path(out)
     if not several and not target.is_dir():
-        return [target]
+        refuse_input_as_output(target, files)
+        return [check_image_output(target)]
     if target.exists() and not target.is_dir():
         raise InputError(f"-o {target}", "with several inputs -o must be a folder, and this is a file")
     target.mkdir(parents=True, exist_ok=True)
@@ -116,13 +119,8 @@ def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str
             name = f"{file.stem}{suffix}-{k}.png"
         used.add(name)
         paths.append(target / name)
+        refuse_input_as_output(paths[-1], files)
     return paths
-
-
-def _write_image(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise InputError(path, "OpenCV cannot write an image there (check the extension, e.g. .png or .jpg)")
 
 
 def _face_json(face, rect) -> dict:
@@ -148,6 +146,8 @@ def predict_command(args: argparse.Namespace) -> int:
         predictor = load_model(args.model, args.flip)
         files, several = expand_inputs(args.photos)
         outputs = _output_paths(files, several, args.output, "_keypoints")
+        if args.json:
+            refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -178,7 +178,7 @@ def predict_command(args: argparse.Namespace) -> int:
             faces_total += len(faces)
             images_with_faces += 1
             if output is not None:
-                _write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
+                write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
                 record["output"] = str(output)
             if len(files) == 1 or args.verbose:
                 bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
@@ -203,16 +203,14 @@ def predict_command(args: argparse.Namespace) -> int:
         "keypoints_ms_per_face": round(ms_face, 2) if faces_total else None,
     }
     if args.json:
-        try:
-            path = Path(args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            from .predictor import PRETRAINED
+        from .predictor import PRETRAINED
 
-            model_path = PRETRAINED if args.model is None else args.model
-            document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
-            path.write_text(json.dumps(document, indent=1) + "\n")
-        except OSError as exc:
-            _error(f"{args.json}: cannot write the JSON file ({exc.strerror or exc})")
+        model_path = PRETRAINED if args.model is None else args.model
+        document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
+        try:
+            write_text(args.json, json.dumps(document, indent=1) + "\n", flag="--json")
+        except OutputError as exc:
+            _error(str(exc))
             return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
@@ -234,6 +232,8 @@ def filter_command(args: argparse.Namespace) -> int:
         _error("choose a filter: --sunglasses (optionally with --overlay FILE.png)")
         return 2
     try:
+        refuse_input_as_output(args.output, [args.photo, args.overlay, args.model])
+        check_image_output(args.output)
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
         image = read_photo(args.photo)
@@ -249,8 +249,8 @@ def filter_command(args: argparse.Namespace) -> int:
     if args.points:
         out = draw_keypoints(out, points)
     try:
-        _write_image(Path(args.output), out)
-    except InputError as exc:
+        write_image(args.output, out)
+    except OutputError as exc:
         _error(str(exc))
         return 2
     print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''} -> {args.output}")
@@ -263,6 +263,7 @@ def video_command(args: argparse.Namespace) -> int:
     from .video import FaceTracker, process_video
 
     try:
+        refuse_input_as_output(args.output, [args.video, args.overlay, args.model])
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else None
         tracker = FaceTracker(min_cutoff=args.min_cutoff, beta=args.beta, smooth=not args.no_smooth)
@@ -285,6 +286,7 @@ def show_filters_command(args: argparse.Namespace) -> int:
     from .visualize import show_filters
 
     try:
+        refuse_input_as_output(args.output, [args.model])
         kernels = show_filters(load_model(args.model), args.output)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
@@ -297,6 +299,7 @@ def show_maps_command(args: argparse.Namespace) -> int:
     from .visualize import show_maps
 
     try:
+        refuse_input_as_output(args.output, [args.image, args.model])
         maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         _error(str(exc))
