@@ -16,11 +16,12 @@ class _Activation(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_float_array(self._describe(), x)
         out, cache = self._forward(x)
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return self._backward(dout, self._saved_cache())
+        cache = self._saved_cache(dout)
+        return self._backward(dout, cache)
 
 
 class ReLU(_Activation):

@@ -67,11 +67,11 @@ class _BatchNorm(Module):
             self.eps,
             self.num_batches_tracked,
         )
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache())
+        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache(dout))
         if self.weight is not None:
             self.weight.accumulate_grad(dweight)
             self.bias.accumulate_grad(dbias)
