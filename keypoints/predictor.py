@@ -132,11 +132,7 @@ def load_predictor(path: str | Path | None = None, flip: bool | None = None) -> 
     ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` overrides the
     checkpoint's test-time flip averaging (``None`` keeps the recipe's choice).
     """
-    path = PRETRAINED if path is None else path
-    checkpoint = tinynet.load(path)
-    meta = checkpoint.get("meta")
-    if not isinstance(meta, dict) or meta.get("arch") != "naimishnet" or "model" not in checkpoint:
-        raise ValueError(f"{path}: not a keypoints checkpoint (no 'meta' with arch 'naimishnet' and a 'model')")
-    model = NaimishNet(int(meta["input_size"]), dropout=float(meta.get("dropout", 0.4)), rng=np.random.default_rng(0))
-    model.load_state_dict(checkpoint["model"])
-    return Predictor(model, meta, flip=flip)
+    from .checkpoint import read_checkpoint
+
+    checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
+    return Predictor(model, checkpoint["meta"], flip=flip)

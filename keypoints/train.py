@@ -243,9 +243,10 @@ def save_weights(path: Path, recipe: Recipe, weights: dict, epoch: int, loss: fl
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
-    checkpoint = tinynet.load(path)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT or "optimizer" not in checkpoint:
-        raise ValueError(f"{path}: not a keypoints training checkpoint (use the last.npz that training writes)")
+    """A ``last.npz``, validated by ``keypoints.checkpoint.read_checkpoint`` (meta, model entries)."""
+    from .checkpoint import read_checkpoint
+
+    checkpoint, _ = read_checkpoint(path, training=True)
     return checkpoint
 
 
