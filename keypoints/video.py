@@ -25,6 +25,7 @@ import numpy as np
 
 from .detect import FaceKeypoints, draw_keypoints, predict_faces
 from .files import OutputError, atomic_output, refuse_input_as_output
+from .image import DEFAULT_MAX_PIXELS, check_max_pixels
 from .overlay import add_sunglasses, make_sunglasses
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
@@ -284,6 +285,7 @@ def process_video(
     tracker: FaceTracker | None = None,
     progress: bool = True,
     max_frames: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> VideoReport:
     """Detect, predict, smooth and draw on every frame of ``source``; write ``output`` (mp4v).
 
@@ -298,6 +300,8 @@ def process_video(
         One Euro smoothing per face track (``tracker`` sets its parameters).
     max_frames : int, optional
         Stop after this many frames.
+    max_pixels : int
+        Refuse a video whose frames (as its header says) have more pixels.
 
     Returns
     -------
@@ -306,6 +310,11 @@ def process_video(
     output = Path(output)
     refuse_input_as_output(output, [source])
     capture, fps = open_video(source)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > check_max_pixels(max_pixels):
+        capture.release()
+        raise ValueError(f"{source}: frames of {width}x{height} are more than the limit of {max_pixels / 1e6:g}"
+                         " megapixels (raise it with --max-pixels)")
     draw_points = (not sunglasses) if points is None else bool(points)
     glasses = (make_sunglasses() if overlay is None else overlay) if sunglasses else None
     tracker = tracker if tracker is not None else FaceTracker(smooth=smooth)

@@ -13,8 +13,9 @@ Exit codes
 2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
     video, a bad layer name.
 
-Photos are read with ``cv2.imread(path, IMREAD_COLOR)``: 8-bit BGR, gray and 16-bit images converted,
-alpha dropped, and the EXIF orientation applied, so points refer to the picture as a viewer shows it.
+Photos are read by ``keypoints.image.read_image_file`` (``IMREAD_COLOR``): 8-bit BGR, gray and 16-bit
+images converted, alpha dropped, and the EXIF orientation applied, so points refer to the picture as a
+viewer shows it; photos over ``--max-pixels`` (read from the header) and truncated ones are refused.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from .files import OutputError, check_image_output, refuse_input_as_output, write_image, write_text
+from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
 
@@ -59,25 +61,13 @@ def load_model(path: str | None, flip: bool | None = None):
     return load_predictor(path, flip=flip)
 
 
-def read_photo(path: str | Path) -> np.ndarray:
-    """A photo as ``(H, W, 3)`` uint8 BGR, or ``InputError`` saying why not (missing, unreadable, empty,
-    not an image)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if not path.is_file():
-        raise InputError(path, "not a file")
+def read_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A photo as ``(H, W, 3)`` uint8 BGR (EXIF orientation applied), or ``InputError`` saying why not
+    (missing, unreadable, empty, truncated, over ``max_pixels``, not an image): see ``keypoints.image``."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(1)
-    except OSError as exc:
-        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from exc
-    if not head:
-        raise InputError(path, "empty file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise InputError(path, "not an image OpenCV can decode")
-    return image
+        return read_image_file(path, cv2.IMREAD_COLOR, max_pixels)
+    except ImageError as exc:
+        raise InputError(path, exc.reason) from exc
 
 
 def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
@@ -163,7 +153,7 @@ def predict_command(args: argparse.Namespace) -> int:
         record = {"path": str(file), "faces": [], "error": None}
         records.append(record)
         try:
-            image = read_photo(file)
+            image = read_photo(file, args.max_pixels)
             record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
             start = time.perf_counter()
             boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
@@ -236,7 +226,7 @@ def filter_command(args: argparse.Namespace) -> int:
         check_image_output(args.output)
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
-        image = read_photo(args.photo)
+        image = read_photo(args.photo, args.max_pixels)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -271,6 +261,7 @@ def video_command(args: argparse.Namespace) -> int:
             args.video, args.output, predictor,
             sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
             detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
+            max_pixels=args.max_pixels,
         )
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
@@ -313,6 +304,16 @@ def show_maps_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
     from .detect import DEFAULT_MAX_SIDE, DETECTORS
 
@@ -326,6 +327,9 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                             help="average with the mirrored face (default: as the checkpoint's recipe)")
+        parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                            help="refuse images (and video frames) with more pixels, checked before decoding"
+                                 " (default %(default)s)")
 
 
 def add_commands(subparsers) -> None:
