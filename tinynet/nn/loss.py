@@ -79,8 +79,8 @@ class SmoothL1Loss(_Loss):
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0):
         super().__init__(reduction)
-        if beta < 0:
-            raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta}")
+        if not (isinstance(beta, (int, float, np.integer, np.floating)) and np.isfinite(beta) and beta >= 0):
+            raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta!r} (a finite number >= 0)")
         self.beta = float(beta)
 
     def extra_repr(self) -> str:
