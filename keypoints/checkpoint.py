@@ -176,6 +176,9 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
         checkpoint = tinynet.load(path)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
+    for name, value in checkpoint["model"].items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{where}: model entry {name!r} holds NaN or infinite values (a run that diverged?)")
     model.load_state_dict(checkpoint["model"])
     checkpoint["meta"] = meta
     return checkpoint, model

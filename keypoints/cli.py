@@ -183,6 +183,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.checkpoint, flip=args.flip)  # a bad checkpoint fails before any download
     metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
     metrics["checkpoint"] = str(args.checkpoint)
+    broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if broken:  # never print "NME nan %" as if it were a result
+        print(f"error: {args.checkpoint}: the evaluation gave non-finite {', '.join(broken)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -87,7 +87,9 @@ class Predictor:
         """Like :meth:`predict`, also returning the raw outputs and the per-image affines."""
         if isinstance(images, np.ndarray) and images.ndim == 2:
             raise ValueError("Predictor.predict: expected a batch of images; wrap a single (H, W) image in a list")
-        pairs = [self.preprocess(image) for image in images]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}")
+        pairs = [self.preprocess(_checked_image(index, image)) for index, image in enumerate(images)]
         if not pairs:
             empty = np.zeros((0, 68, 2), np.float32)
             return Prediction(empty, np.zeros((0, 136), np.float32), np.zeros((0, 3, 3)))
@@ -124,6 +126,24 @@ class Predictor:
         from .detect import predict_faces  # imported here: detect is optional for crop-only users
 
         return predict_faces(self, image, detector="haar" if detector is None else detector)
+
+
+def _checked_image(index: int, image) -> np.ndarray:
+    """Image ``index`` of a batch, refused with a message naming it if it is empty or a float image with
+    values outside [0, 1] (a uint8 picture converted to float without dividing by 255, or NaN)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"Predictor.predict: image {index} has shape {image.shape}; expected (H, W) or (H, W, C)"
+                         " with H, W >= 1")
+    if image.dtype.kind == "f" and not (np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1):
+        finite = image[np.isfinite(image)]
+        values = f"values in [{finite.min():g}, {finite.max():g}]" if finite.size else "no finite values"
+        raise ValueError(
+            f"Predictor.predict: image {index} is {image.dtype} with {values}"
+            f"{' and NaN/inf' if finite.size < image.size else ''}; float images must be in [0, 1] (divide a"
+            " uint8 picture by 255, or pass it as uint8)"
+        )
+    return image
 
 
 def load_predictor(path: str | Path | None = None, flip: bool | None = None) -> Predictor:
