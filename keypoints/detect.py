@@ -58,11 +58,13 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 
 
 class FaceKeypoints(NamedTuple):
-    """One face of a photo: ``box`` ``(4,)`` int ``(x, y, w, h)`` from the detector and ``points``
-    ``(68, 2)`` float64 ``(x, y)`` in the photo's pixels."""
+    """One face of a photo: ``box`` ``(4,)`` int ``(x, y, w, h)`` from the detector, ``points``
+    ``(68, 2)`` float64 ``(x, y)`` in the photo's pixels and ``confidence`` in [0, 1]
+    (:mod:`keypoints.wild.confidence`; None without flip averaging, which it is computed from)."""
 
     box: np.ndarray
     points: np.ndarray
+    confidence: float | None = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -355,10 +357,15 @@ def predict_faces(
     gray = to_gray_float32(image)
     rects = [pad_box(box, gray.shape) for box in boxes]
     crops = [crop_face(gray, rect) for rect in rects]
-    crop_points = predictor.predict(crops)  # (F, 68, 2) in each crop's pixels
+    prediction = predictor.predict_details(crops)  # points (F, 68, 2) in each crop's pixels
+    confidences = [None] * len(boxes)
+    if prediction.plain is not None:
+        from .wild.confidence import face_confidence
+
+        confidences = [float(c) for c in face_confidence(prediction.plain, prediction.mirrored)]
     return [
-        FaceKeypoints(box.copy(), crop_to_photo(points, rect))
-        for box, rect, points in zip(boxes, rects, crop_points)
+        FaceKeypoints(box.copy(), crop_to_photo(points, rect), confidence)
+        for box, rect, points, confidence in zip(boxes, rects, prediction.points, confidences)
     ]
 
 

@@ -36,6 +36,9 @@ class Prediction(NamedTuple):
     points: np.ndarray  # (N, 68, 2) in the input images' pixels
     normalized: np.ndarray  # (N, 136) network outputs (normalised crop coordinates)
     affines: np.ndarray  # (N, 3, 3) input pixels -> crop pixels
+    # with flip averaging, the two passes before averaging, (N, 68, 2) in input pixels (for confidence)
+    plain: np.ndarray | None = None
+    mirrored: np.ndarray | None = None
 
 
 class Predictor:
@@ -94,6 +97,7 @@ class Predictor:
         crops = np.stack([crop for crop, _ in pairs])  # (N, S, S)
         affines = np.stack([affine for _, affine in pairs])  # (N, 3, 3)
         out = self._network(crops, batch_size)
+        passes = None
         if self.flip:
             mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
             # point j of the mirrored face is point FLIP_PERMUTATION[j] of the face, at x' = S - 1 - x
@@ -101,11 +105,13 @@ class Predictor:
             mirrored[..., 0] = self.input_size - 1 - mirrored[..., 0]
             unmirrored = np.empty_like(mirrored)
             unmirrored[:, FLIP_PERMUTATION] = mirrored
-            crop_points = 0.5 * (denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size) + unmirrored)
+            plain_points = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
+            passes = [map_to_original(p, affines).astype(np.float32) for p in (plain_points, unmirrored)]
+            crop_points = 0.5 * (plain_points + unmirrored)
             out = normalize_keypoints(crop_points, self.input_size).reshape(-1, 136)
         crop_points = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
-        return Prediction(points, out, affines)
+        return Prediction(points, out, affines, *(passes or ()))
 
     def predict(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Face crops -> keypoints ``(N, 68, 2)`` (x, y) in each crop's own pixel coordinates.
@@ -116,7 +122,7 @@ class Predictor:
         return self.predict_details(images, batch_size).points
 
     def predict_faces(self, image: np.ndarray, detector: str | None = None) -> list:
-        """Every face of a photo: ``[(box (4,) int (x, y, w, h), points (68, 2) in photo pixels), ...]``.
+        """Every face of a photo: ``[FaceKeypoints(box (4,) int (x, y, w, h), points (68, 2), confidence), ...]``.
 
         Detects the faces (``detector``, default ``"haar"``), frames each as the training images were
         framed, and predicts all of them in one batch: see :func:`keypoints.detect.predict_faces`.

@@ -25,6 +25,7 @@ import numpy as np
 
 from .detect import FaceKeypoints, draw_keypoints, predict_faces
 from .overlay import add_sunglasses, make_sunglasses
+from .wild.blink import BlinkCounter
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
 
@@ -251,6 +252,7 @@ class VideoReport(NamedTuple):
     fps: float  # the output's frame rate (the input's)
     size: tuple[int, int]  # (width, height) of the frames
     output: str
+    blinks: int = 0  # blinks counted over all tracked faces (keypoints.wild.blink)
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float]:
@@ -283,6 +285,7 @@ def process_video(
     tracker: FaceTracker | None = None,
     progress: bool = True,
     max_frames: int | None = None,
+    blink: BlinkCounter | None = None,
 ) -> VideoReport:
     """Detect, predict, smooth and draw on every frame of ``source``; write ``output`` (mp4v).
 
@@ -297,6 +300,10 @@ def process_video(
         One Euro smoothing per face track (``tracker`` sets its parameters).
     max_frames : int, optional
         Stop after this many frames.
+    blink : BlinkCounter, optional
+        Its threshold and minimum of closed frames are used for every tracked face (one counter per
+        track, fed the raw points: smoothing would flatten a blink of a few frames); default settings
+        when None.
 
     Returns
     -------
@@ -307,6 +314,8 @@ def process_video(
     draw_points = (not sunglasses) if points is None else bool(points)
     glasses = (make_sunglasses() if overlay is None else overlay) if sunglasses else None
     tracker = tracker if tracker is not None else FaceTracker(smooth=smooth)
+    blink = blink if blink is not None else BlinkCounter()
+    counters: dict[int, BlinkCounter] = {}  # track id -> its own counter
     writer = None
     frames = faces_seen = 0
     size = (0, 0)
@@ -332,6 +341,9 @@ def process_video(
                     )
             faces = predict_faces(predictor, frame, detector=detector)
             tracks = tracker.update(faces, frames / fps)
+            for track, face in zip(tracks, faces):  # update returns the tracks in the order of the faces
+                counter = counters.setdefault(track.id, BlinkCounter(blink.threshold, blink.min_frames))
+                counter.update(face.points)
             out = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             if tracks:
                 stacked = np.stack([track.points for track in tracks])
@@ -354,4 +366,5 @@ def process_video(
         raise ValueError(f"{source}: the video has no frames OpenCV can decode")
     seconds = time.perf_counter() - start
     processed_fps = frames / seconds if seconds > 0 else float("inf")
-    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output))
+    blinks = sum(counter.blinks for counter in counters.values())
+    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output), blinks)

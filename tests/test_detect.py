@@ -245,6 +245,12 @@ class BrightestPixelPredictor:
             out.append(np.tile([col, row], (68, 1)).astype(np.float32))
         return np.stack(out)
 
+    def predict_details(self, crops):
+        """What ``predict_faces`` calls: the points, and no flip passes (so no confidence)."""
+        from keypoints.predictor import Prediction
+
+        return Prediction(self.predict(crops), None, None)
+
 
 def test_predict_faces_batches_and_maps_back_exactly(rng):
     image = rng.integers(0, 100, size=(400, 500, 3), dtype=np.uint8)
@@ -269,7 +275,7 @@ def test_predict_faces_without_faces_does_not_call_the_network():
 def test_untrained_model_end_to_end_on_the_portrait(portrait, untrained):
     faces = predict_faces(untrained, portrait)
     assert len(faces) == 1
-    box, points = faces[0]
+    box, points, _ = faces[0]
     assert points.shape == (68, 2) and points.dtype == np.float64
     assert np.isfinite(points).all()
     x, y, side, _ = pad_box(box, portrait.shape)
@@ -286,7 +292,7 @@ def test_constant_model_points_follow_the_framing_chain_exactly(portrait, tmp_pa
 
     face = save_constant_face_model(tmp_path / "constant.npz")
     predictor = load_predictor(tmp_path / "constant.npz")
-    (box, points), = predict_faces(predictor, portrait)
+    (box, points, _), = predict_faces(predictor, portrait)
     x, y, side, _ = pad_box(box, portrait.shape)
     # by hand: the square crop (side s) is resized to 107 x 107 (the checkpoint's "rescale" for S = 96),
     # the centre 96 x 96 is cut at offset round(11 / 2) = 6, and pixel centres scale as
@@ -321,7 +327,7 @@ def trained():
 def test_trained_model_finds_the_portraits_features(portrait, trained):
     faces = predict_faces(trained, portrait)
     assert len(faces) == 1
-    box, points = faces[0]
+    box, points, _ = faces[0]
     right_eye, left_eye = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
     mouth, nose_tip = points[48:68].mean(axis=0), points[30]
     assert _contains(box, right_eye) and _contains(box, left_eye)
