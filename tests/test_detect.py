@@ -282,7 +282,7 @@ def test_untrained_model_end_to_end_on_the_portrait(portrait, untrained):
     assert (points[:, 0] >= x).all() and (points[:, 0] < x + side).all()
     assert (points[:, 1] >= y).all() and (points[:, 1] < y + side).all()
     # the Predictor method delegates to the same code
-    (box2, points2), = untrained.predict_faces(portrait)
+    (box2, points2, _), = untrained.predict_faces(portrait)
     np.testing.assert_array_equal(box2, box)
     np.testing.assert_allclose(points2, points, rtol=0, atol=1e-4)
 
@@ -304,9 +304,9 @@ def test_constant_model_points_follow_the_framing_chain_exactly(portrait, tmp_pa
 
 
 def test_untrained_model_gray_and_rgba_give_the_same_points(portrait, untrained):
-    (_, ref), = predict_faces(untrained, portrait)
-    (_, gray), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2GRAY))
-    (_, rgba), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2BGRA))
+    (_, ref, _), = predict_faces(untrained, portrait)
+    (_, gray, _), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2GRAY))
+    (_, rgba, _), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2BGRA))
     np.testing.assert_allclose(rgba, ref, atol=1e-3)
     np.testing.assert_allclose(gray, ref, atol=0.5)  # an 8-bit gray image rounds each pixel
 
