@@ -17,7 +17,9 @@ so that, in the picture,
 - **pitch** > 0: the face looks up;
 - **roll** > 0: the face tilts clockwise (its right eye, on the left of the picture, goes up).
 
-A mirrored photo gives the opposite yaw and roll and the same pitch.
+A mirrored photo gives the opposite yaw and roll and the same pitch. The angles are relative to the
+camera's axes, not to the line of sight: a face that looks straight at the camera from the left edge of
+a wide photo has turned towards the picture's right, and its yaw says so (about ``atan(offset / focal)``).
 
 The camera: focal length ``max(H, W)`` pixels (a field of view of about 53 degrees along the longer
 side, a phone's), principal point at the picture's centre ``((W - 1) / 2, (H - 1) / 2)`` (pixel centres
