@@ -27,7 +27,7 @@ import numpy as np
 
 # fitted by ``python benchmarks/calibrate_confidence.py`` for keypoints/weights/naimishnet96.npz on its
 # 346 validation faces (failure rate 24.0 %): intercept a, slope b of log d
-CALIBRATION = (-4.7793, -2.0687)
+CALIBRATION = (-4.7821, -2.0697)
 #: below this eye distance (pixels) the points have collapsed and the face gets confidence 0
 MIN_EYE_DISTANCE = 1.0
 
@@ -69,7 +69,7 @@ def face_confidence(plain, mirrored, calibration: tuple[float, float] = CALIBRAT
     return confidence_from_disagreement(flip_disagreement(plain, mirrored), calibration)
 
 
-def fit_calibration(disagreement, success, l2: float = 1e-3, iterations: int = 50) -> tuple[float, float]:
+def fit_calibration(disagreement, success, l2: float = 1e-6, iterations: int = 50) -> tuple[float, float]:
     """Logistic regression of ``success`` (bool, e.g. NME <= 10 %) on ``log(disagreement)``: ``(a, b)``.
 
     Newton's method on the mean log-likelihood with a small ridge ``l2`` (keeps the fit finite when the
