@@ -185,7 +185,8 @@ def draw_pose(image: np.ndarray, pose: HeadPose, length: float = 70.0, thickness
     """Draw the head's axes from the nose tip on a BGR uint8 copy of ``image``.
 
     Red: the head's x axis (towards the person's left ear as seen, the picture's right when frontal),
-    green: up (towards the forehead), blue: forward (out of the face, towards the viewer when frontal).
+    green: up (towards the forehead), blue: forward (out of the face, towards the viewer when frontal),
+    each outlined in black.
     ``length`` is in millimetres of the reference head (the eyes are 90 mm apart, the chin 100 mm below them).
     """
     from ..detect import to_bgr_uint8
@@ -199,5 +200,8 @@ def draw_pose(image: np.ndarray, pose: HeadPose, length: float = 70.0, thickness
     t = thickness if thickness is not None else max(2, int(round(max(out.shape[:2]) / 300)))
     origin = tuple(int(v) for v in ends[0])
     for end, colour in zip(ends[1:], ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
-        cv2.arrowedLine(out, origin, tuple(int(v) for v in end), colour, t, cv2.LINE_AA, 4, 0.15)
+        end = tuple(int(v) for v in end)
+        # a dark outline first: the axes stay visible over green keypoints and any background
+        cv2.arrowedLine(out, origin, end, (0, 0, 0), t + 2, cv2.LINE_AA, 4, 0.15)
+        cv2.arrowedLine(out, origin, end, colour, t, cv2.LINE_AA, 4, 0.15)
     return out
