@@ -1,9 +1,8 @@
 """Command lines for keypoints in the wild: ``python -m keypoints predict | filter | video | align | show-filters | show-maps``.
 
-``add_commands(subparsers)`` registers the six commands (``align`` and predict's output options live in
-:mod:`keypoints.wild.commands`) on the main CLI's subparsers; each sets
-``func`` so the main program runs ``args.func(args)``, which returns the exit code. ``main(argv)``
-runs them on their own (``python -m keypoints.wild_cli predict ...``).
+``add_commands(subparsers)`` registers the six commands (``align`` and predict's output options: in
+:mod:`keypoints.wild.commands`); each sets ``func`` so the main program runs ``args.func(args)``, which
+returns the exit code. ``main(argv)`` runs them on their own (``python -m keypoints.wild_cli predict ...``).
 
 Exit codes
 ----------
@@ -172,6 +171,7 @@ def predict_command(args: argparse.Namespace) -> int:
             detected = predict_faces(predictor, image, boxes=boxes)
             keypoint_seconds += time.perf_counter() - start
             faces = commands.confident(detected, args.min_confidence)
+            record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
             if not faces:
                 raise InputError(file, f"no face with confidence >= {args.min_confidence} ({len(detected)} below)")
             record["faces"] = [face_record(face, pad_box(face.box), image.shape) for face in faces]
@@ -203,13 +203,10 @@ def predict_command(args: argparse.Namespace) -> int:
         "detection_ms_per_image": round(ms_detect, 2) if detected_images else None,
         "keypoints_ms_per_face": round(ms_face, 2) if faces_total else None,
     }
-    from .predictor import PRETRAINED
-
-    header = {"model": str(PRETRAINED if args.model is None else args.model), "detector": args.detector}
     try:
-        failures += commands.write_predict_outputs(args, records, header, summary, several)
+        failures += commands.write_predict_outputs(args, records, summary, several)
     except OSError as exc:
-        _error(f"{args.json}: cannot write the {args.format} file ({exc.strerror or exc})")
+        _error(f"{args.json or 'the .pts files'}: cannot write the {args.format} output ({exc.strerror or exc})")
         return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"

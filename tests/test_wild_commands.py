@@ -95,6 +95,7 @@ def test_min_confidence_drops_faces_and_says_so(photos, tmp_path, capsys):
     assert run("predict", photos / "portrait.jpg", "--min-confidence", "1", "--json", target) == 1
     record = json.loads(target.read_text())["images"][0]
     assert record["faces"] == [] and "no face with confidence >= 1.0 (1 below)" in record["error"]
+    assert record["below_min_confidence"] == 1
     assert face["confidence"] < 1.0
     capsys.readouterr()
 

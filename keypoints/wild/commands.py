@@ -73,9 +73,12 @@ def draw_poses(picture: np.ndarray, faces: list) -> np.ndarray:
     return picture
 
 
-def write_predict_outputs(args: argparse.Namespace, records: list[dict], header: dict, summary: dict, several: bool) -> list[str]:
+def write_predict_outputs(args: argparse.Namespace, records: list[dict], summary: dict, several: bool) -> list[str]:
     """Write ``--json``/``--format`` outputs; returns the problems (a .pts file that would replace an
     annotation) as messages, and raises ``OSError`` for a target that cannot be written."""
+    from ..predictor import PRETRAINED
+
+    header = {"model": str(PRETRAINED if args.model is None else args.model), "detector": args.detector}
     problems = []
     if args.format == "pts":
         folder = pts_folder(args, several)

@@ -3,6 +3,7 @@
 A photo's record (the ``images`` entries of the JSON document, one line of JSON Lines)::
 
     {"path": ..., "height": H, "width": W, "error": null or why the photo gave nothing,
+     "below_min_confidence": faces dropped by --min-confidence,
      "faces": [{"box": [x, y, w, h], "crop": [x, y, side, side], "confidence": c or null,
                 "pose": {"yaw": ..., "pitch": ..., "roll": ..., "reprojection_error": ...} or null,
                 "pose_error": null or why there is no pose,
