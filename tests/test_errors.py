@@ -172,7 +172,7 @@ def tiny_data(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data", n_train=8, n_test=2)
 
 
-def _fake_epoch(model, loader, criterion, optimizer, scheduler, progress=None):
+def _fake_epoch(model, loader, criterion, optimizer, scheduler, progress=None, averaged=None):
     return 1.0
 
 

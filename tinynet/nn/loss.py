@@ -50,11 +50,17 @@ class _Loss(Module):
         cache = self._saved_cache()
         where = self._describe()
         if self.reduction == "none":
-            check_dout(where, dloss, cache.diff.shape, cache.diff.dtype, "dloss")
+            shape, dtype = self._elementwise_loss(cache)
+            check_dout(where, dloss, shape, dtype, "dloss")
         elif isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, (int, float, np.number, np.ndarray)) \
                 or np.ndim(dloss) != 0 or not np.isrealobj(dloss):
             raise TypeError(f"{where}: expected dloss to be a real number (the loss is a scalar), got {dloss!r}")
         return self._backward(dloss, cache)
+
+    @staticmethod
+    def _elementwise_loss(cache) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of the loss with ``reduction="none"``: the prediction's, for the regression losses."""
+        return cache.diff.shape, cache.diff.dtype
 
 
 class MSELoss(_Loss):
@@ -163,6 +169,12 @@ class CrossEntropyLoss(_Loss):
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{where}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
+
+    @staticmethod
+    def _elementwise_loss(cache) -> tuple[tuple[int, ...], np.dtype]:
+        """With ``reduction="none"`` the loss has the logits' shape without the class dimension."""
+        shape = cache.probs.shape[: cache.class_dim] + cache.probs.shape[cache.class_dim + 1 :]
+        return shape, cache.probs.dtype
 
     def extra_repr(self) -> str:
         weight = "" if self.weight is None else f"weight=<{self.weight.size} classes>, "
