@@ -70,7 +70,7 @@ def fake_epochs(losses, step_scheduler=True):
     to the last layer's bias (so every epoch's weights differ) and returns the next of ``losses``."""
     values = iter(losses)
 
-    def run_epoch(model, loader, criterion, optimizer, scheduler, progress=None):
+    def run_epoch(model, loader, criterion, optimizer, scheduler, progress=None, averaged=None):
         for _ in range(len(loader)):
             if scheduler is not None and step_scheduler:
                 scheduler.step()
