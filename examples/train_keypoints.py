@@ -8,7 +8,7 @@ See ``--help`` for every option.
 """
 import sys
 
-from keypoints.cli import train_main
+from keypoints.cli import run, train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(run(train_main))

@@ -1,12 +1,62 @@
-"""Command lines: ``examples/train_keypoints.py`` (training) and ``python -m keypoints <command>``."""
+"""Command lines: ``examples/train_keypoints.py`` (training) and ``python -m keypoints <command>``.
+
+Every expected error ends in one line naming the file, row, flag or field, and an exit code
+(:data:`EXIT_CODES`, shown by ``--help``); a traceback only with ``--debug``. Training reports bad input by
+raising :class:`UsageError` (a ``SystemExit`` carrying the message), which :func:`run` (the entry points
+``python -m keypoints`` and ``examples/train_keypoints.py``) turns into exit code 2.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from .train import RECIPES, Recipe, load_training_checkpoint, recipe_from_dict, train
+
+EXIT_CODES = (
+    "exit codes: 0 done; 1 a failure while running (training diverged, no face found, no network);"
+    " 2 bad input: a flag, a data file, a photo or a model file (the message names it); 130 interrupted (Ctrl-C)"
+)
+
+
+class UsageError(SystemExit):
+    """Bad input to a command: ``code`` is the one-line message (``"error: ..."``); :func:`run` exits with 2."""
+
+
+def run(main, argv: list[str] | None = None) -> int:
+    """Call ``main(argv)`` as a program does: a :class:`UsageError` is printed as one line with exit code 2."""
+    try:
+        return main(argv)
+    except UsageError as error:
+        print(error.code, file=sys.stderr)
+        return 2
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False):
+    """An argparse ``type`` for a finite number within ``[low, high]`` (``(`` / ``)`` where open)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            left = "-inf" if low is None else f"{low:g}"
+            right = "inf" if high is None else f"{high:g}"
+            interval = f"{'(' if low_open or low is None else '['}{left}, {right}{')' if high_open or high is None else ']'}"
+            raise argparse.ArgumentTypeError(f"expected a value in {interval}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
 
 # flags that override a recipe field: flag dest -> Recipe field
 _RECIPE_FLAGS = {
@@ -33,33 +83,38 @@ def train_parser() -> argparse.ArgumentParser:
         prog="train_keypoints.py",
         description="Train the 68-point facial keypoint network (tinynet NaimishNet) and evaluate it on the test set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="starting point; flags below override it")
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data; downloaded if absent)")
     parser.add_argument("--out", default="runs/keypoints", help="where checkpoints, plots and metrics go")
     parser.add_argument("--size", type=int, choices=(96, 224), help="input size S of the network")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--epochs", type=_number(int, 1))
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--lr", type=_number(float, 0, low_open=True), help="peak learning rate")
     parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--weight-decay", type=_number(float, 0))
     parser.add_argument("--schedule", choices=("constant", "cosine"))
     parser.add_argument("--loss", choices=("mse", "l1", "smoothl1", "wing"))
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="flip, rotation/scale/shift and brightness/contrast augmentation (the default recipe's)")
-    parser.add_argument("--val-fraction", type=float, help="held-out share of the training set used to pick the best epoch")
+    parser.add_argument("--val-fraction", type=_number(float, 0, 1, high_open=True), help="held-out share of the training set used to pick the best epoch")
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                         help="average each test prediction with the mirrored face's")
-    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--dropout", type=_number(float, 0, 1, high_open=True))
     parser.add_argument("--head", choices=("classic", "dropout-last"),
                         help="classic: a dropout after each hidden layer; dropout-last: one, after the last batch norm")
-    parser.add_argument("--refine-passes", type=int,
+    parser.add_argument("--refine-passes", type=_number(int, 0, 4),
                         help="prediction frames the face again from its own points this many times (0-4)")
-    parser.add_argument("--ema", type=float, help="keep an exponential moving average of the weights with this decay (0: off)")
+    parser.add_argument("--ema", type=_number(float, 0, 1, high_open=True), help="keep an exponential moving average of the weights with this decay (0: off)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--limit", type=int, help="use only the first N training (and test) faces: a quick run")
-    parser.add_argument("--resume", help="continue from a last.npz checkpoint (same recipe; --epochs may grow)")
+    parser.add_argument("--limit", type=_number(int, 1), help="use only the first N training (and test) faces: a quick run")
+    parser.add_argument("--resume", help="continue from a last.npz checkpoint (same recipe; --epochs may grow);"
+                        " in its own folder it continues in place")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the earlier run in --out (without it, a folder holding a run is refused)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -81,17 +136,50 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    args = train_parser().parse_args(argv)
+    """Parse, train, report. Bad input raises :class:`UsageError`; Ctrl-C returns 130 after one line saying
+    what was saved and how to resume."""
+    from .data import DataError
+    from .files import OutputError
+
+    parser = train_parser()
+    args = parser.parse_args(argv)
     try:
         recipe = build_recipe(args)
     except (OSError, TypeError, ValueError) as error:  # OSError: a --resume file that does not exist
-        raise SystemExit(f"error: {error}") from None
-    metrics = train(recipe, data=args.data, out=args.out, limit=args.limit, resume=args.resume, show_progress=not args.no_progress)
+        raise UsageError(f"error: {error}") from None
+    if args.limit is not None:
+        train_faces = args.limit - int(round(recipe.val_fraction * args.limit))
+        if train_faces < recipe.batch_size:
+            parser.error(f"--limit {args.limit} leaves {train_faces} training faces (after the validation share"
+                         f" {recipe.val_fraction:g}), fewer than one batch of {recipe.batch_size}; raise --limit or"
+                         " lower --batch-size")
+    try:
+        metrics = train(recipe, data=args.data, out=args.out, limit=args.limit, resume=args.resume,
+                        show_progress=not args.no_progress, overwrite=args.overwrite)
+    except (DataError, OutputError, ValueError, OSError) as error:  # bad data, --out, --resume, --data
+        if args.debug:
+            raise
+        raise UsageError(f"error: {error}") from None
+    except KeyboardInterrupt:  # outside the epoch loop (which reports its own): preparing data, final evaluation
+        if args.debug:
+            raise
+        print(f"\ninterrupted; {interrupted_note(args.out)}", file=sys.stderr)
+        return 130
     from .metrics import format_metrics
 
     print(f"test ({'flip-averaged' if metrics['flip_test'] else 'single pass'}): {format_metrics(metrics)}")
     print(f"wrote {args.out}/best.npz, last.npz, loss_curve.png, test_faces.png, metrics.json")
     return 130 if metrics.get("interrupted") else 0
+
+
+def interrupted_note(out) -> str:
+    """What a run interrupted outside an epoch left in ``out`` and how to go on."""
+    from pathlib import Path
+
+    last = Path(out) / "last.npz"
+    if last.is_file():
+        return f"{last} holds the last finished epoch: continue with --resume {last}"
+    return "no epoch had finished, nothing was saved"
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
@@ -104,6 +192,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes)
     metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
     metrics["checkpoint"] = str(args.checkpoint)
+    broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if broken:  # never print "NME nan %" as if it were a result
+        print(f"error: {args.checkpoint}: the evaluation gave non-finite {', '.join(broken)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -115,7 +207,9 @@ def evaluate_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keypoints", description="Facial keypoints with tinynet.")
+    parser = argparse.ArgumentParser(prog="python -m keypoints", description="Facial keypoints with tinynet.",
+                                     epilog=EXIT_CODES)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("evaluate", help="test-set NME of a checkpoint")
     evaluate.add_argument("checkpoint")
@@ -140,6 +234,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (OSError, ValueError, DownloadError) as error:  # missing files, bad checkpoints, bad data, no network
+    except (OSError, ValueError) as error:  # missing files, bad checkpoints, bad data, bad outputs
+        if args.debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except DownloadError as error:  # no network: a failure while running
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\ninterrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
 from .transforms import NUM_KEYPOINTS, Rescale, center_crop_offset, to_gray_float32
 
 OFFICIAL_URL = (
@@ -48,6 +49,10 @@ ENV_VAR = "KEYPOINTS_DATA"
 DEFAULT_DIR = "data"
 _NUM_COLUMNS = 1 + 2 * NUM_KEYPOINTS  # image name + (x, y) per point
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+#: a keypoint coordinate beyond this many pixels is refused when the CSV is read
+MAX_COORDINATE = 1e6
 
 
 class DataError(ValueError):
@@ -68,56 +73,27 @@ def csv_name(split: str) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_complete(data: bytes, path: Path) -> None:
-    """Refuse a JPEG or PNG whose end is missing.
-
-    Some libjpeg builds decode a truncated JPEG with only a warning on stderr and fill the missing rows
-    with gray; training on that would be silent garbage. A complete JPEG has an end-of-image marker
-    ``FF D9`` after its last start-of-scan marker ``FF DA`` (inside the entropy-coded data a ``FF`` byte is
-    always followed by ``00`` or a restart marker ``D0-D7``, so neither can appear by accident). Checking
-    after the last scan, rather than the last two bytes, accepts files with trailing bytes after the
-    image and catches a truncated file whose embedded EXIF thumbnail has its own ``FF D9``.
-    A complete PNG ends with its ``IEND`` chunk.
-    """
-    if data[:2] == b"\xff\xd8":
-        last_scan = data.rfind(b"\xff\xda")
-        if last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan:
-            raise DataError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in data[-16:]:
-            raise DataError(f"{path}: truncated PNG (no IEND chunk at the end)")
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as float32 grayscale ``(H, W)`` in ``[0, 1]``.
 
-    Decoded by OpenCV with ``IMREAD_UNCHANGED`` (so the EXIF orientation is ignored: the keypoints refer
-    to the stored pixels). 8-bit images are divided by 255 and 16-bit ones by 65535; BGR and BGRA become
-    gray with ``cv2.cvtColor``'s weights (``0.299 R + 0.587 G + 0.114 B``), alpha dropped.
+    Read by :func:`keypoints.image.read_image_file` with ``IMREAD_UNCHANGED`` (so the EXIF orientation is
+    ignored: the keypoints refer to the stored pixels). 8-bit images are divided by 255 and 16-bit ones by
+    65535; BGR and BGRA become gray with ``cv2.cvtColor``'s weights (``0.299 R + 0.587 G + 0.114 B``),
+    alpha dropped.
 
     Raises
     ------
     DataError
-        The file is missing, empty, truncated, or not an image OpenCV can decode. The message names it.
+        The file is missing, empty, truncated, larger than ``max_pixels``, or not an image OpenCV can
+        decode. The message names it.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise DataError(f"{path}: no such image file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the file ({exc})") from exc
-    if not data:
-        raise DataError(f"{path}: empty file")
-    _check_complete(data, path)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise DataError(f"{path}: OpenCV cannot decode the image ({exc})") from exc
-    if image is None or image.size == 0:
-        raise DataError(f"{path}: not an image OpenCV can decode (corrupt or unsupported format)")
-    try:
+        image = read_image_file(path, cv2.IMREAD_UNCHANGED, max_pixels)
         return to_gray_float32(image)
+    except ImageError as exc:
+        raise DataError(str(exc)) from exc
     except ValueError as exc:
         raise DataError(f"{path}: {exc}") from exc
 
@@ -154,6 +130,9 @@ def _row_problem(row: list[str]) -> tuple[str, np.ndarray | None]:
         )
     if not row[0].strip():
         return "empty image name", None
+    name = Path(row[0].strip())
+    if name.is_absolute() or ".." in name.parts or (name.drive and not name.root):
+        return f"image name {row[0].strip()!r} must be a path inside the split's folder (not absolute, no '..')", None
     values = []
     for column, cell in enumerate(row[1:]):
         axis, point = "xy"[column % 2], column // 2
@@ -163,6 +142,9 @@ def _row_problem(row: list[str]) -> tuple[str, np.ndarray | None]:
             return f"coordinate {axis}{point} (column {column + 2}) is not a number: {cell!r}", None
         if not math.isfinite(value):
             return f"coordinate {axis}{point} (column {column + 2}) is not finite: {cell!r}", None
+        if abs(value) > MAX_COORDINATE:  # also what would overflow float32 (1e39 -> inf)
+            return (f"coordinate {axis}{point} (column {column + 2}) is {cell.strip()}, beyond +-{MAX_COORDINATE:g}"
+                    " pixels: not a coordinate in an image"), None
         values.append(value)
     return "", np.asarray(values, dtype=np.float32).reshape(NUM_KEYPOINTS, 2)
 

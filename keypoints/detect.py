@@ -532,6 +532,8 @@ def measure_framing(data_dir: str | os.PathLike, n: int = 400, seed: int = 0, sp
     centre ``min(H, W)`` square of an image (rescale the shorter side, centre crop), so that square, not
     the whole image, is what a crop in the wild must reproduce.
     """
+    from .image import ImageError, read_image_file
+
     folder = Path(data_dir) / split
     if not folder.is_dir():
         raise FileNotFoundError(f"measure_framing: no folder {folder} (expected the facial keypoints data set)")
@@ -542,8 +544,9 @@ def measure_framing(data_dir: str | os.PathLike, n: int = 400, seed: int = 0, sp
     chosen = rng.choice(len(names), size=min(n, len(names)), replace=False)
     scales, offsets = [], []
     for i in chosen:
-        image = cv2.imread(str(folder / names[i]), cv2.IMREAD_UNCHANGED)
-        if image is None:
+        try:
+            image = read_image_file(folder / names[i], cv2.IMREAD_UNCHANGED)
+        except ImageError:
             continue
         boxes = detect_faces(image)
         if len(boxes) != 1:

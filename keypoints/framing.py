@@ -55,11 +55,11 @@ class PointFraming:
         cx, cy = (float(v) for v in self.centroid)
         spread = float(self.spread)
         if not (0.0 < cx < 1.0 and 0.0 < cy < 1.0):
-            raise ValueError(f"PointFraming: centroid must lie inside the crop, (0, 1) x (0, 1), got {self.centroid}")
+            raise ValueError(f"framing.centroid must lie inside the crop, (0, 1) x (0, 1), got {self.centroid}")
         if not 0.0 < spread < 1.0:
-            raise ValueError(f"PointFraming: spread must be in (0, 1) of the crop side, got {self.spread}")
+            raise ValueError(f"framing.spread must be in (0, 1) of the crop side, got {self.spread}")
         if not isinstance(self.upright, (bool, np.bool_)):
-            raise ValueError(f"PointFraming: upright must be a bool, got {self.upright!r}")
+            raise ValueError(f"framing.upright must be a bool, got {self.upright!r}")
         object.__setattr__(self, "centroid", (cx, cy))
         object.__setattr__(self, "spread", spread)
         object.__setattr__(self, "upright", bool(self.upright))

@@ -177,10 +177,9 @@ def load_overlay(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such overlay file")
-    picture = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if picture is None or picture.size == 0:
-        raise ValueError(f"{path}: not an image OpenCV can decode")
-    return as_bgra(picture)
+    from .image import read_image_file
+
+    return as_bgra(read_image_file(path, cv2.IMREAD_UNCHANGED))  # ImageError (a ValueError) names the file
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -125,7 +125,9 @@ class Predictor:
         (image pixels -> the last pass's crop pixels)."""
         if isinstance(images, np.ndarray) and images.ndim == 2:
             raise ValueError("Predictor.predict: expected a batch of images; wrap a single (H, W) image in a list")
-        prepared = [self._rescaled(image) for image in images]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}")
+        prepared = [self._rescaled(_checked_image(index, image)) for index, image in enumerate(images)]
         if not prepared:
             empty = np.zeros((0, 68, 2), np.float32)
             return Prediction(empty, np.zeros((0, 136), np.float32), np.zeros((0, 3, 3)))
@@ -164,6 +166,24 @@ class Predictor:
         return predict_faces(self, image, detector=DEFAULT_DETECTOR if detector is None else detector)
 
 
+def _checked_image(index: int, image) -> np.ndarray:
+    """Image ``index`` of a batch, refused with a message naming it if it is empty or a float image with
+    values outside [0, 1] (a uint8 picture converted to float without dividing by 255, or NaN)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"Predictor.predict: image {index} has shape {image.shape}; expected (H, W) or (H, W, C)"
+                         " with H, W >= 1")
+    if image.dtype.kind == "f" and not (np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1):
+        finite = image[np.isfinite(image)]
+        values = f"values in [{finite.min():g}, {finite.max():g}]" if finite.size else "no finite values"
+        raise ValueError(
+            f"Predictor.predict: image {index} is {image.dtype} with {values}"
+            f"{' and NaN/inf' if finite.size < image.size else ''}; float images must be in [0, 1] (divide a"
+            " uint8 picture by 255, or pass it as uint8)"
+        )
+    return image
+
+
 def load_predictor(
     path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None
 ) -> Predictor:
@@ -173,16 +193,7 @@ def load_predictor(
     ``refine_passes`` override the checkpoint's test-time flip averaging and number of refinement passes
     (``None`` keeps the recipe's choice).
     """
-    path = PRETRAINED if path is None else path
-    checkpoint = tinynet.load(path)
-    meta = checkpoint.get("meta")
-    if not isinstance(meta, dict) or meta.get("arch") != "naimishnet" or "model" not in checkpoint:
-        raise ValueError(f"{path}: not a keypoints checkpoint (no 'meta' with arch 'naimishnet' and a 'model')")
-    model = NaimishNet(
-        int(meta["input_size"]),
-        dropout=float(meta.get("dropout", 0.4)),
-        rng=np.random.default_rng(0),
-        head=str(meta.get("head", "classic")),
-    )
-    model.load_state_dict(checkpoint["model"])
-    return Predictor(model, meta, flip=flip, refine_passes=refine_passes)
+    from .checkpoint import read_checkpoint
+
+    checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
+    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes)

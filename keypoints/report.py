@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import save_figure, write_text
+
 PREDICTED_COLOR = "magenta"
 TRUE_COLOR = "limegreen"
 
@@ -32,7 +34,7 @@ def plot_loss_curve(history: list[dict], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, flag="--out", dpi=110)
     plt.close(fig)
 
 
@@ -49,7 +51,7 @@ def plot_face_grid(images: list[np.ndarray], predicted: np.ndarray, true: np.nda
         ax.scatter(pred[:, 0], pred[:, 1], s=6, c=PREDICTED_COLOR, label="predicted")
     axes.ravel()[0].legend(loc="lower left", fontsize=7, markerscale=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, flag="--out", dpi=100)
     plt.close(fig)
 
 
@@ -62,4 +64,4 @@ def write_report(out: Path, history: list[dict], metrics: dict, best_path: Path,
     images, true, _ = load_split(data_dir, "test", min(faces, limit) if limit else faces)
     plot_face_grid(images, predictor.predict(images), true, out / "test_faces.png")
     metrics = dict(metrics, history=history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n", flag="--out")

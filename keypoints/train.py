@@ -82,8 +82,14 @@ class Recipe:
             raise ValueError(f"Recipe: schedule must be constant or cosine, got {self.schedule!r}")
         if self.loss not in ("mse", "l1", "smoothl1", "wing"):
             raise ValueError(f"Recipe: loss must be mse, l1, smoothl1 or wing, got {self.loss!r}")
-        if self.lr <= 0:
-            raise ValueError(f"Recipe: lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"Recipe: lr must be positive and finite, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"Recipe: weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Recipe: dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr):
+            raise ValueError(f"Recipe: min_lr must be >= 0 and finite, got {self.min_lr}")
         if self.head not in HEADS:
             raise ValueError(f"Recipe: head must be one of {HEADS}, got {self.head!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -290,9 +296,10 @@ def save_weights(
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
-    checkpoint = tinynet.load(path)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT or "optimizer" not in checkpoint:
-        raise ValueError(f"{path}: not a keypoints training checkpoint (use the last.npz that training writes)")
+    """A ``last.npz``, validated by ``keypoints.checkpoint.read_checkpoint`` (meta, model entries)."""
+    from .checkpoint import read_checkpoint
+
+    checkpoint, _ = read_checkpoint(path, training=True)
     return checkpoint
 
 
@@ -311,18 +318,22 @@ def train(
     resume: str | Path | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict:
     """Train, keep the best weights, evaluate on the test set and write the report into ``out``.
 
-    Returns the metrics dict (also written to ``out/metrics.json``).
+    A folder holding an earlier run is refused unless ``overwrite`` or ``resume`` is its own ``last.npz``
+    (see :func:`keypoints.files.claim_run_folder`). Returns the metrics dict (also in ``out/metrics.json``).
     """
     from tqdm import tqdm
 
     from .evaluate import evaluate_checkpoint
+    from .files import claim_run_folder
     from .report import write_report
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    for stale in claim_run_folder(out, resume, overwrite):
+        log(f"removed {stale}, left behind by an interrupted run")
     state = TrainState()
     checkpoint = None
     if resume is not None:

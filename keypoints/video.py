@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 from .detect import DEFAULT_DETECTOR, FaceKeypoints, draw_keypoints, predict_faces
+from .files import OutputError, atomic_output, refuse_input_as_output
+from .image import DEFAULT_MAX_PIXELS, check_max_pixels
 from .overlay import add_sunglasses, make_sunglasses
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
@@ -283,6 +285,7 @@ def process_video(
     tracker: FaceTracker | None = None,
     progress: bool = True,
     max_frames: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> VideoReport:
     """Detect, predict, smooth and draw on every frame of ``source``; write ``output`` (mp4v).
 
@@ -297,19 +300,24 @@ def process_video(
         One Euro smoothing per face track (``tracker`` sets its parameters).
     max_frames : int, optional
         Stop after this many frames.
+    max_pixels : int
+        Refuse a video whose frames (as its header says) have more pixels.
 
     Returns
     -------
     VideoReport with the frame count, the detections, and the frames per second processed.
     """
-    capture, fps = open_video(source)
     output = Path(output)
+    refuse_input_as_output(output, [source])
+    capture, fps = open_video(source)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > check_max_pixels(max_pixels):
+        capture.release()
+        raise ValueError(f"{source}: frames of {width}x{height} are more than the limit of {max_pixels / 1e6:g}"
+                         " megapixels (raise it with --max-pixels)")
     draw_points = (not sunglasses) if points is None else bool(points)
     glasses = (make_sunglasses() if overlay is None else overlay) if sunglasses else None
     tracker = tracker if tracker is not None else FaceTracker(smooth=smooth)
-    writer = None
-    frames = faces_seen = 0
-    size = (0, 0)
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if max_frames is not None:
         total = min(total, max_frames) if total > 0 else max_frames
@@ -317,6 +325,23 @@ def process_video(
 
     bar = tqdm(total=total if total > 0 else None, unit="frame", desc=Path(source).name, disable=not progress)
     start = time.perf_counter()
+    with atomic_output(output) as temporary:  # an interrupted run leaves no half-written video
+        frames, faces_seen, size = _process_frames(
+            capture, temporary, output, fps, predictor, tracker, glasses, draw_points, detector, max_frames, bar, start
+        )
+        if frames == 0:
+            raise ValueError(f"{source}: the video has no frames OpenCV can decode")
+    seconds = time.perf_counter() - start
+    processed_fps = frames / seconds if seconds > 0 else float("inf")
+    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output))
+
+
+def _process_frames(capture, temporary: Path, output: Path, fps: float, predictor, tracker, glasses, draw_points: bool,
+                    detector: str, max_frames: int | None, bar, start: float) -> tuple[int, int, tuple[int, int]]:
+    """The frame loop of :func:`process_video`, writing into ``temporary``: ``(frames, detections, size)``."""
+    writer = None
+    frames = faces_seen = 0
+    size = (0, 0)
     try:
         while max_frames is None or frames < max_frames:
             ok, frame = capture.read()
@@ -324,11 +349,10 @@ def process_video(
                 break
             if writer is None:
                 size = (frame.shape[1], frame.shape[0])
-                output.parent.mkdir(parents=True, exist_ok=True)
-                writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
                 if not writer.isOpened():
-                    raise ValueError(
-                        f"{output}: OpenCV cannot write an mp4v video there (check the folder and the extension)"
+                    raise OutputError(
+                        f"-o {output}: OpenCV cannot write an mp4v video there (check the folder and the extension)"
                     )
             faces = predict_faces(predictor, frame, detector=detector)
             tracks = tracker.update(faces, frames / fps)
@@ -350,8 +374,4 @@ def process_video(
         capture.release()
         if writer is not None:
             writer.release()
-    if frames == 0:
-        raise ValueError(f"{source}: the video has no frames OpenCV can decode")
-    seconds = time.perf_counter() - start
-    processed_fps = frames / seconds if seconds > 0 else float("inf")
-    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output))
+    return frames, faces_seen, size

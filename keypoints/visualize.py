@@ -38,11 +38,10 @@ def first_conv(model) -> tuple[str, np.ndarray]:
 def _save(figure, path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .files import save_figure
+
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=figure.dpi)
-    return path
+    return save_figure(figure, path, dpi=figure.dpi)
 
 
 def _grid(count: int) -> tuple[int, int]:

@@ -13,8 +13,9 @@ Exit codes
 2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
     video, a bad layer name.
 
-Photos are read with ``cv2.imread(path, IMREAD_COLOR)``: 8-bit BGR, gray and 16-bit images converted,
-alpha dropped, and the EXIF orientation applied, so points refer to the picture as a viewer shows it.
+Photos are read by ``keypoints.image.read_image_file`` (``IMREAD_COLOR``): 8-bit BGR, gray and 16-bit
+images converted, alpha dropped, and the EXIF orientation applied, so points refer to the picture as a
+viewer shows it; photos over ``--max-pixels`` (read from the header) and truncated ones are refused.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .files import OutputError, check_image_output, refuse_input_as_output, write_image, write_text
+from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
 
@@ -57,25 +61,13 @@ def load_model(path: str | None, flip: bool | None = None):
     return load_predictor(path, flip=flip)
 
 
-def read_photo(path: str | Path) -> np.ndarray:
-    """A photo as ``(H, W, 3)`` uint8 BGR, or ``InputError`` saying why not (missing, unreadable, empty,
-    not an image)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if not path.is_file():
-        raise InputError(path, "not a file")
+def read_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A photo as ``(H, W, 3)`` uint8 BGR (EXIF orientation applied), or ``InputError`` saying why not
+    (missing, unreadable, empty, truncated, over ``max_pixels``, not an image): see ``keypoints.image``."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(1)
-    except OSError as exc:
-        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from exc
-    if not head:
-        raise InputError(path, "empty file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise InputError(path, "not an image OpenCV can decode")
-    return image
+        return read_image_file(path, cv2.IMREAD_COLOR, max_pixels)
+    except ImageError as exc:
+        raise InputError(path, exc.reason) from exc
 
 
 def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
@@ -98,12 +90,13 @@ def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
 
 def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str) -> list[Path | None]:
     """Where each input's picture goes: ``-o`` itself for one input, ``-o/<stem><suffix>.png`` for several
-    (a counter keeps equal stems from different folders apart)."""
+    (a counter keeps equal stems from different folders apart). No output may be one of the inputs."""
     if out is None:
         return [None] * len(files)
     target = Path(out)
     if not several and not target.is_dir():
-        return [target]
+        refuse_input_as_output(target, files)
+        return [check_image_output(target)]
     if target.exists() and not target.is_dir():
         raise InputError(f"-o {target}", "with several inputs -o must be a folder, and this is a file")
     target.mkdir(parents=True, exist_ok=True)
@@ -116,13 +109,8 @@ def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str
             name = f"{file.stem}{suffix}-{k}.png"
         used.add(name)
         paths.append(target / name)
+        refuse_input_as_output(paths[-1], files)
     return paths
-
-
-def _write_image(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise InputError(path, "OpenCV cannot write an image there (check the extension, e.g. .png or .jpg)")
 
 
 def _face_json(face, rect) -> dict:
@@ -148,6 +136,8 @@ def predict_command(args: argparse.Namespace) -> int:
         predictor = load_model(args.model, args.flip)
         files, several = expand_inputs(args.photos)
         outputs = _output_paths(files, several, args.output, "_keypoints")
+        if args.json:
+            refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -163,7 +153,7 @@ def predict_command(args: argparse.Namespace) -> int:
         record = {"path": str(file), "faces": [], "error": None}
         records.append(record)
         try:
-            image = read_photo(file)
+            image = read_photo(file, args.max_pixels)
             record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
             start = time.perf_counter()
             boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
@@ -178,7 +168,7 @@ def predict_command(args: argparse.Namespace) -> int:
             faces_total += len(faces)
             images_with_faces += 1
             if output is not None:
-                _write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
+                write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
                 record["output"] = str(output)
             if len(files) == 1 or args.verbose:
                 bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
@@ -203,16 +193,14 @@ def predict_command(args: argparse.Namespace) -> int:
         "keypoints_ms_per_face": round(ms_face, 2) if faces_total else None,
     }
     if args.json:
-        try:
-            path = Path(args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            from .predictor import PRETRAINED
+        from .predictor import PRETRAINED
 
-            model_path = PRETRAINED if args.model is None else args.model
-            document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
-            path.write_text(json.dumps(document, indent=1) + "\n")
-        except OSError as exc:
-            _error(f"{args.json}: cannot write the JSON file ({exc.strerror or exc})")
+        model_path = PRETRAINED if args.model is None else args.model
+        document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
+        try:
+            write_text(args.json, json.dumps(document, indent=1) + "\n", flag="--json")
+        except OutputError as exc:
+            _error(str(exc))
             return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
@@ -234,9 +222,11 @@ def filter_command(args: argparse.Namespace) -> int:
         _error("choose a filter: --sunglasses (optionally with --overlay FILE.png)")
         return 2
     try:
+        refuse_input_as_output(args.output, [args.photo, args.overlay, args.model])
+        check_image_output(args.output)
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
-        image = read_photo(args.photo)
+        image = read_photo(args.photo, args.max_pixels)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -249,8 +239,8 @@ def filter_command(args: argparse.Namespace) -> int:
     if args.points:
         out = draw_keypoints(out, points)
     try:
-        _write_image(Path(args.output), out)
-    except InputError as exc:
+        write_image(args.output, out)
+    except OutputError as exc:
         _error(str(exc))
         return 2
     print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''} -> {args.output}")
@@ -263,6 +253,7 @@ def video_command(args: argparse.Namespace) -> int:
     from .video import FaceTracker, process_video
 
     try:
+        refuse_input_as_output(args.output, [args.video, args.overlay, args.model])
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else None
         tracker = FaceTracker(min_cutoff=args.min_cutoff, beta=args.beta, smooth=not args.no_smooth)
@@ -270,6 +261,7 @@ def video_command(args: argparse.Namespace) -> int:
             args.video, args.output, predictor,
             sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
             detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
+            max_pixels=args.max_pixels,
         )
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
@@ -285,6 +277,7 @@ def show_filters_command(args: argparse.Namespace) -> int:
     from .visualize import show_filters
 
     try:
+        refuse_input_as_output(args.output, [args.model])
         kernels = show_filters(load_model(args.model), args.output)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
@@ -297,6 +290,7 @@ def show_maps_command(args: argparse.Namespace) -> int:
     from .visualize import show_maps
 
     try:
+        refuse_input_as_output(args.output, [args.image, args.model])
         maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         _error(str(exc))
@@ -308,6 +302,16 @@ def show_maps_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------
 # Parsers
 # ----------------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
@@ -323,6 +327,9 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                             help="average with the mirrored face (default: as the checkpoint's recipe)")
+        parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                            help="refuse images (and video frames) with more pixels, checked before decoding"
+                                 " (default %(default)s)")
 
 
 def add_commands(subparsers) -> None:

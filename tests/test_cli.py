@@ -40,7 +40,7 @@ def training_checkpoint(tmp_path_factory):
     """A last.npz as training writes it (after one epoch), made without training."""
     path = tmp_path_factory.mktemp("resume") / "last.npz"
     recipe = dataclasses.replace(RECIPES["default"], name="default+custom", epochs=3, batch_size=8, lr=2e-3)
-    model = naimishnet(96, seed=0)
+    model = naimishnet(96, seed=0, head=recipe.head)
     state = TrainState(epoch=1, history=[{"epoch": 1, "train_loss": 1.0}], best_loss=1.0, best_epoch=1,
                        best_model=snapshot(model))
     save_checkpoint(path, recipe, model, build_optimizer(model, recipe), None, state)

@@ -63,6 +63,19 @@ def check_same_dtype(where: str, x: np.ndarray, param: np.ndarray, param_name: s
         )
 
 
+def check_dout(where: str, dout, shape: tuple[int, ...], dtype: np.dtype, name: str = "dout",
+               dtype_of: str = "output") -> np.ndarray:
+    """The one check of every backward's upstream gradient: a float ndarray of exactly the forward
+    output's ``shape`` and ``dtype``. A wrong shape is never broadcast or reinterpreted (a Numba kernel
+    given a smaller ``dout`` would read past its end); raise ``ShapeError`` / ``TypeError`` naming ``where``."""
+    check_float_array(where, dout, name)
+    if dout.shape != tuple(shape):
+        raise ShapeError(f"{where}: expected {name} of shape {tuple(shape)} (the forward output's), got {dout.shape}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{where}: {name} dtype {dout.dtype} does not match {dtype_of} dtype {dtype}")
+    return dout
+
+
 def check_same_shape(where: str, a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
     if a.shape != b.shape:
         raise ShapeError(f"{where}: {a_name} and {b_name} must have the same shape, got {a.shape} and {b.shape}")

@@ -41,19 +41,21 @@ import os
 import uuid
 import zipfile
 from collections.abc import Mapping
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
 from .nn.module import Module
 
-__all__ = ["save", "load", "load_metadata"]
+__all__ = ["save", "load", "load_metadata", "load_structure", "ArrayInfo"]
 
 MARKER = "__tinynet__"
 _FORMAT = "tinynet-checkpoint"
 _VERSION = 1
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end record of an empty zip
 _NPY_MAGIC = b"\x93NUMPY"
+#: deepest nesting ``load`` follows; a deeper header is refused as corrupt (not a RecursionError)
+MAX_DEPTH = 64
 
 
 # ---------------------------------------------------------------------------------------------- save
@@ -235,15 +237,59 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = os.fspath(path)
     with _open_checkpoint(path) as (archive, header):
-        used: set[str] = set()
-        tree = header["tree"]
-        if not (isinstance(tree, dict) and set(tree) == {"dict"}):
-            raise ValueError(f"load: {path!r} has a corrupt tinynet header (the top level is not a dict)")
-        result = _decode(tree, archive, path, used)
-        unexpected = sorted(set(archive.files) - used - {MARKER})
-        if unexpected:
-            raise ValueError(f"load: {path!r} has entries its header does not mention: {unexpected[:5]}")
-        return result
+        tree = _checked_tree(header, archive, path)  # refuses entries the header does not name, before reading any
+        return _decode(tree, archive, path, set(), 0)
+
+
+class ArrayInfo(NamedTuple):
+    """What ``load_structure`` reports for an array: read from the entry's ``.npy`` header only."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scalar: bool  # a NumPy scalar (loads as ``array[()]``), not an ndarray
+
+
+def load_structure(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's nesting with every array replaced by its :class:`ArrayInfo`, without reading (or
+    decompressing) any array's data: check a checkpoint's keys, shapes and dtypes against a model before
+    ``load`` reads it. Raises ``ValueError`` as ``load`` does."""
+    path = os.fspath(path)
+    with _open_checkpoint(path) as (archive, header):
+        tree = _checked_tree(header, archive, path)
+        return _decode(tree, archive, path, set(), 0, info_only=True)
+
+
+def _checked_tree(header: dict[str, Any], archive: Any, path: str) -> Any:
+    """The header's tree, once it names exactly the archive's entries (each at most once)."""
+    tree = header["tree"]
+    if not (isinstance(tree, dict) and set(tree) == {"dict"}):
+        raise ValueError(f"load: {path!r} has a corrupt tinynet header (the top level is not a dict)")
+    named: list[str] = []
+    _entry_names(tree, named, path, 0)
+    unexpected = sorted(set(archive.files) - set(named) - {MARKER})
+    if unexpected:
+        raise ValueError(f"load: {path!r} has entries its header does not mention: {unexpected[:5]}")
+    missing = sorted(set(named) - set(archive.files))
+    if missing:
+        raise ValueError(f"load: {path!r} is corrupt: its header names an entry {missing[0]!r} that is missing")
+    if len(named) != len(set(named)):
+        raise ValueError(f"load: {path!r} has a corrupt tinynet header (an entry is named twice)")
+    return tree
+
+
+def _entry_names(node: Any, names: list[str], path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"load: {path!r} has a corrupt tinynet header (nested more than {MAX_DEPTH} deep)")
+    if isinstance(node, dict) and len(node) == 1:
+        ((kind, payload),) = node.items()
+        if kind == "dict" and isinstance(payload, dict):
+            for item in payload.values():
+                _entry_names(item, names, path, depth + 1)
+        elif kind == "list" and isinstance(payload, list):
+            for item in payload:
+                _entry_names(item, names, path, depth + 1)
+        elif kind in ("array", "scalar") and isinstance(payload, str):
+            names.append(payload)
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -274,7 +320,7 @@ def _open_checkpoint(path: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             raw = _read_entry(archive, MARKER, path)
             try:
                 header = json.loads(str(raw[()])) if raw.ndim == 0 and raw.dtype.kind == "U" else None
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
                 raise ValueError(f"load: {path!r} has a corrupt tinynet header: {exc}") from exc
             if not isinstance(header, dict) or header.get("format") != _FORMAT or "tree" not in header:
                 raise ValueError(f"load: {path!r} has a corrupt tinynet header")
@@ -293,22 +339,38 @@ def _read_entry(archive: Any, name: str, path: str) -> np.ndarray:
         raise _corrupt(path, exc, f"entry {name!r}") from exc
 
 
-def _decode(node: Any, archive: Any, path: str, used: set[str]) -> Any:
+def _decode(node: Any, archive: Any, path: str, used: set[str], depth: int, info_only: bool = False) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"load: {path!r} has a corrupt tinynet header (nested more than {MAX_DEPTH} deep)")
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     if isinstance(node, dict) and len(node) == 1:
         ((kind, payload),) = node.items()
         if kind == "dict" and isinstance(payload, dict):
-            return {key: _decode(item, archive, path, used) for key, item in payload.items()}
+            return {key: _decode(item, archive, path, used, depth + 1, info_only) for key, item in payload.items()}
         if kind == "list" and isinstance(payload, list):
-            return [_decode(item, archive, path, used) for item in payload]
+            return [_decode(item, archive, path, used, depth + 1, info_only) for item in payload]
         if kind in ("array", "scalar") and isinstance(payload, str):
             if payload not in archive.files:
                 raise ValueError(f"load: {path!r} is corrupt: its header names an entry {payload!r} that is missing")
             used.add(payload)
+            if info_only:
+                return _entry_info(archive, payload, path, scalar=kind == "scalar")
             array = _read_entry(archive, payload, path)
             return array if kind == "array" else array[()]
     raise ValueError(f"load: {path!r} has a corrupt tinynet header (unexpected node {str(node)[:80]})")
+
+
+def _entry_info(archive: Any, name: str, path: str, scalar: bool) -> ArrayInfo:
+    """Shape and dtype from the entry's ``.npy`` header: only its first bytes are read (and inflated)."""
+    try:
+        with archive.zip.open(name + ".npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+    except Exception as exc:  # bad magic, bad header, truncated member
+        raise _corrupt(path, exc, f"entry {name!r}") from exc
+    return ArrayInfo(tuple(shape), np.dtype(dtype), scalar)
 
 
 def _corrupt(path: str, exc: BaseException, what: str = "the archive") -> ValueError:

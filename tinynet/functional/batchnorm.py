@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_dout
 from ..kernels.batchnorm import batchnorm_backward_kernel, channel_stats, normalize
 
 
@@ -131,6 +132,7 @@ def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndar
     dweight, dbias : (C,), or None without affine
     """
     x, mean, inv_std, weight, training = cache
+    check_dout("batchnorm_backward", dout, x.shape, x.dtype)  # the output has the input's shape and dtype
     gamma = np.ones(x.shape[1]) if weight is None else weight.astype(np.float64)
     dx, dweight, dbias = batchnorm_backward_kernel(dout, x, mean, inv_std, gamma, training)
     if weight is None:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_dout
 from ..kernels.batchnorm import channel_stats
 from ..kernels.fused import (
     bn_relu_maxpool_backward_dx_kernel,
@@ -89,7 +90,8 @@ def batchnorm_relu_maxpool2d_backward(
     dweight, dbias : (C,), or None without affine
     """
     x, out, window, mean, inv_std, weight, training = cache
-    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    check_dout("batchnorm_relu_maxpool2d_backward", dout, out.shape, out.dtype)
+    dout = np.ascontiguousarray(dout)
     c = x.shape[1]
     gamma = np.ones(c) if weight is None else weight.astype(np.float64)
     partial = np.empty((x.shape[0] * c, 2), dtype=np.float64)  # per (image, channel) plane

@@ -13,15 +13,24 @@ from ..functional import activation as A
 from .module import Module
 
 
+def _finite(layer: str, name: str, value) -> float:
+    """A hyper-parameter as a float, or ``ValueError`` for NaN, infinity or a non-number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value):
+        raise ValueError(f"{layer}: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 class _Activation(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_float_array(self._describe(), x)
         out, cache = self._forward(x)
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return self._backward(dout, self._saved_cache())
+        cache = self._saved_cache(dout)
+        return self._backward(dout, cache)
 
 
 class ReLU(_Activation):
@@ -39,7 +48,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _finite("LeakyReLU", "negative_slope", negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -56,7 +65,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = _finite("ELU", "alpha", alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

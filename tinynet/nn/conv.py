@@ -118,6 +118,8 @@ class Conv2d(Module):
             text += ", bias=False"
         return text
 
+    _output_dtype_of = "weight"  # the output has the weight's dtype (checked in forward)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         where = self._describe()
         check_float_array(where, x)
@@ -134,20 +136,11 @@ class Conv2d(Module):
         # keep the columns for backward only when there will be one (not under tinynet.no_grad())
         out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
                                     keep_columns=is_grad_enabled())
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        cache = self._saved_cache()
-        where = self._describe()
-        check_float_array(where, dout, "dout")
-        if dout.dtype != self.weight.dtype:
-            raise TypeError(f"{where}: dout dtype {dout.dtype} does not match weight dtype {self.weight.dtype}")
-        n, _, h, w = cache.x.shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        expected = (n, self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
-        if dout.shape != expected:
-            raise ShapeError(f"{where}: expected dout of shape {expected} (the output's), got {dout.shape}")
+        cache = self._saved_cache(dout)
         dx, dweight, dbias = conv2d_backward(dout, cache, need_dx=self.input_grad)
         self.weight.accumulate_grad(dweight)
         if self.bias is not None:

@@ -35,8 +35,8 @@ class Dropout(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_float_array(self._describe(), x)
         out, cache = dropout_forward(x, self.p, self.training, self.rng)
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dropout_backward(dout, self._saved_cache())
+        return dropout_backward(dout, self._saved_cache(dout))

@@ -37,10 +37,12 @@ class Flatten(Module):
                 f" (expected start_dim <= end_dim, both in [-{ndim}, {ndim - 1}])"
             )
         shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
-        self._save_for_backward(x.shape)
-        return np.ascontiguousarray(x).reshape(shape)
+        out = np.ascontiguousarray(x).reshape(shape)
+        self._save_for_backward(x.shape, out)
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         # a copy, not a view: like every other layer, dx must not alias dout (whoever holds dout
         # may modify it or accumulate into it)
-        return dout.reshape(self._saved_cache()).copy()
+        input_shape = self._saved_cache(dout)
+        return dout.reshape(input_shape).copy()

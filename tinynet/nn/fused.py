@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_dout
 from .._grad_mode import is_grad_enabled
 from ..functional.fused import batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
 from .activation import ReLU
@@ -74,6 +75,7 @@ class BatchNormReLUMaxPool:
                 f"{self.bn._describe()} + ReLU + MaxPool2d (fused): backward() called before forward() (or the"
                 " forward ran inside tinynet.no_grad(), which keeps nothing for backward)"
             )
+        check_dout(f"{self.bn._describe()} + ReLU + MaxPool2d (fused)", dout, self.cache.out.shape, self.cache.out.dtype)
         dx, dweight, dbias = batchnorm_relu_maxpool2d_backward(dout, self.cache)
         if self.bn.weight is not None:
             self.bn.weight.accumulate_grad(dweight)

@@ -52,6 +52,8 @@ class Linear(Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
+    _output_dtype_of = "weight"  # the output has the weight's dtype (checked in forward)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         where = self._describe()
         check_float_array(where, x)
@@ -60,11 +62,11 @@ class Linear(Module):
         check_same_dtype(where, x, self.weight.data)
         bias = None if self.bias is None else self.bias.data
         out, cache = linear_forward(x, self.weight.data, bias)
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        cache = self._saved_cache()
+        cache = self._saved_cache(dout)
         dx, dweight, dbias = linear_backward(dout, cache)
         self.weight.accumulate_grad(dweight)
         if self.bias is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, ShapeError, check_float_array, check_same_dtype
+from .._checks import FLOAT_DTYPES, ShapeError, check_dout, check_float_array, check_same_dtype
 from ..functional import loss as L
 from .module import Module
 
@@ -45,7 +45,22 @@ class _Loss(Module):
         return loss
 
     def backward(self, dloss=1.0) -> np.ndarray:
-        return self._backward(dloss, self._saved_cache())
+        """``dpred``; ``dloss`` is a real number (``reduction`` "mean"/"sum") or, with "none", an array of
+        the prediction's shape and dtype (as ``torch.Tensor.backward(gradient)``)."""
+        cache = self._saved_cache()
+        where = self._describe()
+        if self.reduction == "none":
+            shape, dtype = self._elementwise_loss(cache)
+            check_dout(where, dloss, shape, dtype, "dloss")
+        elif isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, (int, float, np.number, np.ndarray)) \
+                or np.ndim(dloss) != 0 or not np.isrealobj(dloss):
+            raise TypeError(f"{where}: expected dloss to be a real number (the loss is a scalar), got {dloss!r}")
+        return self._backward(dloss, cache)
+
+    @staticmethod
+    def _elementwise_loss(cache) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of the loss with ``reduction="none"``: the prediction's, for the regression losses."""
+        return cache.diff.shape, cache.diff.dtype
 
 
 class MSELoss(_Loss):
@@ -71,8 +86,8 @@ class SmoothL1Loss(_Loss):
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0):
         super().__init__(reduction)
-        if beta < 0:
-            raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta}")
+        if not (isinstance(beta, (int, float, np.integer, np.floating)) and np.isfinite(beta) and beta >= 0):
+            raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta!r} (a finite number >= 0)")
         self.beta = float(beta)
 
     def extra_repr(self) -> str:
@@ -154,6 +169,12 @@ class CrossEntropyLoss(_Loss):
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{where}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
+
+    @staticmethod
+    def _elementwise_loss(cache) -> tuple[tuple[int, ...], np.dtype]:
+        """With ``reduction="none"`` the loss has the logits' shape without the class dimension."""
+        shape = cache.probs.shape[: cache.class_dim] + cache.probs.shape[cache.class_dim + 1 :]
+        return shape, cache.probs.dtype
 
     def extra_repr(self) -> str:
         weight = "" if self.weight is None else f"weight=<{self.weight.size} classes>, "

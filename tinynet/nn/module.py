@@ -27,9 +27,11 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES
+from .._checks import FLOAT_DTYPES, check_dout
 from .._grad_mode import is_grad_enabled
 
+
+_NOT_GIVEN = object()  # Module._saved_cache called without a dout to check
 
 class Parameter:
     """A trainable array and the gradient accumulated for it.
@@ -100,6 +102,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_output_spec", None)  # (shape, dtype) of the output the cache belongs to
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -173,17 +176,29 @@ class Module:
     def __call__(self, *inputs: Any) -> Any:
         return self.forward(*inputs)
 
-    def _save_for_backward(self, cache: Any) -> None:
-        """Keep ``cache`` for backward, unless inside ``tinynet.no_grad()``."""
-        object.__setattr__(self, "_cache", cache if is_grad_enabled() else None)
+    #: what fixes the output's dtype, for the message of a ``dout`` of another dtype
+    _output_dtype_of = "output"
 
-    def _saved_cache(self) -> Any:
-        """The cache of the last forward; a clear error if there was none."""
+    def _save_for_backward(self, cache: Any, out: np.ndarray | None = None) -> None:
+        """Keep ``cache`` (and ``out``'s shape and dtype, which backward checks ``dout`` against) for
+        backward, unless inside ``tinynet.no_grad()``."""
+        if is_grad_enabled():
+            object.__setattr__(self, "_cache", cache)
+            object.__setattr__(self, "_output_spec", None if out is None else (out.shape, out.dtype))
+        else:
+            object.__setattr__(self, "_cache", None)
+
+    def _saved_cache(self, dout: Any = _NOT_GIVEN) -> Any:
+        """The cache of the last forward, after checking ``dout`` (when given) against that forward's
+        output (``check_dout``); a clear error if there was no forward."""
         if self._cache is None:
             raise RuntimeError(
                 f"{self._describe()}: backward() called before forward() (or the forward ran inside"
                 " tinynet.no_grad(), which keeps nothing for backward)"
             )
+        spec = self.__dict__.get("_output_spec")
+        if dout is not _NOT_GIVEN and spec is not None:
+            check_dout(self._describe(), dout, *spec, dtype_of=self._output_dtype_of)
         return self._cache
 
     # ------------------------------------------------------------------ traversal

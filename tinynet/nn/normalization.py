@@ -1,6 +1,8 @@
 """``BatchNorm1d`` and ``BatchNorm2d`` (see ``tinynet.functional.batchnorm`` for the math)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
@@ -18,7 +20,7 @@ class _BatchNorm(Module):
         super().__init__()
         if num_features <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
-        if eps <= 0:
+        if not (isinstance(eps, (int, float, np.integer, np.floating)) and math.isfinite(eps) and eps > 0):
             raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}")
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1] or None, got {momentum}")
@@ -67,11 +69,11 @@ class _BatchNorm(Module):
             self.eps,
             self.num_batches_tracked,
         )
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache())
+        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache(dout))
         if self.weight is not None:
             self.weight.accumulate_grad(dweight)
             self.bias.accumulate_grad(dbias)

@@ -73,13 +73,8 @@ class MaxPool2d(Module):
                 f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
             )
         out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad)
-        self._save_for_backward(cache)
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        cache = self._saved_cache()
-        where = self._describe()
-        check_float_array(where, dout, "dout")
-        if dout.shape != cache.argmax.shape:
-            raise ShapeError(f"{where}: expected dout of shape {cache.argmax.shape} (the output's), got {dout.shape}")
-        return maxpool2d_backward(dout, cache)
+        return maxpool2d_backward(dout, self._saved_cache(dout))

@@ -76,6 +76,11 @@ class Adam(Optimizer):
     def _validate_group(self, group: dict[str, Any]) -> None:
         self._check_number("lr", group["lr"])
         self._check_number("eps", group["eps"])
+        if not np.float32(group["eps"]) > 0:  # eps = 0 divides by zero where a gradient is 0 since the start
+            raise ValueError(
+                f"{self._name}: invalid eps {group['eps']!r} (expected eps > 0, also in float32, whose"
+                " smallest positive value is 1.4e-45)"
+            )
         self._check_number("weight_decay", group["weight_decay"])
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:

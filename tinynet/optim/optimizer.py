@@ -142,6 +142,8 @@ class Optimizer:
         The closure's loss, or ``None``.
         """
         loss = closure() if closure is not None else None
+        # every gradient is checked before any parameter changes: a step updates all of them or none
+        steps = []
         for group_index, group in enumerate(self.param_groups):
             params = []
             for param_index, param in enumerate(group["params"]):
@@ -156,7 +158,9 @@ class Optimizer:
                     )
                 params.append(param)
             if params:
-                self._step_group(group, params)
+                steps.append((group, params))
+        for group, params in steps:
+            self._step_group(group, params)
         return loss
 
     def _step_group(self, group: dict[str, Any], params: list[Parameter]) -> None:
@@ -266,8 +270,11 @@ class Optimizer:
                     if value.dtype.kind not in "fiu":
                         raise ValueError(f"{where}: state {name!r} of parameter {index} has dtype {value.dtype}, expected floats")
                     entry[name] = np.array(value, dtype=param.data.dtype, order="C", copy=True)
-                else:
-                    entry[name] = copy.deepcopy(value)
+                else:  # every state entry but "step" is an array like the parameter (momentum, moments)
+                    raise ValueError(
+                        f"{where}: state {name!r} of parameter {index} must be an array of shape"
+                        f" {param.data.shape}, got {type(value).__name__}"
+                    )
             if entry:
                 missing = [k for k in self._required_state(group_of[id(param)]) if k not in entry]
                 if missing:

@@ -1,0 +1,179 @@
+"""Reading a keypoints checkpoint: its metadata is input, validated field by field before anything is built.
+
+A checkpoint (written by ``keypoints.train``: ``best.npz`` for inference, ``last.npz`` with the training
+state) is a ``tinynet.save`` archive::
+
+    {"format": "keypoints-checkpoint", "version": 1, "meta": {...}, "model": {state dict}, ...}
+
+:func:`read_checkpoint` reads it in three steps, so that a hostile or broken file is refused with a
+message naming the field before it costs memory or time:
+
+1. :func:`tinynet.serialization.load_structure`: the nesting, and each array's shape and dtype from its
+   ``.npy`` header only (no array is read or decompressed; entries the header does not name are refused);
+2. :func:`validate_meta`: every metadata field against its allowed values (a ``rescale`` of 20000 would
+   make predicting one small crop allocate gigabytes);
+3. the model's state-dict entries against the network the metadata describes (names, shapes, dtypes),
+   and only then ``tinynet.load``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tinynet
+from tinynet.serialization import ArrayInfo, load_structure
+
+FORMAT = "keypoints-checkpoint"
+VERSION = 1
+ARCHITECTURES = ("naimishnet",)
+INPUT_SIZES = (96, 224)
+HEADS = ("classic", "dropout-last")
+MAX_REFINE_PASSES = 4
+#: the rescaled shorter side is S * RESCALE_RANGE[0] .. S * RESCALE_RANGE[1] (training uses S * 250 / 224)
+RESCALE_RANGE = (1.0, 2.0)
+
+#: optional fields and the value a checkpoint without them (an older one) means
+DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable keypoints checkpoint; ``str`` names the file and the field."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(float(value))
+
+
+def _fraction(where: str, value: Any, name: str) -> float:
+    """A float strictly inside (0, 1)."""
+    if not (_is_real(value) and 0.0 < float(value) < 1.0):
+        raise CheckpointError(f"{where}: meta.{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
+    """The metadata with every field checked and the optional ones filled with :data:`DEFAULTS`.
+
+    Raises :class:`CheckpointError` naming ``where`` and the first bad field, with what was expected.
+    """
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: 'meta' must be a dict of fields, got {type(meta).__name__}")
+    meta = {**DEFAULTS, **meta}
+    for name in ("arch", "input_size", "rescale"):
+        if name not in meta:
+            raise CheckpointError(f"{where}: meta.{name} is missing")
+    if meta["arch"] not in ARCHITECTURES:
+        raise CheckpointError(f"{where}: meta.arch must be one of {ARCHITECTURES}, got {meta['arch']!r}")
+    size = meta["input_size"]
+    if not (_is_int(size) and int(size) in INPUT_SIZES):
+        raise CheckpointError(f"{where}: meta.input_size must be one of {INPUT_SIZES}, got {size!r}")
+    size = int(size)
+    low, high = int(math.ceil(size * RESCALE_RANGE[0])), int(size * RESCALE_RANGE[1])
+    rescale = meta["rescale"]
+    if not (_is_int(rescale) and low <= int(rescale) <= high):
+        raise CheckpointError(
+            f"{where}: meta.rescale must be an integer in [{low}, {high}] for input_size {size}, got {rescale!r}"
+        )
+    dropout = meta["dropout"]
+    if not (_is_real(dropout) and 0.0 <= float(dropout) < 1.0):
+        raise CheckpointError(f"{where}: meta.dropout must be a number in [0, 1), got {dropout!r}")
+    if not isinstance(meta["flip_test"], (bool, np.bool_)):
+        raise CheckpointError(f"{where}: meta.flip_test must be true or false, got {meta['flip_test']!r}")
+    if meta["head"] not in HEADS:
+        raise CheckpointError(f"{where}: meta.head must be one of {HEADS}, got {meta['head']!r}")
+    passes = meta["refine_passes"]
+    if not (_is_int(passes) and 0 <= int(passes) <= MAX_REFINE_PASSES):
+        raise CheckpointError(f"{where}: meta.refine_passes must be an integer in [0, {MAX_REFINE_PASSES}], got {passes!r}")
+    framing = meta["framing"]
+    if framing is not None:
+        from .framing import PointFraming  # the one validation of a framing (centroid, spread, upright)
+
+        try:
+            framing = PointFraming.from_dict(framing).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: meta.{exc}") from None
+    return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
+                refine_passes=int(passes), framing=framing)
+
+
+def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:
+    """``saved`` (from ``load_structure``: names -> :class:`ArrayInfo`) must hold exactly the entries of
+    ``expected`` (a model's state dict) with their shapes and kinds of dtype: checked before any array is read."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{where}: 'model' must be a dict of arrays (a state dict), got {type(saved).__name__}")
+    unexpected = sorted(set(saved) - set(expected))
+    missing = sorted(set(expected) - set(saved))
+    if unexpected or missing:
+        raise CheckpointError(
+            f"{where}: 'model' does not match the network its meta describes:"
+            + (f" unexpected entries {unexpected[:5]}" if unexpected else "")
+            + (f" missing entries {missing[:5]}" if missing else "")
+        )
+    for name, value in expected.items():
+        info = saved[name]
+        if not isinstance(info, ArrayInfo) or info.scalar:
+            raise CheckpointError(f"{where}: model entry {name!r} must be an array, got {type(info).__name__}")
+        # the kind, not the width: load_state_dict casts (the shipped weights are stored as float16)
+        if info.shape != value.shape or info.dtype.kind != value.dtype.kind:
+            kind = "float" if value.dtype.kind == "f" else "integer"
+            raise CheckpointError(
+                f"{where}: model entry {name!r} is {info.dtype}{list(info.shape)}, the network expects"
+                f" {kind} values of shape {list(value.shape)}"
+            )
+
+
+def build_model(meta: dict):
+    """The untrained network ``meta`` (validated) describes."""
+    from .models import NaimishNet
+
+    return NaimishNet(meta["input_size"], dropout=meta["dropout"], rng=np.random.default_rng(0), head=meta["head"])
+
+
+def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[dict, Any]:
+    """``(checkpoint, model)``: the checkpoint (``meta`` validated, defaults filled) and its network with
+    the weights loaded. ``training=True`` also requires the training state (``last.npz``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CheckpointError
+        Not a keypoints checkpoint, or a field, an entry or an array that does not fit; names the field.
+    """
+    where = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{where}: no such checkpoint file")
+    try:
+        structure = load_structure(path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if structure.get("format") != FORMAT or "model" not in structure or "meta" not in structure:
+        raise CheckpointError(f"{where}: not a keypoints checkpoint (no format {FORMAT!r} with 'meta' and 'model')")
+    if structure.get("version") != VERSION:
+        raise CheckpointError(f"{where}: checkpoint version {structure.get('version')!r}; this version reads {VERSION}")
+    if training and "optimizer" not in structure:
+        raise CheckpointError(
+            f"{where}: not a keypoints training checkpoint (use the last.npz that training writes)"
+        )
+    meta = validate_meta(structure["meta"], where)
+    model = build_model(meta)
+    check_model_entries(where, structure["model"], model.state_dict())
+    try:
+        checkpoint = tinynet.load(path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    for name, value in checkpoint["model"].items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{where}: model entry {name!r} holds NaN or infinite values (a run that diverged?)")
+    model.load_state_dict(checkpoint["model"])
+    checkpoint["meta"] = meta
+    return checkpoint, model

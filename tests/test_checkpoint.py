@@ -1,0 +1,159 @@
+"""A checkpoint is input: every metadata field validated with a message naming it, entries a model does not
+have refused before any array is read, a deeply nested header a "corrupt" file, not a RecursionError."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from keypoint_fixtures import write_checkpoint
+
+import tinynet
+from keypoints.checkpoint import DEFAULTS, CheckpointError, read_checkpoint, validate_meta
+from keypoints.predictor import load_predictor
+from tinynet import serialization
+
+GOOD = {"arch": "naimishnet", "input_size": 96, "rescale": 107, "dropout": 0.4, "flip_test": False}
+
+# field -> values that must be refused (each with a message naming the field)
+BAD = {
+    "arch": ["resnet", None, 3],
+    "input_size": ["evil", 95, 0, -96, 96.0, True, None, 10**9],
+    "rescale": [20000, 10**9, 95, 0, -1, 107.5, "107", None, float("nan"), True],
+    "dropout": [1.0, 2, -0.1, float("nan"), float("inf"), "0.4", None],
+    "flip_test": ["yes", 1, None],
+    "head": ["evil", "", None, 1],
+    "refine_passes": [-1, 5, 1.5, "2", True, None],
+    "framing": [{"centroid": [0.5, 0.5]}, {"centroid": [0.5], "spread": 0.5}, {"centroid": [0.5, 1.0], "spread": 0.5},
+                {"centroid": [0.5, 0.5], "spread": 0.0}, {"centroid": [0.5, float("nan")], "spread": 0.5},
+                {"centroid": "0.5,0.5", "spread": 0.5}, [0.5, 0.5, 0.5], "evil",
+                {"centroid": [0.5, 0.5], "spread": 0.5, "extra": 1},
+                {"centroid": [0.5, 0.5], "spread": 0.2, "upright": "yes"}],
+}
+
+
+@given(field=st.sampled_from(sorted(BAD)), data=st.data())
+def test_every_bad_field_is_refused_naming_it(field, data):
+    value = data.draw(st.sampled_from(BAD[field]), label=field)
+    with pytest.raises(CheckpointError, match=rf"x\.npz: meta\.{field}"):
+        validate_meta(dict(GOOD, **{field: value}), "x.npz")
+
+
+@given(size=st.sampled_from([96, 224]), data=st.data())
+def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
+    rescale = data.draw(st.integers(size, 2 * size), label="rescale")
+    meta = dict(GOOD, input_size=size, rescale=rescale)
+    extra = data.draw(st.fixed_dictionaries({}, optional={
+        "head": st.sampled_from(["classic", "dropout-last"]),
+        "refine_passes": st.integers(0, 4),
+        "framing": st.builds(lambda fx, fy, s, up: {"centroid": [fx, fy], "spread": s, "upright": up},
+                             *[st.floats(0.01, 0.99)] * 3, st.booleans()),
+    }), label="optional fields")
+    checked = validate_meta({**meta, **extra})
+    assert checked == {**DEFAULTS, **meta, **extra}
+
+
+@pytest.mark.parametrize("field", ["arch", "input_size", "rescale"])
+def test_a_missing_required_field_is_named(field):
+    meta = {k: v for k, v in GOOD.items() if k != field}
+    with pytest.raises(CheckpointError, match=rf"meta\.{field} is missing"):
+        validate_meta(meta)
+    with pytest.raises(CheckpointError, match="'meta' must be a dict"):
+        validate_meta(None)
+
+
+# ---------------------------------------------------------------------------------------------- files
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "best.npz"
+    state = write_checkpoint(path)
+    return path, tinynet.load(path), state
+
+
+def rewrite(path, checkpoint, **changes):
+    tinynet.save({**checkpoint, **changes}, path)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(meta_rescale=20000), r"meta\.rescale must be an integer in \[96, 192\]"),
+    (dict(meta_input_size="evil"), r"meta\.input_size"),
+    (dict(meta_rescale=None), r"meta\.rescale"),
+    (dict(model=None), r"'model' must be a dict"),
+    (dict(meta_input_size=224, meta_rescale=250),
+     r"model entry 'features\.0\.weight' is float32\[32, 1, 4, 4\], the network expects float values of shape"
+     r" \[32, 1, 5, 5\]"),
+])
+def test_bad_checkpoint_files_are_refused_naming_the_field(saved, tmp_path, change, message):
+    _, checkpoint, _ = saved
+    meta = dict(checkpoint["meta"])
+    meta.update({k[5:]: v for k, v in change.items() if k.startswith("meta_")})
+    other = {k: v for k, v in change.items() if not k.startswith("meta_")}
+    path = rewrite(tmp_path / "bad.npz", checkpoint, meta=meta, **other)
+    with pytest.raises(CheckpointError, match=message):
+        load_predictor(path)
+
+
+def test_an_old_checkpoint_without_the_new_fields_loads_with_the_defaults(saved, tmp_path):
+    _, checkpoint, _ = saved
+    old_meta = {k: v for k, v in checkpoint["meta"].items() if k not in ("head", "refine_passes", "framing")}
+    meta = load_predictor(rewrite(tmp_path / "old.npz", checkpoint, meta=old_meta)).meta
+    assert meta["head"] == "classic" and meta["refine_passes"] == 0 and meta["framing"] is None
+    assert load_predictor().meta["head"] == "dropout-last"  # the shipped weights carry the new fields
+
+
+def test_entries_the_model_does_not_have_are_refused_before_any_array_is_read(saved, tmp_path, monkeypatch):
+    _, checkpoint, _ = saved
+    big = np.zeros(50_000_000, np.float32)  # 200 MB inflated, about 0.2 MB compressed
+    path = tmp_path / "bomb.npz"
+    tinynet.save({**checkpoint, "model": {**checkpoint["model"], "extra.weight": big}}, path, compress=True)
+    del big
+    reads = []
+    real = serialization._read_entry
+    monkeypatch.setattr(serialization, "_read_entry",
+                        lambda archive, name, where: reads.append(name) or real(archive, name, where))
+    with pytest.raises(CheckpointError, match=r"unexpected entries \['extra\.weight'\]"):
+        load_predictor(path)
+    assert reads == ["__tinynet__"], "an array was read before the entries were checked"
+
+
+def test_an_archive_entry_the_header_does_not_name_is_refused_before_reading(saved, tmp_path, monkeypatch):
+    path, _, _ = saved
+    copy = tmp_path / "extra.npz"
+    copy.write_bytes(path.read_bytes())
+    with zipfile.ZipFile(copy, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("hidden.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(10_000_000, np.float32))
+    reads = []
+    real = serialization._read_entry
+    monkeypatch.setattr(serialization, "_read_entry",
+                        lambda archive, name, where: reads.append(name) or real(archive, name, where))
+    with pytest.raises(ValueError, match="entries its header does not mention: \\['hidden'\\]"):
+        tinynet.load(copy)
+    assert reads == ["__tinynet__"]
+
+
+@pytest.mark.parametrize("depth", [70, 100_000])
+def test_a_deeply_nested_header_is_a_corrupt_file(tmp_path, depth):
+    tree = "null"
+    if depth < 1000:
+        for _ in range(depth):
+            tree = '{"list": [' + tree + "]}"
+    else:  # too deep for Python's JSON parser itself
+        tree = '{"list": [' * depth + "null" + "]}" * depth
+    header = '{"format": "tinynet-checkpoint", "version": 1, "metadata": null, "tree": {"dict": {"x": ' + tree + "}}}"
+    path = tmp_path / "deep.npz"
+    np.savez(path, __tinynet__=np.array(header))
+    for read in (tinynet.load, serialization.load_structure, load_predictor):
+        with pytest.raises(ValueError, match="corrupt"):
+            read(path)
+
+
+def test_a_training_checkpoint_is_validated_the_same_way(saved):
+    path, _, _ = saved
+    with pytest.raises(CheckpointError, match="not a keypoints training checkpoint"):
+        read_checkpoint(path, training=True)
+    assert json.dumps(read_checkpoint(path)[0]["meta"])  # the filled meta is still plain JSON

@@ -1,0 +1,115 @@
+"""Nothing unbounded from an image file or a CSV: a pixel limit read from the header before decoding,
+truncated photos refused by predict as by training, CSV image names kept inside the data folder, absurd
+coordinates refused naming the row."""
+from __future__ import annotations
+
+import struct
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keypoints import wild_cli
+from keypoints.data import DataError, FacialKeypointsDataset, read_image, read_keypoints_csv
+from keypoints.image import ImageError, header_pixels, read_image_file
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A small, valid PNG header announcing ``width x height`` gray pixels (the rows compress to nothing)."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + bytes(width)
+    body = b"".join(compressor.compress(row) for _ in range(min(height, 64))) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+
+
+@given(width=st.integers(1, 200_000), height=st.integers(1, 200_000))
+def test_header_size_is_read_without_decoding(width, height):
+    assert header_pixels(png_bomb(min(width, 64), min(height, 64)))[0] == min(width, 64) * min(height, 64)
+
+
+@pytest.mark.parametrize("side", [8000, 20000, 60000])
+def test_an_image_bomb_is_refused_before_it_is_decoded(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bomb(side, side))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=rf"bomb\.png: .*{side * side / 1e6:.1f} megapixels, more than the limit"
+                                             r" of 50 \(raise it with --max-pixels"):
+            read_image_file(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+    with pytest.raises(DataError, match="megapixels"):  # the data set's reader is the same one
+        read_image(path)
+
+
+def test_the_pixel_limit_can_be_raised_and_lowered(tmp_path):
+    path = tmp_path / "small.png"
+    cv2.imwrite(str(path), np.full((30, 40, 3), 100, np.uint8))
+    with pytest.raises(ImageError, match=r"40x30 is 0\.0 megapixels, more than the limit of 0\.001"):
+        read_image_file(path, max_pixels=1000)
+    assert read_image_file(path, max_pixels=1200).shape == (30, 40, 3)
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        read_image_file(path, max_pixels=0)
+
+
+def test_predict_refuses_bombs_and_truncated_photos(tmp_path, capsys):
+    cbook = pytest.importorskip("matplotlib.cbook")
+    portrait = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(portrait[: int(len(portrait) * 0.2)])  # 80 % cut away
+    (tmp_path / "bomb.png").write_bytes(png_bomb(20000, 20000))
+    (tmp_path / "fine.jpg").write_bytes(portrait)
+    code = wild_cli.main(["predict", str(tmp_path), "--no-progress", "--max-pixels", "1000000"])
+    err = capsys.readouterr().err
+    assert code == 0  # the good photo still went through
+    assert "cut.jpg: truncated JPEG" in err and "is 400.0 megapixels, more than the limit of 1" in err
+    assert wild_cli.main(["predict", str(tmp_path / "fine.jpg"), "--max-pixels", "1000"]) == 1
+    assert "more than the limit of 0.001" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        wild_cli.main(["predict", str(tmp_path / "fine.jpg"), "--max-pixels", "0"])
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+def write_csv(root: Path, names: list[str], value: str = "10") -> Path:
+    (root / "training").mkdir(parents=True, exist_ok=True)
+    lines = ["," + ",".join(str(i) for i in range(136))]
+    lines += [name + ("," + value) * 136 for name in names]
+    path = root / "training_frames_keypoints.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../secret.jpg", "a/../../secret.jpg", "..", "sub/../../x.png"])
+def test_csv_image_names_outside_the_data_folder_are_refused(tmp_path, name):
+    secret = tmp_path / "secret.jpg"
+    cv2.imwrite(str(secret), np.zeros((8, 8), np.uint8))
+    root = tmp_path / "data"
+    write_csv(root, [name])
+    with pytest.raises(DataError, match=r"line 2 .*inside the split's folder"):
+        FacialKeypointsDataset(root, "training")
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        assert len(FacialKeypointsDataset(root, "training", on_error="skip")) == 0
+
+
+@given(value=st.sampled_from(["1e39", "-1e39", "1e28", "3.5e6", "-1000001"]))
+def test_absurd_coordinates_are_refused_naming_the_row(tmp_path_factory, value):
+    path = write_csv(tmp_path_factory.mktemp("csv"), ["a.jpg"], value)
+    with pytest.raises(DataError, match=rf"line 2 \(image 'a\.jpg'\): coordinate x0 \(column 2\) is {value}, beyond"):
+        read_keypoints_csv(path)
+
+
+def test_large_but_plausible_coordinates_are_kept(tmp_path):
+    names, points = read_keypoints_csv(write_csv(tmp_path, ["a.jpg", "sub/b.jpg"], "-5000.5"))
+    assert names == ["a.jpg", "sub/b.jpg"] and np.all(points == np.float32(-5000.5))
