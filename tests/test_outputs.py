@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import tinynet
-from keypoints import wild_cli
 from keypoints.files import (
     OutputError,
     RunExistsError,
@@ -26,26 +25,7 @@ from keypoints.files import (
     write_image,
 )
 from keypoints.train import Recipe, train
-
-
-@pytest.fixture(scope="module")
-def portrait_path():
-    cbook = pytest.importorskip("matplotlib.cbook")
-    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
-
-    path = tmp_path_factory.mktemp("model") / "m.npz"
-    save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)
-    return str(path)
-
-
-def run(*argv) -> int:
-    return wild_cli.main([str(a) for a in argv])
+from test_wild_cli import model_path, portrait_path, run  # noqa: F401 (the CLI tests' fixtures and runner)
 
 
 def hidden(folder: Path) -> list[str]:
