@@ -7,6 +7,8 @@
 - ``keypoints.load_predictor(path).predict(face_crops)``: keypoints for any face crop;
   ``predictor.predict_faces(photo)``: every face in a photo (OpenCV's Haar cascade), ``keypoints.overlay``,
   ``keypoints.video``, ``keypoints.visualize`` (``python -m keypoints predict|filter|video|show-filters|show-maps``).
+- ``keypoints.wild``: head pose, aligned face chips, eye aspect ratio and blinks, a confidence per face, and the
+  JSON / JSON Lines / CSV / iBUG ``.pts`` outputs (``python -m keypoints align``, ``predict --pose --format``).
 """
 import tinynet  # first: it configures the thread pools before NumPy loads (see tinynet/_numba.py)
 
@@ -14,8 +16,15 @@ from .detect import FaceKeypoints, detect_faces, draw_keypoints, predict_faces
 from .models import NaimishNet, naimishnet
 from .overlay import add_sunglasses, make_sunglasses
 from .predictor import PRETRAINED, Predictor, load_predictor
+from .wild.align import AlignedFace, AlignError, align_face, align_faces
+from .wild.blink import BlinkCounter, eye_aspect_ratio, eye_aspects
+from .wild.confidence import face_confidence
+from .wild.formats import read_pts, to_pts
+from .wild.pose import HeadPose, PoseError, draw_pose, head_pose
 
 __all__ = [
     "NaimishNet", "naimishnet", "Predictor", "load_predictor", "PRETRAINED",
     "detect_faces", "predict_faces", "draw_keypoints", "FaceKeypoints", "add_sunglasses", "make_sunglasses",
+    "head_pose", "HeadPose", "PoseError", "draw_pose", "align_faces", "align_face", "AlignedFace", "AlignError",
+    "eye_aspect_ratio", "eye_aspects", "BlinkCounter", "face_confidence", "read_pts", "to_pts",
 ]

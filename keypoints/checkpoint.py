@@ -37,7 +37,8 @@ MAX_REFINE_PASSES = 4
 RESCALE_RANGE = (1.0, 2.0)
 
 #: optional fields and the value a checkpoint without them (an older one) means
-DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4}
+DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
+            "confidence_calibration": None}
 
 
 class CheckpointError(ValueError):
@@ -101,8 +102,19 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             framing = PointFraming.from_dict(framing).to_dict()
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: meta.{exc}") from None
+    calibration = meta["confidence_calibration"]
+    if calibration is not None:
+        # (a, b) of keypoints.wild.confidence: a finite intercept and a negative slope (more disagreement
+        # between the plain and the mirrored pass must mean less confidence)
+        if not (isinstance(calibration, (list, tuple)) and len(calibration) == 2 and all(map(_is_real, calibration))
+                and float(calibration[1]) < 0):
+            raise CheckpointError(
+                f"{where}: meta.confidence_calibration must be null or [intercept, slope] with a finite intercept"
+                f" and a negative slope, got {calibration!r}"
+            )
+        calibration = [float(calibration[0]), float(calibration[1])]
     return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
-                refine_passes=int(passes), framing=framing)
+                refine_passes=int(passes), framing=framing, confidence_calibration=calibration)
 
 
 def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:
@@ -177,3 +189,16 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
     model.load_state_dict(checkpoint["model"])
     checkpoint["meta"] = meta
     return checkpoint, model
+
+
+def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
+    """Set metadata ``fields`` of the checkpoint at ``path`` in place: every array is written back as it
+    was stored (the shipped float16 weights stay float16, bit for bit), the new metadata is validated
+    first, and the file is replaced atomically (``tinynet.save``). Returns the new, validated meta."""
+    read_checkpoint(path)  # validates the file as it is
+    stored = tinynet.load(path)  # as stored: read_checkpoint's meta has its defaults filled in
+    meta = dict(stored["meta"], **fields)
+    validate_meta(meta, str(path))
+    stored["meta"] = meta
+    tinynet.save(stored, path)
+    return validate_meta(meta, str(path))

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.set_defaults(func=evaluate_main)
     from .wild_cli import add_commands
 
-    add_commands(commands)  # predict, filter, video, show-filters, show-maps
+    add_commands(commands)  # predict, filter, video, show-filters, show-maps, align
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "train":

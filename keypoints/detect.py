@@ -60,11 +60,14 @@ PROFILE_FILE = "haarcascade_profileface.xml"
 
 
 class FaceKeypoints(NamedTuple):
-    """One face of a photo: ``box`` ``(4,)`` int ``(x, y, w, h)`` from the detector and ``points``
-    ``(68, 2)`` float64 ``(x, y)`` in the photo's pixels."""
+    """One face of a photo: ``box`` ``(4,)`` int ``(x, y, w, h)`` from the detector, ``points``
+    ``(68, 2)`` float64 ``(x, y)`` in the photo's pixels and ``confidence`` in [0, 1]
+    (:mod:`keypoints.wild.confidence`; None without flip averaging, which it is computed from, or for a
+    checkpoint without a confidence calibration)."""
 
     box: np.ndarray
     points: np.ndarray
+    confidence: float | None = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -392,10 +395,16 @@ def predict_faces(
     gray = to_gray_float32(image)
     rects = [pad_box(box, gray.shape) for box in boxes]
     crops = [crop_face(gray, rect) for rect in rects]
-    crop_points = predictor.predict(crops)  # (F, 68, 2) in each crop's pixels
+    prediction = predictor.predict_details(crops)  # points (F, 68, 2) in each crop's pixels
+    confidences = [None] * len(boxes)
+    calibration = getattr(predictor, "confidence_calibration", None)
+    if prediction.plain is not None and calibration is not None:
+        from .wild.confidence import face_confidence
+
+        confidences = [float(c) for c in face_confidence(prediction.plain, prediction.mirrored, calibration)]
     return [
-        FaceKeypoints(box.copy(), crop_to_photo(points, rect))
-        for box, rect, points in zip(boxes, rects, crop_points)
+        FaceKeypoints(box.copy(), crop_to_photo(points, rect), confidence)
+        for box, rect, points, confidence in zip(boxes, rects, prediction.points, confidences)
     ]
 
 

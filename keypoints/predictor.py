@@ -39,6 +39,10 @@ class Prediction(NamedTuple):
     points: np.ndarray  # (N, 68, 2) in the input images' pixels
     normalized: np.ndarray  # (N, 136) network outputs (normalised crop coordinates)
     affines: np.ndarray  # (N, 3, 3) input pixels -> crop pixels
+    # with flip averaging, the last pass's plain and mirrored points before averaging, (N, 68, 2) in input
+    # pixels (keypoints.wild.confidence reads their disagreement); None without
+    plain: np.ndarray | None = None
+    mirrored: np.ndarray | None = None
 
 
 class Predictor:
@@ -56,6 +60,9 @@ class Predictor:
         How many times the face is framed again from its own points and read again.
     framing : PointFraming
         Where the refinement frame puts the points (measured on the training faces).
+    confidence_calibration : (float, float) or None
+        ``(a, b)`` of :mod:`keypoints.wild.confidence`, fitted for this network on its validation faces at
+        the end of training; None (no confidence) for a checkpoint without it or without flip averaging.
     """
 
     def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None):
@@ -70,6 +77,8 @@ class Predictor:
         self.refine_passes = int(passes)
         framing = meta.get("framing")
         self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
+        calibration = meta.get("confidence_calibration")
+        self.confidence_calibration = None if calibration is None or not self.flip else tuple(map(float, calibration))
 
     def __repr__(self) -> str:
         return (
@@ -106,19 +115,25 @@ class Predictor:
                 outputs.append(self.model(crops[start : start + batch_size, None]))
         return np.concatenate(outputs) if outputs else np.zeros((0, 136), np.float32)
 
-    def _crop_outputs(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
-        """``(N, S, S)`` crops -> ``(N, 136)`` normalised outputs, flip-averaged (in crop pixels) if ``self.flip``."""
+    def _crop_outputs(self, crops: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(N, S, S)`` crops -> ``(out (N, 136) normalised outputs, passes)``.
+
+        With ``self.flip``, ``out`` is the average (in crop pixels) of the plain and the mirrored pass and
+        ``passes`` is ``(2, N, 68, 2)``: those two passes in crop pixels, the mirrored one mapped back onto
+        the face (their disagreement is what :mod:`keypoints.wild.confidence` reads). Without, ``passes`` is None.
+        """
         out = self._network(crops, batch_size)
-        if self.flip:
-            mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
-            # point j of the mirrored face is point FLIP_PERMUTATION[j] of the face, at x' = S - 1 - x
-            mirrored = denormalize_keypoints(mirrored, self.input_size)
-            mirrored[..., 0] = self.input_size - 1 - mirrored[..., 0]
-            unmirrored = np.empty_like(mirrored)
-            unmirrored[:, FLIP_PERMUTATION] = mirrored
-            crop_points = 0.5 * (denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size) + unmirrored)
-            out = normalize_keypoints(crop_points, self.input_size).reshape(-1, 136)
-        return out
+        if not self.flip:
+            return out, None
+        mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
+        # point j of the mirrored face is point FLIP_PERMUTATION[j] of the face, at x' = S - 1 - x
+        mirrored = denormalize_keypoints(mirrored, self.input_size)
+        mirrored[..., 0] = self.input_size - 1 - mirrored[..., 0]
+        unmirrored = np.empty_like(mirrored)
+        unmirrored[:, FLIP_PERMUTATION] = mirrored
+        plain = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
+        averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 136)
+        return averaged, np.stack([plain, unmirrored])
 
     def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
         """Like :meth:`predict`, also returning the last pass's outputs and the per-image affines
@@ -136,16 +151,19 @@ class Predictor:
         centred = [self._center_crop(image) for image in rescaled]
         crops = np.stack([crop for crop, _ in centred])  # (N, S, S)
         frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
-        out = self._crop_outputs(crops, batch_size)
+        out, passes = self._crop_outputs(crops, batch_size)
         for _ in range(self.refine_passes):
             source = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size), frames)
             frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
             crops = np.stack([warp_crop(image, frame, self.input_size) for image, frame in zip(rescaled, frames)])
-            out = self._crop_outputs(crops, batch_size)
+            out, passes = self._crop_outputs(crops, batch_size)
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
         crop_points = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
-        return Prediction(points, out, affines)
+        if passes is None:
+            return Prediction(points, out, affines)
+        plain, mirrored = (map_to_original(crop, affines).astype(np.float32) for crop in passes)
+        return Prediction(points, out, affines, plain, mirrored)
 
     def predict(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Face crops -> keypoints ``(N, 68, 2)`` (x, y) in each crop's own pixel coordinates.
@@ -156,7 +174,7 @@ class Predictor:
         return self.predict_details(images, batch_size).points
 
     def predict_faces(self, image: np.ndarray, detector: str | None = None) -> list:
-        """Every face of a photo: ``[(box (4,) int (x, y, w, h), points (68, 2) in photo pixels), ...]``.
+        """Every face of a photo: ``[FaceKeypoints(box (4,) int (x, y, w, h), points (68, 2), confidence), ...]``.
 
         Detects the faces (``detector``, default ``keypoints.detect.DEFAULT_DETECTOR``), frames each as the training images were
         framed, and predicts all of them in one batch: see :func:`keypoints.detect.predict_faces`.

@@ -485,6 +485,12 @@ def train(
         save_weights(best_path, recipe, snapshot(best), state.best_epoch, state.best_loss, framing)
         log(f"recomputed the batch-norm statistics of the averaged weights of epoch {state.best_epoch}")
     train_seconds = time.perf_counter() - train_started
+    if recipe.flip_test and val_faces is not None and not interrupted:
+        from .wild.confidence import calibrate_checkpoint  # the per-face confidence, from the held-out faces
+
+        found = calibrate_checkpoint(best_path, train_set, indices[np.sort(order[:n_val])])
+        log(f"confidence calibrated on the {n_val} validation faces: (a, b) = {found.calibration}" if found.calibration
+            else f"no confidence calibration: {found.reason}")
     metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit)
     metrics.update(
         recipe=recipe.name,

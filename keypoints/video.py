@@ -27,6 +27,7 @@ from .detect import DEFAULT_DETECTOR, FaceKeypoints, draw_keypoints, predict_fac
 from .files import OutputError, atomic_output, refuse_input_as_output
 from .image import DEFAULT_MAX_PIXELS, check_max_pixels
 from .overlay import add_sunglasses, make_sunglasses
+from .wild.blink import BlinkCounter
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
 
@@ -253,6 +254,7 @@ class VideoReport(NamedTuple):
     fps: float  # the output's frame rate (the input's)
     size: tuple[int, int]  # (width, height) of the frames
     output: str
+    blinks: int = 0  # blinks counted over all tracked faces (keypoints.wild.blink)
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float]:
@@ -286,6 +288,7 @@ def process_video(
     progress: bool = True,
     max_frames: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    blink: BlinkCounter | None = None,
 ) -> VideoReport:
     """Detect, predict, smooth and draw on every frame of ``source``; write ``output`` (mp4v).
 
@@ -302,6 +305,10 @@ def process_video(
         Stop after this many frames.
     max_pixels : int
         Refuse a video whose frames (as its header says) have more pixels.
+    blink : BlinkCounter, optional
+        Its threshold and minimum of closed frames are used for every tracked face (one counter per
+        track, fed the raw points: smoothing would flatten a blink of a few frames); default settings
+        when None.
 
     Returns
     -------
@@ -318,6 +325,8 @@ def process_video(
     draw_points = (not sunglasses) if points is None else bool(points)
     glasses = (make_sunglasses() if overlay is None else overlay) if sunglasses else None
     tracker = tracker if tracker is not None else FaceTracker(smooth=smooth)
+    blink = blink if blink is not None else BlinkCounter()
+    counters: dict[int, BlinkCounter] = {}  # track id -> its own counter, filled by the frame loop
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if max_frames is not None:
         total = min(total, max_frames) if total > 0 else max_frames
@@ -327,18 +336,22 @@ def process_video(
     start = time.perf_counter()
     with atomic_output(output) as temporary:  # an interrupted run leaves no half-written video
         frames, faces_seen, size = _process_frames(
-            capture, temporary, output, fps, predictor, tracker, glasses, draw_points, detector, max_frames, bar, start
+            capture, temporary, output, fps, predictor, tracker, glasses, draw_points, detector, max_frames, bar, start,
+            blink, counters,
         )
         if frames == 0:
             raise ValueError(f"{source}: the video has no frames OpenCV can decode")
     seconds = time.perf_counter() - start
     processed_fps = frames / seconds if seconds > 0 else float("inf")
-    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output))
+    blinks = sum(counter.blinks for counter in counters.values())
+    return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output), blinks)
 
 
 def _process_frames(capture, temporary: Path, output: Path, fps: float, predictor, tracker, glasses, draw_points: bool,
-                    detector: str, max_frames: int | None, bar, start: float) -> tuple[int, int, tuple[int, int]]:
-    """The frame loop of :func:`process_video`, writing into ``temporary``: ``(frames, detections, size)``."""
+                    detector: str, max_frames: int | None, bar, start: float, blink: BlinkCounter,
+                    counters: dict) -> tuple[int, int, tuple[int, int]]:
+    """The frame loop of :func:`process_video`, writing into ``temporary``: ``(frames, detections, size)``;
+    each track's blink counter (set up like ``blink``) goes into ``counters``."""
     writer = None
     frames = faces_seen = 0
     size = (0, 0)
@@ -356,6 +369,9 @@ def _process_frames(capture, temporary: Path, output: Path, fps: float, predicto
                     )
             faces = predict_faces(predictor, frame, detector=detector)
             tracks = tracker.update(faces, frames / fps)
+            for track, face in zip(tracks, faces):  # update returns the tracks in the order of the faces
+                counter = counters.setdefault(track.id, BlinkCounter(blink.threshold, blink.min_frames))
+                counter.update(face.points)
             out = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             if tracks:
                 stacked = np.stack([track.points for track in tracks])

@@ -1,8 +1,8 @@
-"""Command lines for keypoints in the wild: ``python -m keypoints predict | filter | video | show-filters | show-maps``.
+"""Command lines for keypoints in the wild: ``python -m keypoints predict | filter | video | align | show-filters | show-maps``.
 
-``add_commands(subparsers)`` registers the five commands on the main CLI's subparsers; each sets
-``func`` so the main program runs ``args.func(args)``, which returns the exit code. ``main(argv)``
-runs them on their own (``python -m keypoints.wild_cli predict ...``).
+``add_commands(subparsers)`` registers the six commands (``align`` and predict's output options: in
+:mod:`keypoints.wild.commands`); each sets ``func`` so the main program runs ``args.func(args)``, which
+returns the exit code. ``main(argv)`` runs them on their own (``python -m keypoints.wild_cli predict ...``).
 
 Exit codes
 ----------
@@ -20,7 +20,6 @@ viewer shows it; photos over ``--max-pixels`` (read from the header) and truncat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,18 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .files import OutputError, check_image_output, refuse_input_as_output, write_image, write_text
+from .files import OutputError, check_image_output, refuse_input_as_output, write_image
 from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
+from .wild.inputs import InputError, expand_inputs, output_paths
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
-
-
-class InputError(ValueError):
-    """One input of a batch cannot be used (the batch goes on): ``str`` is ``"<path>: <reason>"``."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -70,57 +61,6 @@ def read_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise InputError(path, exc.reason) from exc
 
 
-def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
-    """Files to process and whether there are several (a folder always counts as several).
-
-    A folder contributes its image files (by extension, sorted, not recursive); a file named on the
-    command line is always tried, whatever its extension, so a non-image gets a clear message.
-    """
-    files: list[Path] = []
-    several = len(paths) > 1
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            several = True
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
-        else:
-            files.append(path)
-    return files, several
-
-
-def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str) -> list[Path | None]:
-    """Where each input's picture goes: ``-o`` itself for one input, ``-o/<stem><suffix>.png`` for several
-    (a counter keeps equal stems from different folders apart). No output may be one of the inputs."""
-    if out is None:
-        return [None] * len(files)
-    target = Path(out)
-    if not several and not target.is_dir():
-        refuse_input_as_output(target, files)
-        return [check_image_output(target)]
-    if target.exists() and not target.is_dir():
-        raise InputError(f"-o {target}", "with several inputs -o must be a folder, and this is a file")
-    target.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    paths = []
-    for file in files:
-        name, k = f"{file.stem}{suffix}.png", 1
-        while name in used:
-            k += 1
-            name = f"{file.stem}{suffix}-{k}.png"
-        used.add(name)
-        paths.append(target / name)
-        refuse_input_as_output(paths[-1], files)
-    return paths
-
-
-def _face_json(face, rect) -> dict:
-    return {
-        "box": [int(v) for v in face.box],
-        "crop": [int(v) for v in rect],
-        "points": [[round(float(x), 3), round(float(y), 3)] for x, y in face.points],
-    }
-
-
 # ----------------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------------
@@ -131,12 +71,16 @@ def predict_command(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .detect import detect_faces, draw_faces, pad_box, predict_faces
+    from .wild import commands
+    from .wild.formats import face_record
 
+    info = commands.print_to(args)
     try:
         predictor = load_model(args.model, args.flip)
         files, several = expand_inputs(args.photos)
-        outputs = _output_paths(files, several, args.output, "_keypoints")
-        if args.json:
+        commands.check_predict_outputs(args, predictor.flip, several)
+        outputs = output_paths(files, several, args.output, "_keypoints")
+        if args.json and args.json != "-":
             refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
@@ -162,17 +106,22 @@ def predict_command(args: argparse.Namespace) -> int:
             if len(boxes) == 0:
                 raise InputError(file, "no face found")
             start = time.perf_counter()
-            faces = predict_faces(predictor, image, boxes=boxes)
+            detected = predict_faces(predictor, image, boxes=boxes)
             keypoint_seconds += time.perf_counter() - start
-            record["faces"] = [_face_json(face, pad_box(face.box)) for face in faces]
+            faces = commands.confident(detected, args.min_confidence)
+            record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
+            if not faces:
+                raise InputError(file, f"no face with confidence >= {args.min_confidence} ({len(detected)} below)")
+            record["faces"] = [face_record(face, pad_box(face.box), image.shape) for face in faces]
             faces_total += len(faces)
             images_with_faces += 1
             if output is not None:
-                write_image(output, draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes))
+                picture = draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes)
+                write_image(output, commands.draw_poses(picture, faces) if args.pose else picture)
                 record["output"] = str(output)
             if len(files) == 1 or args.verbose:
                 bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
-                          + (f" -> {output}" if output is not None else ""))
+                          + (f" -> {output}" if output is not None else ""), file=info)
         except (InputError, ValueError, cv2.error) as exc:
             # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
             # process (e.g. too small for the detector). Either way this input fails, the batch goes on.
@@ -192,19 +141,15 @@ def predict_command(args: argparse.Namespace) -> int:
         "detection_ms_per_image": round(ms_detect, 2) if detected_images else None,
         "keypoints_ms_per_face": round(ms_face, 2) if faces_total else None,
     }
-    if args.json:
-        from .predictor import PRETRAINED
-
-        model_path = PRETRAINED if args.model is None else args.model
-        document = {"model": str(model_path), "detector": args.detector, "images": records, "summary": summary}
-        try:
-            write_text(args.json, json.dumps(document, indent=1) + "\n", flag="--json")
-        except OutputError as exc:
-            _error(str(exc))
-            return 2
+    try:
+        failures += commands.write_predict_outputs(args, records, summary, several)
+    except OutputError as exc:
+        _error(str(exc))
+        return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
-        f" in {images_with_faces}; detection {ms_detect:.1f} ms per image, keypoints {ms_face:.1f} ms per face"
+        f" in {images_with_faces}; detection {ms_detect:.1f} ms per image, keypoints {ms_face:.1f} ms per face",
+        file=info,
     )
     if failures:
         print(f"{len(failures)} of {len(files)} input{'s' if len(files) != 1 else ''} failed:", file=sys.stderr)
@@ -251,6 +196,7 @@ def video_command(args: argparse.Namespace) -> int:
     """``video IN.mp4 -o OUT.mp4``: keypoints (or sunglasses) on every frame, smoothed per face."""
     from .overlay import load_overlay
     from .video import FaceTracker, process_video
+    from .wild.blink import BlinkCounter
 
     try:
         refuse_input_as_output(args.output, [args.video, args.overlay, args.model])
@@ -261,14 +207,15 @@ def video_command(args: argparse.Namespace) -> int:
             args.video, args.output, predictor,
             sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
             detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
-            max_pixels=args.max_pixels,
+            max_pixels=args.max_pixels, blink=BlinkCounter(args.blink_threshold, args.blink_frames),
         )
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
     print(
         f"{report.frames} frames ({report.size[0]}x{report.size[1]} at {report.fps:g} fps), {report.faces} face"
-        f" detections, processed at {report.processed_fps:.1f} frames/s -> {report.output}"
+        f" detections, {report.blinks} blink{'s' if report.blinks != 1 else ''},"
+        f" processed at {report.processed_fps:.1f} frames/s -> {report.output}"
     )
     return 0
 
@@ -333,14 +280,16 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Register ``predict``, ``filter``, ``video``, ``show-filters`` and ``show-maps`` on ``subparsers``
+    """Register ``predict``, ``filter``, ``video``, ``show-filters``, ``show-maps`` and ``align`` on ``subparsers``
     (what ``ArgumentParser.add_subparsers()`` returns); each sets ``func``."""
     p = subparsers.add_parser("predict", help="68 keypoints for every face in photos",
                               description="Detect faces in photos, predict 68 keypoints per face, draw them.")
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
     _common(p)
     p.add_argument("-o", "--output", metavar="OUT", help="picture with the keypoints (a folder when several inputs)")
-    p.add_argument("--json", metavar="OUT.json", help="write boxes, crops and points of every face as JSON")
+    from .wild.commands import add_align_command, add_blink_options, add_predict_outputs
+
+    add_predict_outputs(p)
     p.add_argument("--indices", action="store_true", help="number the points on the picture")
     p.add_argument("--no-boxes", action="store_true", help="do not draw the detector's boxes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -373,6 +322,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--beta", type=float, default=5.0,
                    help="One Euro: cutoff increase per face width per second (default %(default)s)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
+    add_blink_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=video_command)
 
@@ -388,6 +338,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-maps", type=int, default=64, help="plot at most this many channels (default %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="maps.png")
     p.set_defaults(func=show_maps_command)
+
+    add_align_command(subparsers, _common)
 
 
 def build_parser() -> argparse.ArgumentParser:

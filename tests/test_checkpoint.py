@@ -32,6 +32,9 @@ BAD = {
                 {"centroid": "0.5,0.5", "spread": 0.5}, [0.5, 0.5, 0.5], "evil",
                 {"centroid": [0.5, 0.5], "spread": 0.5, "extra": 1},
                 {"centroid": [0.5, 0.5], "spread": 0.2, "upright": "yes"}],
+    # (intercept, slope): more disagreement must mean less confidence, so the slope is negative
+    "confidence_calibration": [[-4.0, 2.0], [-4.0, 0.0], [-4.0], [-4.0, -2.0, 1.0], "evil", [float("nan"), -2.0],
+                               [-4.0, float("-inf")], ["-4", -2.0], [True, -2.0], {"a": -4.0, "b": -2.0}],
 }
 
 
@@ -49,6 +52,7 @@ def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
     extra = data.draw(st.fixed_dictionaries({}, optional={
         "head": st.sampled_from(["classic", "dropout-last"]),
         "refine_passes": st.integers(0, 4),
+        "confidence_calibration": st.lists(st.floats(-10, -0.01), min_size=2, max_size=2),
         "framing": st.builds(lambda fx, fy, s, up: {"centroid": [fx, fy], "spread": s, "upright": up},
                              *[st.floats(0.01, 0.99)] * 3, st.booleans()),
     }), label="optional fields")
@@ -157,3 +161,20 @@ def test_a_training_checkpoint_is_validated_the_same_way(saved):
     with pytest.raises(CheckpointError, match="not a keypoints training checkpoint"):
         read_checkpoint(path, training=True)
     assert json.dumps(read_checkpoint(path)[0]["meta"])  # the filled meta is still plain JSON
+
+
+def test_update_meta_changes_only_the_field_and_refuses_a_bad_value(saved, tmp_path):
+    from keypoints.checkpoint import update_meta
+
+    _, checkpoint, _ = saved
+    path = rewrite(tmp_path / "m.npz", checkpoint)
+    before = tinynet.load(path)
+    assert update_meta(path, confidence_calibration=[-4.5, -2.1])["confidence_calibration"] == [-4.5, -2.1]
+    after = tinynet.load(path)
+    assert after["meta"] == dict(before["meta"], confidence_calibration=[-4.5, -2.1])
+    for name, array in before["model"].items():
+        assert after["model"][name].dtype == array.dtype and np.array_equal(after["model"][name], array), name
+    raw = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"meta\.confidence_calibration"):
+        update_meta(path, confidence_calibration=[-4.5, 2.1])
+    assert path.read_bytes() == raw  # a refused change leaves the file as it was

@@ -256,6 +256,12 @@ class BrightestPixelPredictor:
             out.append(np.tile([col, row], (68, 1)).astype(np.float32))
         return np.stack(out)
 
+    def predict_details(self, crops):
+        """What ``predict_faces`` calls: the points, and no flip passes (so no confidence)."""
+        from keypoints.predictor import Prediction
+
+        return Prediction(self.predict(crops), None, None)
+
 
 def test_predict_faces_batches_and_maps_back_exactly(rng):
     image = rng.integers(0, 100, size=(400, 500, 3), dtype=np.uint8)
@@ -280,14 +286,14 @@ def test_predict_faces_without_faces_does_not_call_the_network():
 def test_untrained_model_end_to_end_on_the_portrait(portrait, untrained):
     faces = predict_faces(untrained, portrait)
     assert len(faces) == 1
-    box, points = faces[0]
+    box, points, _ = faces[0]
     assert points.shape == (68, 2) and points.dtype == np.float64
     assert np.isfinite(points).all()
     x, y, side, _ = pad_box(box, portrait.shape)
     assert (points[:, 0] >= x).all() and (points[:, 0] < x + side).all()
     assert (points[:, 1] >= y).all() and (points[:, 1] < y + side).all()
     # the Predictor method delegates to the same code
-    (box2, points2), = untrained.predict_faces(portrait)
+    (box2, points2, _), = untrained.predict_faces(portrait)
     np.testing.assert_array_equal(box2, box)
     np.testing.assert_allclose(points2, points, rtol=0, atol=1e-4)
 
@@ -297,7 +303,7 @@ def test_constant_model_points_follow_the_framing_chain_exactly(portrait, tmp_pa
 
     face = save_constant_face_model(tmp_path / "constant.npz")
     predictor = load_predictor(tmp_path / "constant.npz")
-    (box, points), = predict_faces(predictor, portrait)
+    (box, points, _), = predict_faces(predictor, portrait)
     x, y, side, _ = pad_box(box, portrait.shape)
     # by hand: the square crop (side s) is resized to 107 x 107 (the checkpoint's "rescale" for S = 96),
     # the centre 96 x 96 is cut at offset round(11 / 2) = 6, and pixel centres scale as
@@ -309,9 +315,9 @@ def test_constant_model_points_follow_the_framing_chain_exactly(portrait, tmp_pa
 
 
 def test_untrained_model_gray_and_rgba_give_the_same_points(portrait, untrained):
-    (_, ref), = predict_faces(untrained, portrait)
-    (_, gray), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2GRAY))
-    (_, rgba), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2BGRA))
+    (_, ref, _), = predict_faces(untrained, portrait)
+    (_, gray, _), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2GRAY))
+    (_, rgba, _), = predict_faces(untrained, cv2.cvtColor(portrait, cv2.COLOR_BGR2BGRA))
     np.testing.assert_allclose(rgba, ref, atol=1e-3)
     np.testing.assert_allclose(gray, ref, atol=0.5)  # an 8-bit gray image rounds each pixel
 
@@ -332,7 +338,7 @@ def trained():
 def test_trained_model_finds_the_portraits_features(portrait, trained):
     faces = predict_faces(trained, portrait)
     assert len(faces) == 1
-    box, points = faces[0]
+    box, points, _ = faces[0]
     right_eye, left_eye = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
     mouth, nose_tip = points[48:68].mean(axis=0), points[30]
     assert _contains(box, right_eye) and _contains(box, left_eye)
@@ -357,7 +363,7 @@ def test_trained_model_finds_the_portraits_features(portrait, trained):
     " of the eye distance) below the pupils, on the lower lids",
 )
 def test_trained_model_puts_the_eye_centres_on_the_pupils(portrait, trained):
-    (_, points), = predict_faces(trained, portrait)
+    (_, points, _), = predict_faces(trained, portrait)
     for name, eye in (("right eye centre", points[36:42]), ("left eye centre", points[42:48])):
         reference, tolerance = REFERENCE_POINTS[name]
         error = float(np.linalg.norm(eye.mean(axis=0) - np.array(reference)))
@@ -378,7 +384,7 @@ def test_trained_model_agrees_with_dlib_on_the_portrait(portrait, trained):
     rects = dlib.get_frontal_face_detector()(rgb, 1)
     assert len(rects) == 1
     reference = np.array([[p.x, p.y] for p in dlib.shape_predictor(str(model))(rgb, rects[0]).parts()], float)
-    (_, points), = predict_faces(trained, portrait)
+    (_, points, _), = predict_faces(trained, portrait)
     nme = np.linalg.norm(points - reference, axis=1).mean() / np.linalg.norm(reference[36] - reference[45])
     assert nme <= 0.08, f"NME against dlib's points {100 * nme:.1f} %"
 

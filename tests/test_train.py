@@ -163,6 +163,9 @@ def test_example_script_smoke_run(tiny_data, tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1] and "val_loss" in metrics["history"][0]
     assert "NME" in result.stdout and "wrote" in result.stdout
     assert tinynet.load(out / "last.npz")["meta"]["recipe"]["batch_size"] == 8
+    # 4 validation faces cannot calibrate the confidence: said, and the checkpoint has none (so no confidence)
+    assert "no confidence calibration: " in result.stdout
+    assert tinynet.load(out / "best.npz")["meta"].get("confidence_calibration") is None
 
 
 @pytest.mark.integration

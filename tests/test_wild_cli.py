@@ -13,6 +13,7 @@ from keypoint_fixtures import save_constant_face_model
 
 from keypoints import wild_cli
 from keypoints.detect import pad_box
+from keypoints.wild.commands import align_command
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def test_add_commands_plugs_into_a_main_parser():
         "video": wild_cli.video_command,
         "show-filters": wild_cli.show_filters_command,
         "show-maps": wild_cli.show_maps_command,
+        "align": align_command,
     }
     argvs = {
         "predict": ["predict", "a.jpg", "--model", "m.npz"],
@@ -58,6 +60,7 @@ def test_add_commands_plugs_into_a_main_parser():
         "video": ["video", "a.mp4", "--model", "m.npz", "-o", "o.mp4"],
         "show-filters": ["show-filters", "--model", "m.npz", "-o", "f.png"],
         "show-maps": ["show-maps", "--model", "m.npz", "--image", "a.jpg", "--layer", "2", "-o", "m.png"],
+        "align": ["align", "a.jpg", "--model", "m.npz", "-o", "chips"],
     }
     for name, argv in argvs.items():
         assert parser.parse_args(argv).func is expected[name]

@@ -1,0 +1,179 @@
+"""The face-toolkit parts of ``python -m keypoints``: the ``align`` command, and ``predict``'s output
+options (``--format``, ``--json -``, ``--pose``, ``--min-confidence``), registered by
+:mod:`keypoints.wild_cli`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .formats import FORMATS, write_pts_files, write_table
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+def add_predict_outputs(parser: argparse.ArgumentParser) -> None:
+    """``predict``'s options for what it writes besides the picture."""
+    parser.add_argument("--json", metavar="OUT",
+                        help="write every face (box, crop, confidence, pose, eyes, points) to this file in --format;"
+                             " '-' writes to standard output (messages then go to standard error)")
+    parser.add_argument("--format", choices=FORMATS, default="json",
+                        help="json: one document; jsonl: one photo a line; csv: one face a row; pts: iBUG .pts"
+                             " files beside each photo, or in the -o folder (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="--format pts: replace .pts files beside the photos")
+    parser.add_argument("--pose", action="store_true", help="draw each face's head-pose axes on the picture")
+    parser.add_argument("--min-confidence", type=_probability, metavar="C",
+                        help="keep only faces whose confidence is at least C (0..1; needs flip averaging)")
+
+
+def check_predict_outputs(args: argparse.Namespace, flip: bool, several: bool) -> None:
+    """The option combinations ``predict`` cannot honour, as ``ValueError`` before any work."""
+    if args.format in ("jsonl", "csv") and not args.json:
+        raise ValueError(f"--format {args.format} writes to the --json target: add --json OUT (or --json - for stdout)")
+    if args.format == "pts" and args.json:
+        raise ValueError("--format pts writes .pts files beside the photos (or into -o DIR), not to --json")
+    if args.min_confidence is not None and not flip:
+        raise ValueError("--min-confidence needs the confidence, which comes from flip averaging: drop --no-flip")
+
+
+def pts_folder(args: argparse.Namespace, several: bool) -> Path | None:
+    """``--format pts``: the ``-o`` folder when there is one (several inputs or an existing folder), else
+    None (beside each photo)."""
+    if args.output is None:
+        return None
+    target = Path(args.output)
+    return target if several or target.is_dir() or str(args.output).endswith(("/", os.sep)) else None
+
+
+def confident(faces: list, min_confidence: float | None) -> list:
+    """The faces whose confidence reaches ``min_confidence`` (all of them when it is None)."""
+    if min_confidence is None:
+        return list(faces)
+    return [face for face in faces if face.confidence is not None and face.confidence >= min_confidence]
+
+
+def draw_poses(picture: np.ndarray, faces: list) -> np.ndarray:
+    """Each face's head-pose axes on ``picture`` (a face whose pose fit is degenerate gets none)."""
+    from .pose import PoseError, draw_pose, head_pose
+
+    for face in faces:
+        try:
+            picture = draw_pose(picture, head_pose(face.points, picture.shape))
+        except PoseError:
+            continue
+    return picture
+
+
+def write_predict_outputs(args: argparse.Namespace, records: list[dict], summary: dict, several: bool) -> list[str]:
+    """Write ``--json``/``--format`` outputs; returns the problems (a .pts file that would replace an
+    annotation) as messages, and raises ``OSError`` for a target that cannot be written."""
+    from ..predictor import PRETRAINED
+
+    header = {"model": str(PRETRAINED if args.model is None else args.model), "detector": args.detector}
+    problems = []
+    if args.format == "pts":
+        folder = pts_folder(args, several)
+        for record in records:
+            if record["faces"]:
+                try:
+                    record["pts"] = [str(p) for p in write_pts_files(record, folder, overwrite=args.overwrite)]
+                except FileExistsError as exc:
+                    problems.append(str(exc))
+    elif args.json:
+        write_table(records, args.format, args.json, header, summary)
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------------
+# align
+# ----------------------------------------------------------------------------------------------------
+
+
+def align_command(args: argparse.Namespace) -> int:
+    """``align PHOTO... -o DIR --size 112``: one aligned chip per face, ``DIR/<stem>_<k>.png``."""
+    from ..detect import predict_faces
+    from ..files import OutputError, refuse_input_as_output, write_image
+    from ..wild_cli import _error, load_model, read_photo
+    from .align import align_faces
+    from .inputs import InputError, expand_inputs
+
+    try:
+        predictor = load_model(args.model, args.flip)
+        files, _ = expand_inputs(args.photos)
+        folder = Path(args.output)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"-o {folder}: expected a folder for the chips, and this is a file")
+        if args.size < 16:
+            raise ValueError(f"--size must be at least 16 pixels, got {args.size}")
+        if not args.min_eye_distance >= 0:  # also refuses NaN
+            raise ValueError(f"--min-eye-distance must be a number of pixels >= 0, got {args.min_eye_distance}")
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    written, failures = 0, []
+    for file in files:
+        try:
+            image = read_photo(file, args.max_pixels)
+            faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
+            if not faces:
+                raise InputError(file, "no face found")
+            for k, aligned in enumerate(align_faces(image, faces, args.size, args.min_eye_distance)):
+                if aligned.chip is None:
+                    failures.append(f"{file}: face {k}: {aligned.error}")
+                    _error(failures[-1])
+                    continue
+                path = folder / f"{file.stem}_{k}.png"
+                refuse_input_as_output(path, files)
+                write_image(path, aligned.chip)
+                written += 1
+                print(f"{file}: face {k} -> {path}")
+        except OutputError as exc:  # the chips' folder cannot be written: every further chip would fail too
+            _error(str(exc))
+            return 2
+        except (InputError, ValueError, cv2.error) as exc:
+            failures.append(str(exc) if isinstance(exc, InputError) else f"{file}: {exc}")
+            _error(failures[-1])
+    print(f"{written} chip{'s' if written != 1 else ''} {args.size}x{args.size} -> {folder}"
+          + (f"; {len(failures)} problem{'s' if len(failures) != 1 else ''}" if failures else ""))
+    return 0 if written else 1
+
+
+def add_blink_options(parser: argparse.ArgumentParser) -> None:
+    """``video``'s blink counter settings (:class:`keypoints.wild.blink.BlinkCounter`)."""
+    from .blink import EAR_THRESHOLD, MIN_CLOSED_FRAMES
+
+    parser.add_argument("--blink-threshold", type=float, default=EAR_THRESHOLD,
+                        help="eye aspect ratio below which an eye counts as closed (default %(default)s)")
+    parser.add_argument("--blink-frames", type=int, default=MIN_CLOSED_FRAMES,
+                        help="consecutive closed frames that make a blink (default %(default)s)")
+
+
+def add_align_command(subparsers, common) -> None:
+    """Register ``align`` (``common(parser)`` adds the model and detector options)."""
+    from .align import MIN_EYE_DISTANCE
+
+    p = subparsers.add_parser("align", help="aligned face chips (eyes and mouth on a fixed template)",
+                              description="Detect faces, predict keypoints, and write one upright, scaled face chip"
+                                          " per face (ArcFace template: eye centres and mouth centre).")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
+    common(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the chips: <stem>_<face>.png")
+    p.add_argument("--size", type=int, default=112, help="side of the square chips in pixels (default %(default)s)")
+    p.add_argument("--min-eye-distance", type=float, default=MIN_EYE_DISTANCE, metavar="PX",
+                   help="skip (and name) faces whose eye centres are closer than this in the photo: their chip"
+                        " would be mostly interpolation (default %(default)s)")
+    p.set_defaults(func=align_command)
+
+
+def print_to(args: argparse.Namespace):
+    """Where ``predict`` prints its messages: standard error when the data goes to standard output."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout

@@ -1,0 +1,184 @@
+"""What ``predict`` writes: a record per photo, in JSON, JSON Lines, CSV or iBUG ``.pts`` files.
+
+A photo's record (the ``images`` entries of the JSON document, one line of JSON Lines)::
+
+    {"path": ..., "height": H, "width": W, "error": null or why the photo gave nothing,
+     "below_min_confidence": faces dropped by --min-confidence,
+     "faces": [{"box": [x, y, w, h], "crop": [x, y, side, side], "confidence": c or null,
+                "pose": {"yaw": ..., "pitch": ..., "roll": ..., "reprojection_error": ...} or null,
+                "pose_error": null or why there is no pose,
+                "eyes": {"right_ear": ..., "left_ear": ..., "right_open": ..., "left_open": ...},
+                "points": [[x0, y0], ..., [x67, y67]]}, ...]}
+
+- ``json``: one document ``{"model", "detector", "images": [records], "summary"}``;
+- ``jsonl``: one record per line (streamable: a reader can start before the file ends);
+- ``csv``: one face per row, ``file, face, box_x, box_y, box_w, box_h, confidence, yaw, pitch, roll,
+  error, pose_error, x0, y0, ..., x67, y67``; a photo without faces is one row with an empty ``face``
+  and its ``error``;
+- ``pts``: the 300-W / iBUG format other landmark tools read, one file per face. Its coordinates are
+  1-based (the 300-W annotations were made in Matlab: the top-left pixel's centre is (1, 1)), so a
+  point ``(x, y)`` of this package is written as ``(x + 1, y + 1)`` and :func:`read_pts` subtracts 1.
+
+Every file is written to a temporary file beside its target and renamed over it (:func:`keypoints.files.write_text`):
+a reader never sees half a file, and an interrupted run leaves the old file intact.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..files import write_text
+
+FORMATS = ("json", "jsonl", "csv", "pts")
+CSV_HEADER = (
+    ["file", "face", "box_x", "box_y", "box_w", "box_h", "confidence", "yaw", "pitch", "roll", "error", "pose_error"]
+    + [f"{axis}{i}" for i in range(68) for axis in "xy"]
+)
+
+
+def face_record(face, rect, image_shape) -> dict:
+    """A face's JSON-able record: its box, crop rectangle, confidence, head pose, eyes and points.
+
+    ``face``: a :class:`keypoints.detect.FaceKeypoints`; ``rect``: the crop rectangle the network read;
+    ``image_shape``: the photo's ``(H, W[, C])`` (the pose's camera). A degenerate pose fit gives
+    ``"pose": null`` and the reason in ``"pose_error"``.
+    """
+    from .blink import eye_aspects
+    from .pose import PoseError, head_pose
+
+    points = np.asarray(face.points, dtype=np.float64)
+    try:
+        pose = head_pose(points, image_shape)
+        pose_json, pose_error = {
+            "yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2), "roll": round(pose.roll, 2),
+            "reprojection_error": round(pose.reprojection_error, 4),
+        }, None
+    except PoseError as exc:
+        pose_json, pose_error = None, str(exc)
+    eyes = eye_aspects(points)
+    confidence = getattr(face, "confidence", None)
+    return {
+        "box": [int(v) for v in face.box],
+        "crop": [int(v) for v in rect],
+        "confidence": None if confidence is None else round(float(confidence), 4),
+        "pose": pose_json,
+        "pose_error": pose_error,
+        "eyes": {
+            "right_ear": round(eyes.right, 4), "left_ear": round(eyes.left, 4),
+            "right_open": eyes.right_open, "left_open": eyes.left_open,
+        },
+        "points": [[round(float(x), 3), round(float(y), 3)] for x, y in points],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text of each format
+# ----------------------------------------------------------------------------------------------------
+
+
+def to_json(records: list[dict], header: dict | None = None, summary: dict | None = None) -> str:
+    """The JSON document: ``header`` (e.g. model and detector), ``images``, ``summary``."""
+    return json.dumps({**(header or {}), "images": records, "summary": summary or {}}, indent=1) + "\n"
+
+
+def to_jsonl(records: list[dict]) -> str:
+    """One record per line (no summary: a line is a photo)."""
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def to_csv(records: list[dict]) -> str:
+    """One face per row (:data:`CSV_HEADER`); a photo without faces is one row with its error."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for record in records:
+        if not record["faces"]:
+            writer.writerow([record["path"], ""] + [""] * 8 + [_cell(record.get("error")), ""] + [""] * 136)
+        for k, face in enumerate(record["faces"]):
+            pose = face.get("pose") or {}
+            writer.writerow(
+                [record["path"], k, *face["box"], _cell(face.get("confidence"))]
+                + [_cell(pose.get(angle)) for angle in ("yaw", "pitch", "roll")]
+                + ["", _cell(face.get("pose_error"))]
+                + [v for point in face["points"] for v in point]
+            )
+    return buffer.getvalue()
+
+
+def to_pts(points) -> str:
+    """``(K, 2)`` points (0-based pixel centres) -> the text of an iBUG ``.pts`` file (1-based)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        raise ValueError(f"to_pts: expected finite points of shape (K, 2), got shape {points.shape}")
+    rows = "".join(f"{x + 1:.3f} {y + 1:.3f}\n" for x, y in points)
+    return f"version: 1\nn_points: {len(points)}\n{{\n{rows}}}\n"
+
+
+def read_pts(path: str | os.PathLike) -> np.ndarray:
+    """An iBUG ``.pts`` file -> ``(n_points, 2)`` float64 in 0-based pixel coordinates."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    header = dict(line.split(":", 1) for line in lines[: lines.index("{")] if ":" in line) if "{" in lines else {}
+    if "n_points" not in header or "}" not in lines:
+        raise ValueError(f"{path}: not an iBUG .pts file (expected 'n_points: K' and the points between {{ and }})")
+    body = lines[lines.index("{") + 1 : lines.index("}")]
+    points = np.array([[float(v) for v in line.split()] for line in body], dtype=np.float64).reshape(-1, 2)
+    if len(points) != int(header["n_points"]):
+        raise ValueError(f"{path}: n_points says {int(header['n_points'])}, the file holds {len(points)} points")
+    return points - 1.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------
+
+
+def write_table(records: list[dict], fmt: str, target: str, header: dict | None = None, summary: dict | None = None) -> None:
+    """Write the records as ``fmt`` (json, jsonl or csv) to the file ``target``, or ``"-"``: stdout."""
+    if fmt not in ("json", "jsonl", "csv"):
+        raise ValueError(f"write_table: format must be json, jsonl or csv, got {fmt!r}")
+    text = {"json": lambda: to_json(records, header, summary), "jsonl": lambda: to_jsonl(records),
+            "csv": lambda: to_csv(records)}[fmt]()
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text(target, text, flag="--json")
+
+
+def pts_paths(photo: str | os.PathLike, faces: int, folder: str | os.PathLike | None = None) -> list[Path]:
+    """Where a photo's ``.pts`` files go: ``<stem>.pts`` for one face, ``<stem>_<k>.pts`` (k from 0) for
+    several; beside the photo, or in ``folder``."""
+    photo = Path(photo)
+    where = photo.parent if folder is None else Path(folder)
+    if faces == 1:
+        return [where / f"{photo.stem}.pts"]
+    return [where / f"{photo.stem}_{k}.pts" for k in range(faces)]
+
+
+def write_pts_files(record: dict, folder: str | os.PathLike | None = None, overwrite: bool = False) -> list[Path]:
+    """Write a photo record's faces as ``.pts`` files (see :func:`pts_paths`); returns the paths.
+
+    Beside the photo, an existing ``.pts`` file may be the photo's own annotation (the 300-W layout), so
+    it is only replaced with ``overwrite``; raises ``FileExistsError`` naming it otherwise.
+    """
+    paths = pts_paths(record["path"], len(record["faces"]), folder)
+    if folder is None and not overwrite:
+        existing = [str(path) for path in paths if path.exists()]
+        if existing:
+            raise FileExistsError(
+                f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} (annotations?); not"
+                " replaced: write the .pts files into a folder with -o DIR, or pass --overwrite"
+            )
+    for path, face in zip(paths, record["faces"]):
+        write_text(path, to_pts(face["points"]), flag="--format pts")
+    return paths

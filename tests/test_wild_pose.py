@@ -1,0 +1,113 @@
+"""Head pose from keypoints (keypoints.wild.pose): round trips over a grid of poses with a camera and
+rotations written out here, the mirror symmetry, the signs, and the degenerate fits."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from keypoint_fixtures import canonical_face, mirror_permutation
+
+from keypoints.wild.pose import FACE_3D, POSE_POINTS, PoseError, draw_pose, head_pose
+
+HEIGHT, WIDTH = 480, 640
+
+
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """The documented convention, written out independently: R = Rz(roll) Ry(-yaw) Rx(-pitch) in camera
+    axes (x right, y down, z away from the viewer)."""
+    a, b, c = math.radians(-pitch), math.radians(-yaw), math.radians(roll)
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def project(r: np.ndarray, t, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """The reference points seen by the documented camera (focal max(H, W), centre ((W-1)/2, (H-1)/2)),
+    placed in a 68-point array (the other points NaN: the pose must not read them)."""
+    camera = np.array([[max(height, width), 0, (width - 1) / 2], [0, max(height, width), (height - 1) / 2], [0, 0, 1]])
+    seen = (FACE_3D @ r.T + np.asarray(t, float)) @ camera.T  # (8, 3)
+    points = np.full((68, 2), np.nan)
+    points[POSE_POINTS] = seen[:, :2] / seen[:, 2:]
+    return points
+
+
+@pytest.mark.parametrize("translation", [(0, 0, 600), (60, -40, 450), (-80, 30, 900)])
+def test_round_trip_over_a_grid_of_poses(translation):
+    worst = 0.0
+    for yaw in range(-60, 61, 15):
+        for pitch in range(-40, 41, 20):
+            for roll in range(-45, 46, 15):
+                pose = head_pose(project(rotation(yaw, pitch, roll), translation), (HEIGHT, WIDTH))
+                worst = max(worst, abs(pose.yaw - yaw), abs(pose.pitch - pitch), abs(pose.roll - roll))
+                assert pose.reprojection_error < 1e-6
+                np.testing.assert_allclose(pose.translation, translation, atol=1e-6)
+    assert worst < 1e-4, f"worst angle error {worst} degrees"
+
+
+def test_round_trip_on_a_portrait_photo_shape():
+    pose = head_pose(project(rotation(20, -10, 5), (0, 0, 700), 900, 600), (900, 600, 3))
+    np.testing.assert_allclose((pose.yaw, pose.pitch, pose.roll), (20, -10, 5), atol=1e-4)
+
+
+def test_signs_as_seen_in_the_picture():
+    nose, right_outer, left_outer = (np.where(POSE_POINTS == i)[0][0] for i in (30, 36, 45))
+    frontal = project(rotation(0, 0, 0), (0, 0, 600))[POSE_POINTS]
+    turned = project(rotation(30, 0, 0), (0, 0, 600))[POSE_POINTS]
+    eyes_mid = lambda p: (p[right_outer] + p[left_outer]) / 2  # noqa: E731
+    assert turned[nose, 0] - eyes_mid(turned)[0] > frontal[nose, 0] - eyes_mid(frontal)[0] + 5  # nose goes right
+    up = project(rotation(0, 20, 0), (0, 0, 600))[POSE_POINTS]
+    # looking up, the nose tip rises towards the eye line (it sits in front of the eyes, which tip back)
+    assert up[nose, 1] - eyes_mid(up)[1] < frontal[nose, 1] - eyes_mid(frontal)[1] - 5
+    tilted = project(rotation(0, 0, 15), (0, 0, 600))[POSE_POINTS]
+    assert tilted[right_outer, 1] < tilted[left_outer, 1]  # clockwise: the eye on the left of the picture goes up
+
+
+def test_mirrored_points_give_the_opposite_yaw_and_roll():
+    face = canonical_face(200) + [200, 120]
+    face[27:36, 0] += 12  # the nose off the face's axis: a face turned a little
+    face[:, 1] += 0.05 * (face[:, 0] - 300)  # and tilted
+    mirrored = face[mirror_permutation()].copy()
+    mirrored[:, 0] = WIDTH - 1 - mirrored[:, 0]
+    pose, other = head_pose(face, (HEIGHT, WIDTH)), head_pose(mirrored, (HEIGHT, WIDTH))
+    assert abs(pose.yaw) > 3 and abs(pose.roll) > 1
+    np.testing.assert_allclose((other.yaw, other.pitch, other.roll), (-pose.yaw, pose.pitch, -pose.roll), atol=1e-3)
+
+
+def test_degenerate_fits_are_pose_errors():
+    face = canonical_face(200) + [200, 120]
+    with pytest.raises(PoseError, match="not finite"):
+        head_pose(np.where(np.arange(68)[:, None] == 36, np.nan, face), (HEIGHT, WIDTH))
+    with pytest.raises(PoseError, match="span only"):
+        head_pose(np.full((68, 2), 100.0), (HEIGHT, WIDTH))
+    swapped = face.copy()
+    swapped[[36, 45, 48, 54]] = face[[48, 54, 36, 45]]  # eyes where the mouth is: no face looks like that
+    with pytest.raises(PoseError, match="no rotation of a face"):
+        head_pose(swapped, (HEIGHT, WIDTH))
+    inside_out = face.copy()
+    inside_out[[36, 39, 42, 45]] = face[[39, 36, 45, 42]]  # inner and outer eye corners traded
+    with pytest.raises(PoseError, match="no rotation of a face"):
+        head_pose(inside_out, (HEIGHT, WIDTH))
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+        head_pose(np.zeros((5, 2)), (HEIGHT, WIDTH))
+    with pytest.raises(ValueError, match="photo shape"):
+        head_pose(canonical_face(200), (480,))
+    with pytest.raises(ValueError, match="positive photo size"):
+        head_pose(canonical_face(200), (0, 640))
+
+
+def test_draw_pose_draws_the_three_axes_from_the_nose_tip():
+    image = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    pose = head_pose(project(rotation(25, 10, 0), (0, 0, 600)), (HEIGHT, WIDTH))
+    out = draw_pose(image, pose)
+    assert out.shape == image.shape and out.dtype == np.uint8 and (image == 128).all()  # input untouched
+    nose = np.rint(project(rotation(25, 10, 0), (0, 0, 600))[30]).astype(int)
+    changed = np.argwhere((out != 128).any(axis=2))
+    assert np.abs(changed - nose[::-1]).max(axis=1).min() <= 2  # the axes start at the nose tip
+    red = (out[..., 2] > 200) & (out[..., 0] < 60) & (out[..., 1] < 60)
+    assert np.argwhere(red)[:, 1].mean() > nose[0]  # the red axis points to the right of the picture
