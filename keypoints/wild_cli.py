@@ -13,9 +13,9 @@ Exit codes
 2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
     video, a bad layer name.
 
-Photos are read by ``keypoints.image.read_image_file`` (``IMREAD_COLOR``): 8-bit BGR, gray and 16-bit
-images converted, alpha dropped, and the EXIF orientation applied, so points refer to the picture as a
-viewer shows it; photos over ``--max-pixels`` (read from the header) and truncated ones are refused.
+Photos are read by ``keypoints.photos.read_photo``: the EXIF orientation applied, so points refer to the
+picture as a viewer shows it; a JPEG over ``--max-pixels`` (read from the header) is decoded at 1/2, 1/4 or
+1/8 size if that fits, with the points mapped back to its pixels; other photos over it are refused.
 """
 from __future__ import annotations
 
@@ -29,18 +29,8 @@ import cv2
 import numpy as np
 
 from .files import OutputError, check_image_output, refuse_input_as_output, write_image, write_text
-from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm")
-
-
-class InputError(ValueError):
-    """One input of a batch cannot be used (the batch goes on): ``str`` is ``"<path>: <reason>"``."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
+from .image import DEFAULT_MAX_PIXELS
+from .photos import InputError, expand_inputs, face_json, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
@@ -61,66 +51,6 @@ def load_model(path: str | None, flip: bool | None = None):
     return load_predictor(path, flip=flip)
 
 
-def read_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A photo as ``(H, W, 3)`` uint8 BGR (EXIF orientation applied), or ``InputError`` saying why not
-    (missing, unreadable, empty, truncated, over ``max_pixels``, not an image): see ``keypoints.image``."""
-    try:
-        return read_image_file(path, cv2.IMREAD_COLOR, max_pixels)
-    except ImageError as exc:
-        raise InputError(path, exc.reason) from exc
-
-
-def expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
-    """Files to process and whether there are several (a folder always counts as several).
-
-    A folder contributes its image files (by extension, sorted, not recursive); a file named on the
-    command line is always tried, whatever its extension, so a non-image gets a clear message.
-    """
-    files: list[Path] = []
-    several = len(paths) > 1
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            several = True
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
-        else:
-            files.append(path)
-    return files, several
-
-
-def _output_paths(files: list[Path], several: bool, out: str | None, suffix: str) -> list[Path | None]:
-    """Where each input's picture goes: ``-o`` itself for one input, ``-o/<stem><suffix>.png`` for several
-    (a counter keeps equal stems from different folders apart). No output may be one of the inputs."""
-    if out is None:
-        return [None] * len(files)
-    target = Path(out)
-    if not several and not target.is_dir():
-        refuse_input_as_output(target, files)
-        return [check_image_output(target)]
-    if target.exists() and not target.is_dir():
-        raise InputError(f"-o {target}", "with several inputs -o must be a folder, and this is a file")
-    target.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    paths = []
-    for file in files:
-        name, k = f"{file.stem}{suffix}.png", 1
-        while name in used:
-            k += 1
-            name = f"{file.stem}{suffix}-{k}.png"
-        used.add(name)
-        paths.append(target / name)
-        refuse_input_as_output(paths[-1], files)
-    return paths
-
-
-def _face_json(face, rect) -> dict:
-    return {
-        "box": [int(v) for v in face.box],
-        "crop": [int(v) for v in rect],
-        "points": [[round(float(x), 3), round(float(y), 3)] for x, y in face.points],
-    }
-
-
 # ----------------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------------
@@ -130,12 +60,12 @@ def predict_command(args: argparse.Namespace) -> int:
     """``predict PHOTO...``: detect the faces, predict, draw, summarise."""
     from tqdm.auto import tqdm
 
-    from .detect import detect_faces, draw_faces, pad_box, predict_faces
+    from .detect import detect_faces, draw_faces, predict_faces
 
     try:
         predictor = load_model(args.model, args.flip)
         files, several = expand_inputs(args.photos)
-        outputs = _output_paths(files, several, args.output, "_keypoints")
+        outputs = output_paths(files, several, args.output, "_keypoints")
         if args.json:
             refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
@@ -153,8 +83,9 @@ def predict_command(args: argparse.Namespace) -> int:
         record = {"path": str(file), "faces": [], "error": None}
         records.append(record)
         try:
-            image = read_photo(file, args.max_pixels)
-            record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
+            image, factor, (height, width) = read_photo(file, args.max_pixels)
+            record["height"], record["width"] = height, width  # the photo's: boxes and points are in its pixels
+            record["reduced"] = factor  # 1, or 2/4/8: decoded at 1/factor size (over --max-pixels)
             start = time.perf_counter()
             boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
             detect_seconds += time.perf_counter() - start
@@ -164,7 +95,7 @@ def predict_command(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             faces = predict_faces(predictor, image, boxes=boxes)
             keypoint_seconds += time.perf_counter() - start
-            record["faces"] = [_face_json(face, pad_box(face.box)) for face in faces]
+            record["faces"] = [face_json(face, factor) for face in faces]
             faces_total += len(faces)
             images_with_faces += 1
             if output is not None:
@@ -172,6 +103,7 @@ def predict_command(args: argparse.Namespace) -> int:
                 record["output"] = str(output)
             if len(files) == 1 or args.verbose:
                 bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
+                          + (f" (decoded at 1/{factor} size)" if factor > 1 else "")
                           + (f" -> {output}" if output is not None else ""))
         except (InputError, ValueError, cv2.error) as exc:
             # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
@@ -226,7 +158,7 @@ def filter_command(args: argparse.Namespace) -> int:
         check_image_output(args.output)
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
-        image = read_photo(args.photo, args.max_pixels)
+        image, factor, _ = read_photo(args.photo, args.max_pixels)  # the picture written is the decoded one
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -243,7 +175,8 @@ def filter_command(args: argparse.Namespace) -> int:
     except OutputError as exc:
         _error(str(exc))
         return 2
-    print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''} -> {args.output}")
+    reduced = f" (decoded at 1/{factor} size)" if factor > 1 else ""
+    print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''}{reduced} -> {args.output}")
     return 0
 
 
@@ -291,7 +224,8 @@ def show_maps_command(args: argparse.Namespace) -> int:
 
     try:
         refuse_input_as_output(args.output, [args.image, args.model])
-        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps)
+        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps,
+                         max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -314,7 +248,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
+    """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
+    ``--max-pixels``."""
     from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
 
     parser.add_argument("--model", metavar="CKPT",
@@ -327,8 +263,10 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                             help="average with the mirrored face (default: as the checkpoint's recipe)")
+    if photo:
         parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
-                            help="refuse images (and video frames) with more pixels, checked before decoding"
+                            help="pixel limit checked before decoding: a larger JPEG photo is decoded at 1/2, 1/4"
+                                 " or 1/8 size if that fits, other images (and video frames) are refused"
                                  " (default %(default)s)")
 
 
@@ -377,7 +315,7 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=video_command)
 
     p = subparsers.add_parser("show-filters", help="plot the first conv layer's kernels")
-    _common(p, detector=False)
+    _common(p, detector=False, photo=False)  # reads the model only
     p.add_argument("-o", "--output", required=True, metavar="filters.png")
     p.set_defaults(func=show_filters_command)
 
