@@ -37,7 +37,10 @@ from .photos import InputError, expand_inputs, face_json, output_paths, read_pho
 # ----------------------------------------------------------------------------------------------------
 
 
-def _error(message: str) -> None:
+def _error(message: str, args: argparse.Namespace | None = None) -> None:
+    """Print one ``error:`` line; with ``--debug``, called in an ``except`` block, re-raise that exception."""
+    if args is not None and getattr(args, "debug", False):
+        raise  # the exception the caller is handling, traceback and all
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -69,7 +72,7 @@ def predict_command(args: argparse.Namespace) -> int:
         if args.json:
             refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     if not files:
         _error(f"no image files in {', '.join(args.photos)}")
@@ -132,7 +135,7 @@ def predict_command(args: argparse.Namespace) -> int:
         try:
             write_text(args.json, json.dumps(document, indent=1) + "\n", flag="--json")
         except OutputError as exc:
-            _error(str(exc))
+            _error(str(exc), args)
             return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
@@ -160,7 +163,7 @@ def filter_command(args: argparse.Namespace) -> int:
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
         image, factor, _ = read_photo(args.photo, args.max_pixels)  # the picture written is the decoded one
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
     if not faces:
@@ -173,7 +176,7 @@ def filter_command(args: argparse.Namespace) -> int:
     try:
         write_image(args.output, out)
     except OutputError as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     reduced = f" (decoded at 1/{factor} size)" if factor > 1 else ""
     print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''}{reduced} -> {args.output}")
@@ -197,7 +200,7 @@ def video_command(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
         )
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(
         f"{report.frames} frames ({report.size[0]}x{report.size[1]} at {report.fps:g} fps), {report.faces} face"
@@ -213,7 +216,7 @@ def show_filters_command(args: argparse.Namespace) -> int:
         refuse_input_as_output(args.output, [args.model])
         kernels = show_filters(load_model(args.model), args.output)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(f"{len(kernels)} kernels {kernels.shape[1]}x{kernels.shape[2]} -> {args.output}")
     return 0
@@ -227,7 +230,7 @@ def show_maps_command(args: argparse.Namespace) -> int:
         maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps,
                          max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(f"{maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]} of layer {args.layer} -> {args.output}")
     return 0
@@ -253,6 +256,8 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool 
     ``--max-pixels``."""
     from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
 
+    # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     parser.add_argument("--model", metavar="CKPT",
                         help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
     if detector:
