@@ -143,6 +143,24 @@ def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray])
             )
 
 
+def check_training_recipe(where: str, meta: dict) -> None:
+    """A ``last.npz``'s ``meta.recipe`` (what resuming rebuilds the network from) must be a recipe for the
+    network the checkpoint holds: the same input size and head as ``meta``."""
+    from .train import recipe_from_dict
+
+    if not isinstance(meta.get("recipe"), dict):
+        raise CheckpointError(f"{where}: meta.recipe is missing or not a dict of fields (training writes it)")
+    try:
+        recipe = recipe_from_dict(meta["recipe"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: meta.recipe: {exc}") from None
+    if (recipe.size, recipe.head) != (meta["input_size"], meta["head"]):
+        raise CheckpointError(
+            f"{where}: meta.recipe asks for naimishnet({recipe.size}) with the {recipe.head!r} head, but the saved"
+            f" network is naimishnet({meta['input_size']}) with the {meta['head']!r} head"
+        )
+
+
 def build_model(meta: dict):
     """The untrained network ``meta`` (validated) describes."""
     from .models import NaimishNet
@@ -177,6 +195,8 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
             f"{where}: not a keypoints training checkpoint (use the last.npz that training writes)"
         )
     meta = validate_meta(structure["meta"], where)
+    if training:
+        check_training_recipe(where, meta)
     model = build_model(meta)
     check_model_entries(where, structure["model"], model.state_dict())
     try:

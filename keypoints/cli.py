@@ -127,8 +127,13 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
     if args.resume:
         saved = recipe_from_dict(load_training_checkpoint(args.resume)["meta"]["recipe"])
         changed = sorted(k for k, v in overrides.items() if k != "epochs" and getattr(saved, k) != v)
-        if changed:
-            raise SystemExit(f"--resume: the checkpoint's recipe fixes {', '.join(changed)}; only --epochs may change")
+        if changed:  # a ValueError: train_main ends with one line and exit code 2
+            raise ValueError(
+                f"--resume {args.resume}: the checkpoint's recipe fixes "
+                + ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
+                + "; the flags ask for " + ", ".join(f"{k}={overrides[k]!r}" for k in changed)
+                + " (a run continues with its own recipe: only --epochs may change)"
+            )
         return dataclasses.replace(saved, epochs=overrides.get("epochs", saved.epochs))
     base = RECIPES[args.recipe]
     name = base.name if not overrides else f"{base.name}+custom"
@@ -146,6 +151,8 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         recipe = build_recipe(args)
     except (OSError, TypeError, ValueError) as error:  # OSError: a --resume file that does not exist
+        if args.debug:
+            raise
         raise UsageError(f"error: {error}") from None
     if args.limit is not None:
         train_faces = args.limit - int(round(recipe.val_fraction * args.limit))
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("evaluate", help="test-set NME of a checkpoint")
     evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     evaluate.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
@@ -227,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(commands)  # predict, filter, video, show-filters, show-maps, align
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] == "train":
-        return train_main(argv[1:])
+    skip = 1 if argv[:1] == ["--debug"] else 0  # --debug goes before or after the command
+    if argv[skip : skip + 1] == ["train"]:
+        return train_main(argv[skip + 1 :] + argv[:skip])
     args = parser.parse_args(argv)
     from .data import DownloadError
 

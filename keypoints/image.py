@@ -10,12 +10,18 @@ file, before OpenCV decodes anything large:
 - a truncated JPEG or PNG (some libjpeg builds decode one with a warning and gray rows);
 - a file OpenCV cannot decode, or whose format has no header Pillow can read the size from (JPEG, PNG,
   BMP, TIFF, WebP, JPEG 2000 and the PNM family all have one).
+
+:func:`decode_image_file` may instead decode a JPEG over the limit at 1/2, 1/4 or 1/8 of its size
+(libjpeg scales while decoding, so the full-size pixels never exist) and says by which factor; the
+photo commands use it and map the points back to the photo's pixels. Other formats cannot be decoded
+reduced (OpenCV would decode them whole, then shrink them) and are refused.
 """
 from __future__ import annotations
 
 import io
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -32,9 +38,30 @@ class ImageError(ValueError):
         self.path, self.reason = str(path), reason
 
 
-def header_pixels(data: bytes) -> tuple[int, str] | None:
-    """``(pixels, "WxH")`` from the image header (Pillow reads the header only), or None if Pillow does
-    not know the format."""
+class ImageHeader(NamedTuple):
+    pixels: int
+    size: str  # "WxH", or "a N-pixel image" when only the count is known
+    width: int | None  # None past Pillow's own limit, whose error gives the pixel count only
+    height: int | None
+
+
+class DecodedImage(NamedTuple):
+    image: np.ndarray  # as cv2.imdecode returns it
+    factor: int  # 1, or 2, 4, 8: the image is the file's at 1/factor of its width and height (rounded up)
+    photo_shape: tuple[int, int]  # (height, width) of the full-size image, oriented as ``image``
+
+
+#: OpenCV's flags for a JPEG decoded at 1/factor size, for IMREAD_COLOR and IMREAD_GRAYSCALE
+REDUCED_FLAGS = {
+    cv2.IMREAD_COLOR: {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8},
+    cv2.IMREAD_GRAYSCALE: {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                           8: cv2.IMREAD_REDUCED_GRAYSCALE_8},
+}
+
+
+def header_pixels(data: bytes) -> ImageHeader | None:
+    """``(pixels, "WxH", width, height)`` from the image header (Pillow reads the header only), or None if
+    Pillow does not know the format."""
     import re
     import warnings
 
@@ -45,13 +72,25 @@ def header_pixels(data: bytes) -> tuple[int, str] | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                return width * height, f"{width}x{height}"
+                return ImageHeader(width * height, f"{width}x{height}", width, height)
     except Image.DecompressionBombError as exc:  # over Pillow's own limit: its message gives the pixel count
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
-        return pixels, f"a {pixels}-pixel image"
+        return ImageHeader(pixels, f"a {pixels}-pixel image", None, None)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
+
+
+def reduction(data: bytes, header: ImageHeader, flags: int, max_pixels: int) -> int | None:
+    """The smallest factor, 2, 4 or 8, that brings a JPEG within ``max_pixels`` when libjpeg decodes it
+    reduced (``ceil(W / f) x ceil(H / f)`` pixels), or None: not a JPEG, a ``flags`` without a reduced
+    variant, a size unknown, or too large even at 1/8."""
+    if data[:2] != b"\xff\xd8" or flags not in REDUCED_FLAGS or header.width is None:
+        return None
+    for factor in (2, 4, 8):
+        if -(-header.width // factor) * -(-header.height // factor) <= max_pixels:
+            return factor
+    return None
 
 
 def check_complete(data: bytes, path) -> None:
@@ -85,6 +124,17 @@ def read_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR,
     ``flags``: ``cv2.IMREAD_COLOR`` (8-bit BGR, EXIF orientation applied: what a viewer shows) or
     ``cv2.IMREAD_UNCHANGED`` (the stored pixels, any depth and channels). Raises :class:`ImageError`.
     """
+    return decode_image_file(path, flags, max_pixels, reduce=False).image
+
+
+def decode_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR,
+                      max_pixels: int = DEFAULT_MAX_PIXELS, reduce: bool = True) -> DecodedImage:
+    """:func:`read_image_file`, except that with ``reduce`` a JPEG over ``max_pixels`` read with
+    ``IMREAD_COLOR`` or ``IMREAD_GRAYSCALE`` is decoded at 1/2, 1/4 or 1/8 size when that fits.
+
+    ``factor`` says which: pixel ``(x, y)`` of the image covers the file's pixels ``f*x .. f*x + f - 1``
+    (likewise y), so a point maps back as ``f * x + (f - 1) / 2`` and a box edge as ``f * x``.
+    """
     max_pixels = check_max_pixels(max_pixels)
     path = Path(path)
     if not path.exists():
@@ -102,19 +152,25 @@ def read_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR,
         # a format without a size Pillow can read is refused like an undecodable one: decoding it blind is
         # what an image bomb needs (every format keypoints lists, JPEG to WebP, has a readable header)
         raise ImageError(path, "not an image OpenCV can decode")
-    pixels, size = header
-    if pixels > max_pixels:
-        raise ImageError(
-            path, f"{size} is {pixels / 1e6:.1f} megapixels, more than the limit of {max_pixels / 1e6:g}"
-                  " (raise it with --max-pixels if the image is genuine)"
-        )
-    if pixels == 0:
-        raise ImageError(path, f"the image is empty ({size})")
+    factor = 1
+    if header.pixels > max_pixels:
+        factor = reduction(data, header, flags, max_pixels) if reduce else None
+        if factor is None:
+            raise ImageError(
+                path, f"{header.size} is {header.pixels / 1e6:.1f} megapixels, more than the limit of"
+                      f" {max_pixels / 1e6:g} (raise it with --max-pixels if the image is genuine)"
+            )
+    if header.pixels == 0:
+        raise ImageError(path, f"the image is empty ({header.size})")
     check_complete(data, path)
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), REDUCED_FLAGS[flags][factor] if factor > 1 else flags)
     except cv2.error as exc:
         raise ImageError(path, f"OpenCV cannot decode the image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None or image.size == 0:
         raise ImageError(path, "not an image OpenCV can decode (corrupt or unsupported format)")
-    return image
+    if factor == 1:
+        return DecodedImage(image, 1, image.shape[:2])
+    # the header's size, turned as the image was if the EXIF orientation rotated it by 90 degrees
+    upright = (-(-header.height // factor), -(-header.width // factor)) == image.shape[:2]
+    return DecodedImage(image, factor, (header.height, header.width) if upright else (header.width, header.height))

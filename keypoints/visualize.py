@@ -15,6 +15,7 @@ import tinynet
 from tinynet.nn.module import Module
 
 from .data import rescale_size
+from .image import DEFAULT_MAX_PIXELS
 from .predictor import Predictor
 
 
@@ -101,18 +102,19 @@ def _resolve_layer(net: Module, layer: int | str) -> int:
     return index
 
 
-def _read(image) -> np.ndarray:
-    """An image array as given, or a path read by ``keypoints.data.read_image`` (float32 gray)."""
+def _read(image, max_pixels: int) -> np.ndarray:
+    """An image array as given, or a path read by ``keypoints.data.read_image`` (float32 gray; a file over
+    ``max_pixels`` is refused)."""
     if isinstance(image, (str, Path)):
         from .data import read_image
 
-        return read_image(image)
+        return read_image(image, max_pixels)
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected an image array or a path, got {type(image).__name__}")
     return image
 
 
-def feature_maps(model, image, layer: int | str) -> tuple[str, np.ndarray, np.ndarray]:
+def feature_maps(model, image, layer: int | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, np.ndarray, np.ndarray]:
     """Run one face crop through ``model.features`` up to and including ``layer``.
 
     Parameters
@@ -122,6 +124,8 @@ def feature_maps(model, image, layer: int | str) -> tuple[str, np.ndarray, np.nd
     image : array (any format ``Predictor.preprocess`` takes) or path of a face crop
     layer : int or str
         Index into ``model.features`` or its name, ``"features.2"`` (negative indices count from the end).
+    max_pixels : int
+        A path to an image with more pixels is refused (``keypoints.data.DataError``) before decoding.
 
     Returns
     -------
@@ -137,7 +141,7 @@ def feature_maps(model, image, layer: int | str) -> tuple[str, np.ndarray, np.nd
         if predictor is None:
             size = int(getattr(net, "input_size"))
             predictor = Predictor(net, {"input_size": size, "rescale": rescale_size(size)})
-        crop, _ = predictor.preprocess(_read(image))
+        crop, _ = predictor.preprocess(_read(image, max_pixels))
         net.eval()
         x = crop[None, None]  # (1, 1, S, S)
         with tinynet.no_grad():
@@ -148,7 +152,8 @@ def feature_maps(model, image, layer: int | str) -> tuple[str, np.ndarray, np.nd
     return f"features.{index}", crop, x[0]
 
 
-def show_maps(model, image, layer: int | str, path: str | Path, max_maps: int = 64) -> np.ndarray:
+def show_maps(model, image, layer: int | str, path: str | Path, max_maps: int = 64,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Save the input crop and the feature maps of ``layer`` for one face to ``path``.
 
     Shows at most ``max_maps`` channels (the first ones), each on its own colour scale (a map's pattern,
@@ -158,7 +163,7 @@ def show_maps(model, image, layer: int | str, path: str | Path, max_maps: int = 
 
     if max_maps < 1:
         raise ValueError(f"show_maps: max_maps must be >= 1, got {max_maps}")
-    name, crop, maps = feature_maps(model, image, layer)
+    name, crop, maps = feature_maps(model, image, layer, max_pixels)
     module = _network(model).features[int(name.split(".")[1])]
     shown = maps[:max_maps]
     rows, columns = _grid(len(shown) + 1)

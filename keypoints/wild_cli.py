@@ -13,9 +13,9 @@ Exit codes
 2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
     video, a bad layer name.
 
-Photos are read by ``keypoints.image.read_image_file`` (``IMREAD_COLOR``): 8-bit BGR, gray and 16-bit
-images converted, alpha dropped, and the EXIF orientation applied, so points refer to the picture as a
-viewer shows it; photos over ``--max-pixels`` (read from the header) and truncated ones are refused.
+Photos are read by ``keypoints.wild.photos.read_photo``: the EXIF orientation applied, so points refer to the
+picture as a viewer shows it; a JPEG over ``--max-pixels`` (read from the header) is decoded at 1/2, 1/4 or
+1/8 size if that fits, with the points mapped back to its pixels; other photos over it are refused.
 """
 from __future__ import annotations
 
@@ -28,17 +28,18 @@ import cv2
 import numpy as np
 
 from .files import OutputError, check_image_output, refuse_input_as_output, write_image
-from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
-from .wild.inputs import InputError, expand_inputs, output_paths
-
-
+from .image import DEFAULT_MAX_PIXELS
+from .wild.photos import InputError, expand_inputs, in_photo_pixels, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------
 
 
-def _error(message: str) -> None:
+def _error(message: str, args: argparse.Namespace | None = None) -> None:
+    """Print one ``error:`` line; with ``--debug``, called in an ``except`` block, re-raise that exception."""
+    if args is not None and getattr(args, "debug", False):
+        raise  # the exception the caller is handling, traceback and all
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -50,15 +51,6 @@ def load_model(path: str | None, flip: bool | None = None):
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (train one with examples/train_keypoints.py)")
     return load_predictor(path, flip=flip)
-
-
-def read_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A photo as ``(H, W, 3)`` uint8 BGR (EXIF orientation applied), or ``InputError`` saying why not
-    (missing, unreadable, empty, truncated, over ``max_pixels``, not an image): see ``keypoints.image``."""
-    try:
-        return read_image_file(path, cv2.IMREAD_COLOR, max_pixels)
-    except ImageError as exc:
-        raise InputError(path, exc.reason) from exc
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -83,7 +75,7 @@ def predict_command(args: argparse.Namespace) -> int:
         if args.json and args.json != "-":
             refuse_input_as_output(args.json, files + outputs, flag="--json")
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     if not files:
         _error(f"no image files in {', '.join(args.photos)}")
@@ -97,8 +89,9 @@ def predict_command(args: argparse.Namespace) -> int:
         record = {"path": str(file), "faces": [], "error": None}
         records.append(record)
         try:
-            image = read_photo(file, args.max_pixels)
-            record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
+            image, factor, (height, width) = read_photo(file, args.max_pixels)
+            record["height"], record["width"] = height, width  # the photo's: boxes and points are in its pixels
+            record["reduced"] = factor  # 1, or 2/4/8: decoded at 1/factor size (over --max-pixels)
             start = time.perf_counter()
             boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
             detect_seconds += time.perf_counter() - start
@@ -112,7 +105,9 @@ def predict_command(args: argparse.Namespace) -> int:
             record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
             if not faces:
                 raise InputError(file, f"no face with confidence >= {args.min_confidence} ({len(detected)} below)")
-            record["faces"] = [face_record(face, pad_box(face.box), image.shape) for face in faces]
+            # in the photo's pixels (a photo over --max-pixels was decoded at 1/factor size)
+            record["faces"] = [face_record(in_photo_pixels(face, factor), pad_box(face.box) * factor, (height, width))
+                               for face in faces]
             faces_total += len(faces)
             images_with_faces += 1
             if output is not None:
@@ -121,6 +116,7 @@ def predict_command(args: argparse.Namespace) -> int:
                 record["output"] = str(output)
             if len(files) == 1 or args.verbose:
                 bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
+                          + (f" (decoded at 1/{factor} size)" if factor > 1 else "")
                           + (f" -> {output}" if output is not None else ""), file=info)
         except (InputError, ValueError, cv2.error) as exc:
             # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
@@ -144,7 +140,7 @@ def predict_command(args: argparse.Namespace) -> int:
     try:
         failures += commands.write_predict_outputs(args, records, summary, several)
     except OutputError as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
@@ -171,9 +167,9 @@ def filter_command(args: argparse.Namespace) -> int:
         check_image_output(args.output)
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else make_sunglasses()
-        image = read_photo(args.photo, args.max_pixels)
+        image, factor, _ = read_photo(args.photo, args.max_pixels)  # the picture written is the decoded one
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
     if not faces:
@@ -186,9 +182,10 @@ def filter_command(args: argparse.Namespace) -> int:
     try:
         write_image(args.output, out)
     except OutputError as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
-    print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''} -> {args.output}")
+    reduced = f" (decoded at 1/{factor} size)" if factor > 1 else ""
+    print(f"{args.photo}: sunglasses on {len(faces)} face{'s' if len(faces) != 1 else ''}{reduced} -> {args.output}")
     return 0
 
 
@@ -210,7 +207,7 @@ def video_command(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels, blink=BlinkCounter(args.blink_threshold, args.blink_frames),
         )
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(
         f"{report.frames} frames ({report.size[0]}x{report.size[1]} at {report.fps:g} fps), {report.faces} face"
@@ -227,7 +224,7 @@ def show_filters_command(args: argparse.Namespace) -> int:
         refuse_input_as_output(args.output, [args.model])
         kernels = show_filters(load_model(args.model), args.output)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(f"{len(kernels)} kernels {kernels.shape[1]}x{kernels.shape[2]} -> {args.output}")
     return 0
@@ -238,9 +235,10 @@ def show_maps_command(args: argparse.Namespace) -> int:
 
     try:
         refuse_input_as_output(args.output, [args.image, args.model])
-        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps)
+        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps,
+                         max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
-        _error(str(exc))
+        _error(str(exc), args)
         return 2
     print(f"{maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]} of layer {args.layer} -> {args.output}")
     return 0
@@ -261,9 +259,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
+    """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
+    ``--max-pixels``."""
     from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
 
+    # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     parser.add_argument("--model", metavar="CKPT",
                         help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
     if detector:
@@ -274,8 +276,10 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True) -> None:
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                             help="average with the mirrored face (default: as the checkpoint's recipe)")
+    if photo:
         parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
-                            help="refuse images (and video frames) with more pixels, checked before decoding"
+                            help="pixel limit checked before decoding: a larger JPEG photo is decoded at 1/2, 1/4"
+                                 " or 1/8 size if that fits, other images (and video frames) are refused"
                                  " (default %(default)s)")
 
 
@@ -327,7 +331,7 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=video_command)
 
     p = subparsers.add_parser("show-filters", help="plot the first conv layer's kernels")
-    _common(p, detector=False)
+    _common(p, detector=False, photo=False)  # reads the model only
     p.add_argument("-o", "--output", required=True, metavar="filters.png")
     p.set_defaults(func=show_filters_command)
 

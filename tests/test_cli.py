@@ -155,3 +155,89 @@ def test_resume_from_an_inference_checkpoint_is_refused(data_and_checkpoint):
     _, checkpoint = data_and_checkpoint  # best.npz: weights only, no optimizer state
     with pytest.raises(SystemExit, match="last.npz"):
         train_main(["--resume", str(checkpoint)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# --resume from a run of another architecture; --debug before or after the command
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def classic_run(tmp_path):
+    """A run folder as an interrupted run leaves it: last.npz (naimishnet(96), classic head) and a log."""
+    out = tmp_path / "run"
+    out.mkdir()
+    recipe = dataclasses.replace(RECIPES["reference"], head="classic", size=96, schedule="constant", epochs=3)
+    model = naimishnet(96, seed=0, head="classic")
+    state = TrainState(epoch=1, history=[{"epoch": 1, "train_loss": 1.0}], best_loss=1.0, best_epoch=1,
+                       best_model=snapshot(model))
+    save_checkpoint(out / "last.npz", recipe, model, build_optimizer(model, recipe), None, state)
+    (out / "metrics.json").write_text('{"epoch": 1}\n')
+    return out
+
+
+def files_of(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("flags, saved, asked", [
+    (["--head", "dropout-last"], "head='classic'", "head='dropout-last'"),
+    (["--size", "224"], "size=96", "size=224"),
+    (["--size", "224", "--head", "dropout-last"], "head='classic', size=96", "head='dropout-last', size=224"),
+])
+def test_resume_asking_for_another_architecture_ends_with_one_line_and_exit_2(
+        classic_run, data_and_checkpoint, flags, saved, asked, capsys):
+    from keypoints.cli import run
+
+    root, _ = data_and_checkpoint
+    before = files_of(classic_run)
+    last = classic_run / "last.npz"
+    argv = ["train", "--resume", str(last), "--data", str(root), "--out", str(classic_run), "--no-progress", *flags]
+    assert run(main, argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line == (f"error: --resume {last}: the checkpoint's recipe fixes {saved}; the flags ask for {asked}"
+                    " (a run continues with its own recipe: only --epochs may change)")
+    assert files_of(classic_run) == before
+
+
+def test_resume_from_a_checkpoint_whose_recipe_and_weights_disagree_exits_2(classic_run, data_and_checkpoint, capsys):
+    import tinynet
+    from keypoints.cli import run
+
+    root, _ = data_and_checkpoint
+    last = classic_run / "last.npz"
+    checkpoint = tinynet.load(last)
+    checkpoint["meta"]["recipe"]["head"] = "dropout-last"  # the weights are still the classic head's
+    tinynet.save(checkpoint, last)
+    before = files_of(classic_run)
+    assert run(main, ["train", "--resume", str(last), "--data", str(root), "--out", str(classic_run)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: {last}: meta.recipe asks for naimishnet(96) with the 'dropout-last' head, but the saved"
+                    " network is naimishnet(96) with the 'classic' head")
+    assert files_of(classic_run) == before
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_shows_the_exception(data_and_checkpoint, tmp_path, where, capsys):
+    from keypoints.checkpoint import CheckpointError
+    from keypoints.cli import run
+
+    root, _ = data_and_checkpoint
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.zeros(2))
+    photo = tmp_path / "x.jpg"
+    commands = {
+        "evaluate": (["evaluate", str(bogus), "--data", str(root)], CheckpointError),
+        "predict": (["predict", str(photo), "--model", str(bogus)], CheckpointError),
+        "show-maps": (["show-maps", "--model", str(bogus), "--image", str(photo), "--layer", "0",
+                       "-o", str(tmp_path / "m.png")], CheckpointError),
+        "train": (["train", "--resume", str(tmp_path / "missing.npz"), "--data", str(root)], FileNotFoundError),
+    }
+    for name, (argv, error) in commands.items():
+        assert run(main, argv) == 2, name  # without --debug: one line
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("error: "), name
+        with pytest.raises(error):  # with it, the exception itself (a traceback, for a developer)
+            run(main, ["--debug", *argv] if where == "before" else [*argv, "--debug"])

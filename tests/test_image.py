@@ -113,3 +113,33 @@ def test_absurd_coordinates_are_refused_naming_the_row(tmp_path_factory, value):
 def test_large_but_plausible_coordinates_are_kept(tmp_path):
     names, points = read_keypoints_csv(write_csv(tmp_path, ["a.jpg", "sub/b.jpg"], "-5000.5"))
     assert names == ["a.jpg", "sub/b.jpg"] and np.all(points == np.float32(-5000.5))
+
+
+def test_every_command_that_reads_a_photo_takes_max_pixels():
+    parser = wild_cli.build_parser()
+    argvs = {
+        "predict": ["predict", "a.jpg"],
+        "filter": ["filter", "a.jpg", "--sunglasses", "-o", "o.png"],
+        "video": ["video", "a.mp4", "-o", "o.mp4"],
+        "show-maps": ["show-maps", "--image", "a.jpg", "--layer", "2", "-o", "m.png"],
+    }
+    for name, argv in argvs.items():
+        assert parser.parse_args(argv + ["--max-pixels", "1234"]).max_pixels == 1234, name
+    with pytest.raises(SystemExit):  # show-filters reads the model only: no photo to limit
+        parser.parse_args(["show-filters", "-o", "f.png", "--max-pixels", "1234"])
+
+
+def test_show_maps_refuses_an_image_over_max_pixels(tmp_path, capsys):
+    from keypoints.models import naimishnet
+    from keypoints.train import RECIPES, save_weights
+
+    model = tmp_path / "m.npz"
+    save_weights(model, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.full((120, 100), 90, np.uint8))
+    argv = ["show-maps", "--model", str(model), "--image", str(face), "--layer", "0", "-o", str(tmp_path / "m.png")]
+    assert wild_cli.main(argv + ["--max-pixels", "11999"]) == 2
+    assert "face.png: 100x120 is 0.0 megapixels, more than the limit of 0.011999" in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()
+    assert wild_cli.main(argv + ["--max-pixels", "12000"]) == 0
+    assert (tmp_path / "m.png").is_file()

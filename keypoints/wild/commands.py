@@ -102,9 +102,9 @@ def align_command(args: argparse.Namespace) -> int:
     """``align PHOTO... -o DIR --size 112``: one aligned chip per face, ``DIR/<stem>_<k>.png``."""
     from ..detect import predict_faces
     from ..files import OutputError, refuse_input_as_output, write_image
-    from ..wild_cli import _error, load_model, read_photo
+    from ..wild_cli import _error, load_model
     from .align import align_faces
-    from .inputs import InputError, expand_inputs
+    from .photos import InputError, expand_inputs, read_photo
 
     try:
         predictor = load_model(args.model, args.flip)
@@ -122,7 +122,7 @@ def align_command(args: argparse.Namespace) -> int:
     written, failures = 0, []
     for file in files:
         try:
-            image = read_photo(file, args.max_pixels)
+            image, _, _ = read_photo(file, args.max_pixels)  # a JPEG over --max-pixels: chips from its reduced decode
             faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
             if not faces:
                 raise InputError(file, "no face found")

@@ -57,11 +57,15 @@ def _statistics(
         mean = running_mean.astype(np.float64)
         return mean, 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     count = x.size // x.shape[1]
-    if count < 2:
+    if count == 1:
         raise ValueError(f"batchnorm: expected more than 1 value per channel when training, got input of shape {x.shape}")
-    mean, var = batch_stats(x)
     if num_batches_tracked is not None:
         num_batches_tracked += 1
+    if count == 0:
+        # an empty batch (N = 0, or an empty H or W) normalises nothing; PyTorch counts it in
+        # num_batches_tracked and leaves the running statistics as they were
+        return np.zeros(x.shape[1]), np.ones(x.shape[1])
+    mean, var = batch_stats(x)
     if momentum is None:  # cumulative moving average, as PyTorch
         factor = 1.0 / float(num_batches_tracked) if num_batches_tracked is not None else 0.0
     else:
@@ -93,6 +97,8 @@ def batchnorm_forward(
         running_var  <- (1 - momentum) * running_var  + momentum * var * M / (M - 1)
 
     Eval mode uses ``running_mean``/``running_var`` instead of ``mu``/``var`` and updates nothing.
+    An empty batch gives an empty output; in train mode it leaves the running statistics unchanged but
+    still counts in ``num_batches_tracked`` (as PyTorch). One value per channel raises ``ValueError``.
     ``momentum=None`` gives the cumulative average (factor ``1 / num_batches_tracked``), as PyTorch.
 
     Parameters
@@ -181,7 +187,7 @@ def batchnorm_backward_reference(dout: np.ndarray, cache: BatchNormCache) -> tup
     gamma = np.ones(x.shape[1]) if weight is None else weight
     scale = (gamma * inv_std).reshape(shape)
     if training:
-        count = dout.size // dout.shape[1]
+        count = max(dout.size // dout.shape[1], 1)  # an empty batch: dx is empty, the sums are 0
         dx = scale * (dout - (dbias / count).reshape(shape) - x_hat * (dweight / count).reshape(shape))
     else:
         dx = scale * dout

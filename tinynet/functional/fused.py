@@ -94,6 +94,9 @@ def batchnorm_relu_maxpool2d_backward(
     dout = np.ascontiguousarray(dout)
     c = x.shape[1]
     gamma = np.ones(c) if weight is None else weight.astype(np.float64)
+    if x.size == 0:  # an empty batch: no gradient to sum, and the kernels would divide by M = 0
+        dx, dweight, dbias = np.empty_like(x), np.zeros(c), np.zeros(c)
+        return (dx, None, None) if weight is None else (dx, dweight.astype(x.dtype), dbias.astype(x.dtype))
     partial = np.empty((x.shape[0] * c, 2), dtype=np.float64)  # per (image, channel) plane
     bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial)
     sums = partial.reshape(x.shape[0], c, 2).sum(axis=0)

@@ -24,15 +24,21 @@ class LossCache(NamedTuple):
 
 
 def _reduce(elementwise: np.ndarray, reduction: str, dtype: np.dtype):
+    """The loss: ``elementwise`` itself, its sum, or its mean; the mean of nothing is NaN, as PyTorch's."""
     if reduction == "none":
         return elementwise
+    if reduction == "mean" and elementwise.size == 0:
+        return dtype.type(np.nan)
     total = elementwise.sum() if reduction == "sum" else elementwise.mean()
     return dtype.type(total)
 
 
-def _scale(dloss, cache: LossCache) -> np.ndarray | float:
-    """The factor each element's derivative is multiplied by: dloss, divided by n for the mean."""
-    if cache.reduction == "mean":
+def _scale(dloss, cache: LossCache | WingCache) -> np.ndarray | float:
+    """The factor each element's derivative is multiplied by: dloss, divided by n for the mean.
+
+    An empty prediction has an empty gradient (as PyTorch's), so with n = 0 the factor multiplies nothing.
+    """
+    if cache.reduction == "mean" and cache.diff.size > 0:
         return dloss / cache.diff.size
     return dloss
 
@@ -112,7 +118,7 @@ def wing_loss_backward(dloss, cache: WingCache) -> np.ndarray:
     diff, width, curvature = cache.diff, cache.width, cache.curvature
     absolute = np.abs(diff)
     local = np.sign(diff) * np.where(absolute < width, width / (curvature + absolute), 1.0)
-    scale = dloss / diff.size if cache.reduction == "mean" else dloss
+    scale = _scale(dloss, cache)
     return (local * np.asarray(scale, dtype=diff.dtype)).astype(diff.dtype, copy=False)
 
 

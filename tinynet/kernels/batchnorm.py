@@ -104,12 +104,14 @@ def _backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, tr
 def _as_ncl(x: np.ndarray) -> np.ndarray:
     """A contiguous ``(N, C, L)`` view (a copy only if ``x`` is not C-contiguous)."""
     x = np.ascontiguousarray(x)
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))  # not -1: N may be 0
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and biased variance of ``x (N, C, ...)``, float64 ``(C,)`` each."""
     x3 = _as_ncl(x)
+    if x3.shape[0] * x3.shape[2] == 0:
+        raise ValueError(f"channel_stats: the statistics of an empty batch are undefined, got shape {x.shape}")
     mean = np.empty(x3.shape[1], dtype=np.float64)
     var = np.empty(x3.shape[1], dtype=np.float64)
     _channel_stats_kernel(x3, mean, var)
@@ -131,6 +133,8 @@ def batchnorm_backward_kernel(
     x3 = _as_ncl(x)
     d3 = _as_ncl(dout).astype(x3.dtype, copy=False)
     n_ch = x3.shape[1]
+    if x3.size == 0:  # an empty batch: nothing to sum, and the kernels would divide by M = 0
+        return np.empty_like(x), np.zeros(n_ch), np.zeros(n_ch)
     dbias = np.empty(n_ch, dtype=np.float64)
     dweight = np.empty(n_ch, dtype=np.float64)
     _backward_sums_kernel(d3, x3, mean, inv_std, dbias, dweight)

@@ -127,6 +127,8 @@ class Conv2d(Module):
         check_dim(where, x, 1, self.in_channels, "channels", "(N, C, H, W)")
         check_same_dtype(where, x, self.weight.data)
         (h, w), (kh, kw), (ph, pw) = x.shape[2:], self.kernel_size, self.padding
+        if x.shape[0] > 0 and h * w == 0:  # as PyTorch: only an empty batch may have an empty image
+            raise ShapeError(f"{where}: expected an input with H and W at least 1 (only the batch N may be 0), got shape {x.shape}")
         if h + 2 * ph < kh or w + 2 * pw < kw:
             pad = f"{ph}" if ph == pw else f"{self.padding}"
             raise ShapeError(

@@ -49,7 +49,7 @@ class _BatchNorm(Module):
         check_ndim(where, x, self._ranks, self._layout)
         check_dim(where, x, 1, self.num_features, "channels", self._layout)
         check_same_dtype(where, x, self.running_mean, "running_mean")
-        if self.training and x.size // x.shape[1] < 2:
+        if self.training and x.size // x.shape[1] == 1:  # 0 is an empty batch, which PyTorch allows
             # checked here too so the message names the layer (the functional check cannot)
             raise ValueError(
                 f"{where}: expected more than 1 value per channel when training, got input of shape {x.shape}"

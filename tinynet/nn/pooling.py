@@ -66,6 +66,8 @@ class MaxPool2d(Module):
         where = self._describe()
         check_float_array(where, x)
         check_ndim(where, x, 4, "(N, C, H, W)")
+        if 0 in x.shape[1:]:  # as PyTorch: only the batch may be empty (padding would make up a -inf output)
+            raise ShapeError(f"{where}: expected an input with C, H and W at least 1 (only the batch N may be 0), got shape {x.shape}")
         (h, w), (kh, kw), (ph, pw) = x.shape[2:], self._kernel, self._pad
         if h + 2 * ph < kh or w + 2 * pw < kw:
             pad = f"{ph}" if ph == pw else f"{self._pad}"
