@@ -143,9 +143,10 @@ def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray])
             )
 
 
-def check_training_recipe(where: str, meta: dict) -> None:
+def check_training_recipe(where: str, meta: dict, structure: dict) -> None:
     """A ``last.npz``'s ``meta.recipe`` (what resuming rebuilds the network from) must be a recipe for the
-    network the checkpoint holds: the same input size and head as ``meta``."""
+    network the checkpoint holds (the same input size and head as ``meta``), and its training state the
+    one that recipe writes (:func:`check_training_state`)."""
     from .train import recipe_from_dict
 
     if not isinstance(meta.get("recipe"), dict):
@@ -159,6 +160,43 @@ def check_training_recipe(where: str, meta: dict) -> None:
             f"{where}: meta.recipe asks for naimishnet({recipe.size}) with the {recipe.head!r} head, but the saved"
             f" network is naimishnet({meta['input_size']}) with the {meta['head']!r} head"
         )
+    check_training_state(where, structure, recipe)
+
+
+def check_training_state(where: str, structure: dict, recipe) -> None:
+    """The training-state entries of a ``last.npz`` (from ``load_structure``, before any array is read)
+    must be what ``keypoints.train.save_checkpoint`` writes for ``recipe``: a scheduler state exactly when
+    the recipe has a schedule, an averaged model exactly when it averages (``ema``), counters that fit
+    together, and the best weights of the same network. (The optimizer's state is checked by its own
+    ``load_state_dict``.)"""
+    def refuse(field: str, expected: str, got: Any) -> None:
+        shown = type(got).__name__ if isinstance(got, (dict, list, ArrayInfo)) else repr(got)
+        raise CheckpointError(f"{where}: {field} must be {expected}, got {shown}")
+
+    for field, wanted, expected in (("scheduler", recipe.schedule == "cosine", f"the state of its {recipe.schedule!r} schedule"),
+                                    ("averaged", recipe.ema > 0, "the averaged model of its ema")):
+        value = structure.get(field)
+        if wanted != isinstance(value, dict) or (not wanted and value is not None):
+            refuse(field, f"{expected} (a dict of fields)" if wanted else f"null for a recipe without {field}", value)
+    if not isinstance(structure.get("optimizer"), dict):
+        refuse("optimizer", "the optimizer's state (a dict of fields)", structure.get("optimizer"))
+    epoch, best_epoch, history = structure.get("epoch"), structure.get("best_epoch"), structure.get("history")
+    if not (_is_int(epoch) and epoch >= 0):
+        refuse("epoch", "the number of finished epochs (an integer >= 0)", epoch)
+    if not (_is_int(best_epoch) and 0 <= best_epoch <= epoch):
+        refuse("best_epoch", f"an integer in [0, epoch = {epoch}]", best_epoch)
+    if not (isinstance(history, list) and len(history) == epoch and all(isinstance(h, dict) for h in history)):
+        refuse("history", f"a list of {epoch} epoch records (dicts)", history)
+    best_loss = structure.get("best_loss")
+    if not (best_loss is None or _is_real(best_loss)):
+        refuse("best_loss", "null or a finite number", best_loss)
+    if structure.get("best_model") is None:
+        if epoch > 0:
+            refuse("best_model", f"the kept weights after {epoch} finished epoch(s)", None)
+    else:
+        expected_entries = build_model({**DEFAULTS, "input_size": recipe.size, "head": recipe.head,
+                                        "dropout": recipe.dropout}).state_dict()
+        check_model_entries(f"{where}: best_model", structure["best_model"], expected_entries)
 
 
 def build_model(meta: dict):
@@ -196,7 +234,7 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
         )
     meta = validate_meta(structure["meta"], where)
     if training:
-        check_training_recipe(where, meta)
+        check_training_recipe(where, meta, structure)
     model = build_model(meta)
     check_model_entries(where, structure["model"], model.state_dict())
     try:

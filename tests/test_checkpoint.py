@@ -178,3 +178,49 @@ def test_update_meta_changes_only_the_field_and_refuses_a_bad_value(saved, tmp_p
     with pytest.raises(CheckpointError, match=r"meta\.confidence_calibration"):
         update_meta(path, confidence_calibration=[-4.5, 2.1])
     assert path.read_bytes() == raw  # a refused change leaves the file as it was
+
+
+# ------------------------------------------------------------------------------------ training state
+@pytest.fixture(scope="module")
+def training_state(tmp_path_factory):
+    """A last.npz as training writes it after 2 of 3 epochs, cosine schedule, no ema."""
+    import dataclasses
+
+    from keypoints.models import naimishnet
+    from keypoints.train import RECIPES, TrainState, build_optimizer, save_checkpoint, snapshot
+    from tinynet.optim import CosineAnnealingLR
+
+    recipe = dataclasses.replace(RECIPES["default"], epochs=3, schedule="cosine", ema=0.0)
+    model = naimishnet(96, seed=0, head=recipe.head)
+    optimizer = build_optimizer(model, recipe)
+    scheduler = CosineAnnealingLR(optimizer, T_max=30)
+    state = TrainState(epoch=2, history=[{"epoch": 1}, {"epoch": 2}], best_loss=0.5, best_epoch=2,
+                       best_model=snapshot(model))
+    path = tmp_path_factory.mktemp("last") / "last.npz"
+    save_checkpoint(path, recipe, model, optimizer, scheduler, state)
+    return path, tinynet.load(path)
+
+
+# entry -> values that do not fit the recipe (cosine schedule, no ema, 2 finished epochs): each refused naming it
+BAD_STATE = {
+    "scheduler": [None, [1, 2], "cosine"],
+    "averaged": [{"n_averaged": np.zeros(1)}, "yes"],
+    "optimizer": [None, [0.1]],
+    "epoch": [-1, 1.5, "2", None, True],
+    "best_epoch": [3, -1, None, 2.0],
+    "history": [[{"epoch": 1}], None, [1, 2], "2 epochs"],
+    "best_loss": [float("nan"), "0.5", [0.5]],
+    "best_model": [None, {"features.0.weight": np.zeros((32, 1, 4, 4), np.float32)}],
+}
+
+
+@pytest.mark.parametrize("entry, value", [(k, v) for k, values in BAD_STATE.items() for v in values])
+def test_a_training_state_that_does_not_fit_its_recipe_is_refused_naming_the_entry(training_state, tmp_path, entry, value):
+    from keypoints.checkpoint import read_checkpoint
+
+    path, checkpoint = training_state
+    read_checkpoint(path, training=True)  # as written, it loads
+    bad = tmp_path / "last.npz"
+    tinynet.save({**checkpoint, entry: value}, bad)
+    with pytest.raises(CheckpointError, match=rf"last\.npz: {entry}"):
+        read_checkpoint(bad, training=True)

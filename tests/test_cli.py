@@ -16,6 +16,7 @@ from keypoint_fixtures import METRIC_KEYS, write_checkpoint, write_dataset
 from keypoints.cli import build_recipe, main, train_main, train_parser
 from keypoints.models import naimishnet
 from keypoints.train import DEFAULT_AUGMENT, RECIPES, Recipe, TrainState, build_optimizer, save_checkpoint, snapshot
+from tinynet.optim import CosineAnnealingLR
 
 TRAIN_FLAGS = ("--size", "--epochs", "--batch-size", "--lr", "--loss", "--augment", "--val-fraction", "--seed",
                "--limit", "--out", "--resume", "--recipe")
@@ -43,7 +44,9 @@ def training_checkpoint(tmp_path_factory):
     model = naimishnet(96, seed=0, head=recipe.head)
     state = TrainState(epoch=1, history=[{"epoch": 1, "train_loss": 1.0}], best_loss=1.0, best_epoch=1,
                        best_model=snapshot(model))
-    save_checkpoint(path, recipe, model, build_optimizer(model, recipe), None, state)
+    optimizer = build_optimizer(model, recipe)
+    scheduler = CosineAnnealingLR(optimizer, T_max=recipe.epochs * 10, eta_min=recipe.min_lr)  # as its recipe says
+    save_checkpoint(path, recipe, model, optimizer, scheduler, state)
     return path, recipe
 
 
