@@ -74,6 +74,19 @@ def test_training_data_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
                     "--val-fraction", "0", "--debug"])
 
 
+
+@pytest.mark.parametrize("out, message", [("file", "--out {out}: is a file, not a folder"),
+                                          ("file/run", "--out {out}: cannot create the folder (Not a directory)")])
+def test_an_unwritable_out_is_one_line_with_exit_code_2_and_touches_nothing(tmp_path, capsys, out, message):
+    data = write_dataset(tmp_path / "data", n_train=4, n_test=2)
+    (tmp_path / "file").write_text("keep me\n")
+    out = tmp_path / out
+    code = run(train_main, ["--data", str(data), "--out", str(out), "--no-progress", "--batch-size", "2",
+                            "--val-fraction", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message.format(out=out)}\n"
+    assert (tmp_path / "file").read_text() == "keep me\n"
+
 # ---------------------------------------------------------------------------------------------- optimizers
 @pytest.mark.parametrize("optimizer", [Adam, AdamW])
 @pytest.mark.parametrize("eps", [0.0, 1e-46, -1e-8, NAN])
