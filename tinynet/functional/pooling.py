@@ -17,6 +17,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .._checks import ShapeError, check_float_array, check_ndim
 from ..kernels.maxpool import maxpool2d_backward as _maxpool2d_backward_kernel
 from ..kernels.maxpool import maxpool2d_forward as _maxpool2d_forward_kernel
 
@@ -24,6 +25,19 @@ from ..kernels.maxpool import maxpool2d_forward as _maxpool2d_forward_kernel
 class MaxPool2dCache(NamedTuple):
     argmax: np.ndarray  # (N, C, OH, OW) int32, flat index h*W + w of each maximum in its plane
     x_shape: tuple[int, int, int, int]  # (N, C, H, W)
+
+
+def check_pool_input(where: str, x: np.ndarray, kernel: tuple[int, int], padding: tuple[int, int]) -> None:
+    """Raise a readable error naming ``where`` (a layer) for an input it cannot pool with a ``kernel``
+    window and ``padding`` (pairs): not a float array, not ``(N, C, H, W)``, or a plane smaller than the window."""
+    check_float_array(where, x)
+    check_ndim(where, x, 4, "(N, C, H, W)")
+    if 0 in x.shape[1:]:  # as PyTorch: only the batch may be empty (padding would make up a -inf output)
+        raise ShapeError(f"{where}: expected an input with C, H and W at least 1 (only the batch N may be 0), got shape {x.shape}")
+    (h, w), (kh, kw), (ph, pw) = x.shape[2:], kernel, padding
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        pad = f"{ph}" if ph == pw else f"{padding}"
+        raise ShapeError(f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}")
 
 
 def maxpool2d_forward(

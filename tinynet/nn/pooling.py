@@ -5,8 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._checks import ShapeError, check_float_array, check_ndim
-from ..functional.pooling import maxpool2d_backward, maxpool2d_forward
+from ..functional.pooling import check_pool_input, maxpool2d_backward, maxpool2d_forward
 from ..kernels.maxpool import pool_params
 from .module import Module
 
@@ -63,17 +62,7 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        where = self._describe()
-        check_float_array(where, x)
-        check_ndim(where, x, 4, "(N, C, H, W)")
-        if 0 in x.shape[1:]:  # as PyTorch: only the batch may be empty (padding would make up a -inf output)
-            raise ShapeError(f"{where}: expected an input with C, H and W at least 1 (only the batch N may be 0), got shape {x.shape}")
-        (h, w), (kh, kw), (ph, pw) = x.shape[2:], self._kernel, self._pad
-        if h + 2 * ph < kh or w + 2 * pw < kw:
-            pad = f"{ph}" if ph == pw else f"{self._pad}"
-            raise ShapeError(
-                f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
-            )
+        check_pool_input(self._describe(), x, self._kernel, self._pad)
         out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad)
         self._save_for_backward(cache, out)
         return out
