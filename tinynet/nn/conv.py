@@ -9,7 +9,8 @@ from .. import init
 from .._grad_mode import is_grad_enabled
 from .._checks import ShapeError, check_dim, check_float_array, check_ndim, check_same_dtype, pair
 from ..functional.conv import conv2d_backward, conv2d_forward
-from .module import Module, Parameter
+from .module import Module
+from .parameter import Parameter
 
 
 class Conv2d(Module):

@@ -7,7 +7,8 @@ import numpy as np
 
 from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
 from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
-from .module import Module, Parameter
+from .module import Module
+from .parameter import Parameter
 
 
 class _BatchNorm(Module):

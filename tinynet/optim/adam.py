@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
 from ..kernels.adam import adam_update_kernel
 from .optimizer import Optimizer
 
