@@ -26,10 +26,9 @@ from ..kernels.fused import (
     bn_relu_maxpool_backward_sums_kernel,
     bn_relu_maxpool_forward_kernel,
 )
-from ..kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference
 from .activation import relu_backward_reference, relu_forward_reference
 from .batchnorm import _statistics, batchnorm_backward_reference, batchnorm_forward_reference
-from .pooling import MaxPool2dCache
+from .pooling import MaxPool2dCache, maxpool2d_backward_reference, maxpool2d_forward_reference
 
 
 class BatchNormReLUMaxPoolCache(NamedTuple):

@@ -16,7 +16,7 @@ the position of each window's maximum (``int8``, 0..3, a sixteenth); backward re
         dbeta  = sum dy,  dgamma = sum dy * x_hat      only the winners contribute: quarter-size sums
         dx     = scale * (dy - dbeta/M - x_hat * dgamma/M)       (train; eval: scale * dy)
 
-Ties and NaNs follow ``tinynet.kernels.maxpool`` (PyTorch's rules): the first of equal maxima wins;
+Ties and NaNs follow ``tinynet.functional.pooling`` (PyTorch's rules): the first of equal maxima wins;
 a NaN wins its window (the last NaN, if several) and, as ``out > 0`` is False for it, passes no
 gradient back, as in the unfused layers. A last odd row or column is never pooled (floor mode) but
 still counts in the batch statistics and still receives the batch-norm part of ``dx``.
