@@ -10,8 +10,8 @@ three reference functions chained, and the tests compare the two), but:
 - the cache holds the input (which the convolution before already produced) and the small pooled
   arrays: two full-size arrays fewer per block than the unfused layers keep.
 
-``tinynet.nn.Sequential`` runs this automatically wherever a ``BatchNorm2d``, a ``ReLU`` and a
-``MaxPool2d(2, 2)`` follow each other (see ``tinynet.nn.fused``).
+The layer that runs it is ``tinynet.nn.BatchNormReLUMaxPool2d``, which ``tinynet.nn.fuse(model)`` puts
+in place of a ``BatchNorm2d``, a ``ReLU`` and a ``MaxPool2d(2, 2)`` that follow each other (opt-in).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Numba kernels: jitted bodies only, each behind the validating wrapper that calls it and beside the
-plain reference the tests compare it against.
+"""Numba kernels, each called by one function of ``tinynet.functional`` (or ``tinynet.optim``) that
+checks its arguments, and compared in the tests with a plain NumPy reference.
 
 =========================  ====================================================================
 ``im2col.py``              im2col / col2im for the convolution (``tinynet.functional.conv``)
@@ -10,4 +10,8 @@ plain reference the tests compare it against.
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
 =========================  ====================================================================
+
+``maxpool.py``, ``fused.py``, ``conv_single_channel.py`` and ``adam.py`` hold jitted bodies only;
+``im2col.py``, ``batchnorm.py`` and ``elementwise.py`` still keep small validating wrappers (and
+im2col its reference) beside their kernels.
 """
