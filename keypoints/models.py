@@ -78,6 +78,9 @@ class NaimishNet(Module):
     hidden : width of the two hidden fully connected layers
     head : ``"classic"`` (a Dropout after each hidden layer) or ``"dropout-last"`` (one Dropout, after the
         last batch norm: see the module docstring)
+    fused : run each ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one ``BatchNormReLUMaxPool2d`` (the
+        default). False keeps the three layers: same state dict, same results, more memory traffic; a
+        model whose batch-norm and ReLU outputs can be looked at one by one (``keypoints.visualize``).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class NaimishNet(Module):
         hidden: int = 1000,
         dtype=np.float32,
         head: str = "classic",
+        fused: bool = True,
     ):
         super().__init__()
         if input_size not in KERNELS:
@@ -107,9 +111,9 @@ class NaimishNet(Module):
                 MaxPool2d(2, 2),
             ]
             in_channels = out_channels
-        # each BatchNorm2d -> ReLU -> MaxPool2d(2, 2) runs as one fused kernel (same results, a fraction
-        # of the memory traffic): a BatchNormReLUMaxPool2d and two Identity, same state-dict keys
-        self.features = fuse(Sequential(*layers))
+        # fused, each BatchNorm2d -> ReLU -> MaxPool2d(2, 2) becomes a BatchNormReLUMaxPool2d and two
+        # Identity (same results and state-dict keys, a fraction of the memory traffic: tinynet.nn.fused)
+        self.features = fuse(Sequential(*layers)) if fused else Sequential(*layers)
         self.flatten = Flatten()
         side = feature_size(input_size, self.kernels)
         self.num_flat = CHANNELS[-1] * side * side
