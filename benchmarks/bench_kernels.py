@@ -21,9 +21,8 @@ import tinynet  # noqa: E402,F401  (first: it configures the thread pools before
 import numpy as np  # noqa: E402
 
 import tinynet.functional.conv as conv  # noqa: E402
-from tinynet.functional import activation, batchnorm, fused  # noqa: E402
+from tinynet.functional import activation, batchnorm, fused, pooling  # noqa: E402
 from tinynet.kernels import im2col as unfold  # noqa: E402
-from tinynet.kernels import maxpool  # noqa: E402
 from tinynet.optim.adam import _adam_update_, adam_update_reference  # noqa: E402
 
 
@@ -103,24 +102,24 @@ def rows(batch: int, rng: np.random.Generator):
            lambda: activation.relu_forward_reference(y), lambda: activation.relu_forward(y))
     yield ("ReLU backward", "np.where / Numba", y.shape,
            lambda: activation.relu_backward_reference(y, relu_cache), lambda: activation.relu_backward(y, relu_cache))
-    pooled, argmax = maxpool.maxpool2d_forward(y, 2)
+    pooled, pool_cache = pooling.maxpool2d_forward(y, 2)
     dpool = rand(*pooled.shape)
     yield ("max pool 2x2 forward", "NumPy offsets / Numba", y.shape,
-           lambda: maxpool.maxpool2d_forward_reference(y, (2, 2), (2, 2), (0, 0)), lambda: maxpool.maxpool2d_forward(y, 2))
+           lambda: pooling.maxpool2d_forward_reference(y, (2, 2), (2, 2), (0, 0)), lambda: pooling.maxpool2d_forward(y, 2))
     yield ("max pool 2x2 backward", "np.add.at / Numba", y.shape,
-           lambda: maxpool.maxpool2d_backward_reference(dpool, argmax, y.shape),
-           lambda: maxpool.maxpool2d_backward(dpool, argmax, y.shape, check_indices=False))
+           lambda: pooling.maxpool2d_backward_reference(dpool, pool_cache.argmax, y.shape),
+           lambda: pooling.maxpool2d_backward(dpool, pool_cache, check_indices=False))
 
     def three_fast():
         o, c1 = batchnorm.batchnorm_forward(y, gamma, beta, *stats(), True)
         o, c2 = activation.relu_forward(o)
-        o, c3 = maxpool.maxpool2d_forward(o, 2)
-        return (c1, c2, (c3, o.shape))
+        o, c3 = pooling.maxpool2d_forward(o, 2)
+        return (c1, c2, c3)
     caches = three_fast()
 
     def three_fast_backward():
-        c1, c2, (argmax3, _) = caches
-        d = maxpool.maxpool2d_backward(dpool, argmax3, y.shape, check_indices=False)
+        c1, c2, c3 = caches
+        d = pooling.maxpool2d_backward(dpool, c3, check_indices=False)
         return batchnorm.batchnorm_backward(activation.relu_backward(d, c2), c1)
     fused_out, fused_cache = fused.batchnorm_relu_maxpool2d_forward(y, gamma, beta, *stats(), True)
     ref_out, ref_caches = fused.batchnorm_relu_maxpool2d_forward_reference(y, gamma, beta, *stats(), True)

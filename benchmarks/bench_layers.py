@@ -29,7 +29,7 @@ from tinynet._checks import pair  # noqa: E402
 from tinynet.functional import activation as A  # noqa: E402
 from tinynet.functional import batchnorm as B  # noqa: E402
 from tinynet.functional.conv import conv2d_forward_reference  # noqa: E402
-from tinynet.kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference  # noqa: E402
+from tinynet.functional.pooling import maxpool2d_backward_reference, maxpool2d_forward_reference  # noqa: E402
 from tinynet.nn import BatchNorm1d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU  # noqa: E402
 
 

@@ -3,8 +3,8 @@
     python benchmarks/profile_train.py [--net 96|224] [--batch 64] [--repeat 5]
 
 Runs real training steps (forward, MSE, backward, Adam) and times every step of every
-``Sequential`` as the model actually runs it: a fused ``BatchNorm2d+ReLU+MaxPool2d`` counts as one
-row. Each row is the median over ``--repeat`` steps after two warm-up steps; the last lines give the
+``Sequential`` as the model runs it, child by child (NaimishNet's fused ``BatchNormReLUMaxPool2d``
+blocks are one row each). Each row is the median over ``--repeat`` steps after two warm-up steps; the last lines give the
 loss, the optimizer and the sum, to compare with ``bench_train.py``'s step time.
 """
 from __future__ import annotations
@@ -21,13 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinynet  # noqa: E402  (first: it configures the thread pools before NumPy loads)
 import numpy as np  # noqa: E402
 from tinynet import nn, optim  # noqa: E402
-from tinynet.nn.fused import BatchNormReLUMaxPool  # noqa: E402
-
-
-def describe(step, prefix: str, index: int) -> str:
-    if isinstance(step, BatchNormReLUMaxPool):
-        return f"{prefix}.{index}-{index + 2} BN2d+ReLU+MaxPool (fused)"
-    return f"{prefix}.{index} {type(step).__name__}"
 
 
 def profiled_step(model, criterion, optimizer, images, targets, times) -> None:
@@ -37,17 +30,12 @@ def profiled_step(model, criterion, optimizer, images, targets, times) -> None:
     ran: list[tuple[str, object]] = []
     for prefix, part in parts:
         if isinstance(part, nn.Sequential):
-            steps, index, modules = [], 0, list(part)
-            while index < len(modules):
-                fused = BatchNormReLUMaxPool(*modules[index : index + 3]) if BatchNormReLUMaxPool.fusable(modules, index) else None
-                name = describe(fused or modules[index], prefix, index)
+            for index, step in enumerate(part):  # what Sequential.forward does, one timed child at a time
+                name = f"{prefix}.{index} {type(step).__name__}"
                 start = time.perf_counter()
-                x = fused.forward(x) if fused else modules[index](x)
+                x = step(x)
                 times[name, "fwd"].append(time.perf_counter() - start)
-                steps.append(fused or modules[index])
-                ran.append((name, fused or modules[index]))
-                index += 3 if fused else 1
-            object.__setattr__(part, "_steps", steps)
+                ran.append((name, step))
         else:
             start = time.perf_counter()
             x = part(x)

@@ -1,8 +1,9 @@
 """NaimishNet-style keypoint regressors (Agarwal et al., "Facial Key Points Detection using Deep
 Convolutional Neural Network - NaimishNet", 2017), with batch norm as in the classic PyTorch project.
 
-Each conv block is ``Conv2d (valid, stride 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``; four blocks
-with 32, 64, 128 and 256 channels, then three fully connected layers::
+Each conv block is ``Conv2d (valid, stride 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``, the last three
+run as one fused ``BatchNormReLUMaxPool2d`` (``tinynet.nn.fuse``); four blocks with 32, 64, 128 and 256
+channels, then three fully connected layers::
 
     input (N, 1, S, S)
     block(1 -> 32, k1) block(32 -> 64, k2) block(64 -> 128, k3) block(128 -> 256, k4)
@@ -48,6 +49,7 @@ from tinynet.nn import (
     Module,
     ReLU,
     Sequential,
+    fuse,
 )
 
 KERNELS = {96: (4, 3, 2, 1), 224: (5, 4, 3, 2)}
@@ -76,6 +78,9 @@ class NaimishNet(Module):
     hidden : width of the two hidden fully connected layers
     head : ``"classic"`` (a Dropout after each hidden layer) or ``"dropout-last"`` (one Dropout, after the
         last batch norm: see the module docstring)
+    fused : run each ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one ``BatchNormReLUMaxPool2d`` (the
+        default). False keeps the three layers: same state dict, same results, more memory traffic; a
+        model whose batch-norm and ReLU outputs can be looked at one by one (``keypoints.visualize``).
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class NaimishNet(Module):
         hidden: int = 1000,
         dtype=np.float32,
         head: str = "classic",
+        fused: bool = True,
     ):
         super().__init__()
         if input_size not in KERNELS:
@@ -105,7 +111,9 @@ class NaimishNet(Module):
                 MaxPool2d(2, 2),
             ]
             in_channels = out_channels
-        self.features = Sequential(*layers)
+        # fused, each BatchNorm2d -> ReLU -> MaxPool2d(2, 2) becomes a BatchNormReLUMaxPool2d and two
+        # Identity (same results and state-dict keys, a fraction of the memory traffic: tinynet.nn.fused)
+        self.features = fuse(Sequential(*layers)) if fused else Sequential(*layers)
         self.flatten = Flatten()
         side = feature_size(input_size, self.kernels)
         self.num_flat = CHANNELS[-1] * side * side

@@ -34,6 +34,7 @@ from tinynet.nn import (
     Sigmoid,
     SmoothL1Loss,
     Tanh,
+    fuse,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,8 +59,8 @@ LAYERS = [
     ("Dropout", lambda: Dropout(0.5, rng=_rng()), (3, 4)),
     ("Flatten", Flatten, (2, 3, 2, 2)),
     ("MaxPool2d", lambda: MaxPool2d(2), (2, 3, 4, 4)),
-    # run by Sequential as the fused BatchNorm+ReLU+MaxPool block
-    ("fused", lambda: Sequential(BatchNorm2d(3), ReLU(), MaxPool2d(2)), (2, 3, 6, 6)),
+    # the fused BatchNorm+ReLU+MaxPool block, as tinynet.nn.fuse puts it in a Sequential
+    ("fused", lambda: fuse(Sequential(BatchNorm2d(3), ReLU(), MaxPool2d(2))), (2, 3, 6, 6)),
 ]
 
 

@@ -23,9 +23,8 @@ from tinynet.functional.conv import (
     conv2d_forward,
     conv2d_forward_reference,
 )
-from tinynet.functional.pooling import MaxPool2dCache, maxpool2d_backward, maxpool2d_forward
+from tinynet.functional.pooling import MaxPool2dCache, maxpool2d_backward, maxpool2d_forward, maxpool2d_forward_reference
 from tinynet.gradcheck import gradcheck, numerical_gradient, relative_error
-from tinynet.kernels.maxpool import maxpool2d_forward_reference
 from tinynet.nn.conv import Conv2d
 from tinynet.nn.pooling import MaxPool2d
 

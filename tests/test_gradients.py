@@ -24,7 +24,7 @@ from tinynet.nn.dropout import Dropout
 from tinynet.nn.flatten import Flatten
 from tinynet.nn.linear import Linear
 from tinynet.nn.loss import L1Loss, MSELoss, SmoothL1Loss
-from tinynet.nn.module import Module, Sequential
+from tinynet.nn import Module, Sequential
 from tinynet.nn.normalization import BatchNorm1d, BatchNorm2d
 
 seeds = st.integers(0, 2**32 - 1)

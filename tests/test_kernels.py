@@ -13,14 +13,21 @@ from hypothesis import strategies as st
 
 from tinynet._checks import ShapeError
 from tinynet.kernels.im2col import col2im, col2im_reference, im2col, im2col_reference
-from tinynet.kernels.maxpool import (
-    maxpool2d_backward,
-    maxpool2d_backward_reference,
-    maxpool2d_forward,
-    maxpool2d_forward_reference,
-)
+from tinynet.functional import pooling
+from tinynet.functional.pooling import MaxPool2dCache, maxpool2d_backward_reference, maxpool2d_forward_reference
 
 DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def pool_forward(x, kernel_size, stride=None, padding=0):
+    """``tinynet.functional.pooling.maxpool2d_forward`` as ``(out, argmax)``, like the reference."""
+    out, cache = pooling.maxpool2d_forward(x, kernel_size, stride, padding)
+    return out, cache.argmax
+
+
+def pool_backward(dout, argmax, x_shape):
+    """``tinynet.functional.pooling.maxpool2d_backward`` from ``argmax``, like the reference (indices checked)."""
+    return pooling.maxpool2d_backward(dout, MaxPool2dCache(argmax, tuple(x_shape)))
 
 
 @st.composite
@@ -190,16 +197,16 @@ def test_maxpool_reference_hand_computed_padding_ties_and_minus_inf():
     # ties: the first maximum in row-major window order
     ties = np.ones((1, 1, 2, 2))
     assert maxpool2d_forward_reference(ties, (2, 2), (2, 2), (0, 0))[1].item() == 0
-    assert maxpool2d_forward(ties, 2)[1].item() == 0
+    assert pool_forward(ties, 2)[1].item() == 0
     # a window of -inf only reports its first real pixel (PyTorch's choice)
     inf = np.full((1, 1, 2, 2), -np.inf)
-    for out, argmax in (maxpool2d_forward_reference(inf, (2, 2), (1, 1), (1, 1)), maxpool2d_forward(inf, 2, 1, 1)):
+    for out, argmax in (maxpool2d_forward_reference(inf, (2, 2), (1, 1), (1, 1)), pool_forward(inf, 2, 1, 1)):
         np.testing.assert_array_equal(argmax[0, 0], [[0, 0, 1], [0, 0, 1], [2, 2, 3]])
 
 
 def test_maxpool_nan_propagates():
     x = np.array([[[[1.0, np.nan, 3.0, 4.0], [np.nan, 2.0, 0.0, 1.0]]]])
-    for out, argmax in (maxpool2d_forward_reference(x, (2, 2), (2, 2), (0, 0)), maxpool2d_forward(x, 2)):
+    for out, argmax in (maxpool2d_forward_reference(x, (2, 2), (2, 2), (0, 0)), pool_forward(x, 2)):
         assert np.isnan(out[0, 0, 0, 0]) and out[0, 0, 0, 1] == 4.0
         # PyTorch's update rule `val > max or isnan(val)` lands on the last NaN of the window
         np.testing.assert_array_equal(argmax, [[[[4, 3]]]])
@@ -211,13 +218,13 @@ def test_maxpool_forward_backward_match_reference(case, dtype, seed):
     rng = np.random.default_rng(seed)
     # a few repeated values so ties are exercised too
     x = rng.integers(-3, 4, size=shape).astype(dtype) + rng.choice([0.0, 0.5], size=shape).astype(dtype)
-    out, argmax = maxpool2d_forward(x, kernel, stride, padding)
+    out, argmax = pool_forward(x, kernel, stride, padding)
     ref_out, ref_argmax = maxpool2d_forward_reference(x, kernel, stride, padding)
     assert out.dtype == dtype and argmax.dtype == np.int32  # flat index within a plane
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    dx = maxpool2d_backward(dout, argmax, shape)
+    dx = pool_backward(dout, argmax, shape)
     assert dx.dtype == dtype and dx.shape == shape
     tol = 1e-6 if dtype == np.float32 else 1e-14
     np.testing.assert_allclose(dx, maxpool2d_backward_reference(dout, ref_argmax, shape), rtol=tol, atol=tol)
@@ -231,7 +238,7 @@ def test_maxpool_nan_matches_reference(case, seed, nan_fraction):
     x[rng.random(shape) < 0.1] = np.inf  # +-inf too: an inf - inf sum must not be mistaken for a NaN
     x[rng.random(shape) < 0.1] = -np.inf
     x[rng.random(shape) < nan_fraction] = np.nan
-    out, argmax = maxpool2d_forward(x, kernel, stride, padding)
+    out, argmax = pool_forward(x, kernel, stride, padding)
     ref_out, ref_argmax = maxpool2d_forward_reference(x, kernel, stride, padding)
     np.testing.assert_array_equal(out, ref_out)  # NaN == NaN for assert_array_equal
     np.testing.assert_array_equal(argmax, ref_argmax)
@@ -245,9 +252,9 @@ def test_maxpool_overlapping_windows_accumulate():
     # a single large value wins all nine overlapping 3x3 windows of a 5x5 image (stride 1)
     x = np.zeros((1, 1, 5, 5), dtype=np.float32)
     x[0, 0, 2, 2] = 1.0
-    out, argmax = maxpool2d_forward(x, 3, 1)
+    out, argmax = pool_forward(x, 3, 1)
     assert (argmax == 12).all()
-    dx = maxpool2d_backward(np.ones_like(out), argmax, x.shape)
+    dx = pool_backward(np.ones_like(out), argmax, x.shape)
     assert dx[0, 0, 2, 2] == 9.0 and dx.sum() == 9.0
 
 
@@ -256,33 +263,33 @@ def test_maxpool_non_contiguous_input_and_int32_argmax():
     base = rng.standard_normal((2, 3, 9, 8))
     x = base.transpose(0, 1, 3, 2)[:, :, ::2]  # (2, 3, 4, 9), non-contiguous
     assert not x.flags.c_contiguous
-    out, argmax = maxpool2d_forward(x, (2, 3), (1, 2), (1, 1))
+    out, argmax = pool_forward(x, (2, 3), (1, 2), (1, 1))
     ref_out, ref_argmax = maxpool2d_forward_reference(np.ascontiguousarray(x), (2, 3), (1, 2), (1, 1))
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
     dout = rng.standard_normal(out.shape)
     expected = maxpool2d_backward_reference(dout, ref_argmax, x.shape)
-    np.testing.assert_allclose(maxpool2d_backward(dout[..., ::-1].copy()[..., ::-1], argmax.astype(np.int32), x.shape), expected)
-    np.testing.assert_allclose(maxpool2d_backward(np.asfortranarray(dout), argmax, x.shape), expected)
+    np.testing.assert_allclose(pool_backward(dout[..., ::-1].copy()[..., ::-1], argmax.astype(np.int32), x.shape), expected)
+    np.testing.assert_allclose(pool_backward(np.asfortranarray(dout), argmax, x.shape), expected)
 
 
 def test_maxpool_wrapper_errors():
     x = np.zeros((1, 2, 4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="padding must be between 0 and half the kernel"):
-        maxpool2d_forward(x, 2, 2, 2)
+        pool_forward(x, 2, 2, 2)
     with pytest.raises(ShapeError, match="4-D x"):
-        maxpool2d_forward(x[0], 2)
+        pool_forward(x[0], 2)
     with pytest.raises(TypeError, match="float32 or float64"):
-        maxpool2d_forward(x.astype(np.int16), 2)
+        pool_forward(x.astype(np.int16), 2)
     with pytest.raises(ShapeError, match="smaller than the kernel 5x5"):
-        maxpool2d_forward(x, 5)
-    out, argmax = maxpool2d_forward(x, 2)
+        pool_forward(x, 5)
+    out, argmax = pool_forward(x, 2)
     with pytest.raises(TypeError, match="int32 or int64"):
-        maxpool2d_backward(out, argmax.astype(np.float64), x.shape)
+        pool_backward(out, argmax.astype(np.float64), x.shape)
     with pytest.raises(ShapeError, match="same shape"):
-        maxpool2d_backward(out, argmax[:, :, :1], x.shape)
+        pool_backward(out, argmax[:, :, :1], x.shape)
     with pytest.raises(ValueError, match="outside"):
-        maxpool2d_backward(out, argmax + 100, x.shape)
+        pool_backward(out, argmax + 100, x.shape)
 
 
 @settings(max_examples=40, deadline=None)
@@ -296,12 +303,12 @@ def test_maxpool_2x2_fast_path_matches_reference_with_ties_and_nans(n, c, h, w, 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, size=(n, c, h, w)).astype(dtype)  # few distinct values: many ties
     x[rng.random(x.shape) < 0.1] = np.nan
-    out, argmax = maxpool2d_forward(x, 2, 2, 0)
+    out, argmax = pool_forward(x, 2, 2, 0)
     ref_out, ref_argmax = maxpool2d_forward_reference(x, (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    np.testing.assert_array_equal(maxpool2d_backward(dout, argmax, x.shape), maxpool2d_backward_reference(dout, ref_argmax, x.shape))
+    np.testing.assert_array_equal(pool_backward(dout, argmax, x.shape), maxpool2d_backward_reference(dout, ref_argmax, x.shape))
 
 
 def test_im2col_ones_row_and_col2im_ignoring_it():

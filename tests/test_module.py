@@ -12,7 +12,7 @@ from tinynet.nn.activation import ReLU, Tanh
 from tinynet.nn.dropout import Dropout
 from tinynet.nn.flatten import Flatten
 from tinynet.nn.linear import Linear
-from tinynet.nn.module import IncompatibleKeys, Module, Parameter, Sequential
+from tinynet.nn import IncompatibleKeys, Module, Parameter, Sequential
 from tinynet.nn.normalization import BatchNorm1d, BatchNorm2d
 
 
@@ -428,7 +428,7 @@ def test_backward_before_forward_names_the_layer():
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequential runs BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one fused kernel
+# BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one fused block, when the model asks (tinynet.nn.fuse)
 # ---------------------------------------------------------------------------------------------
 def _conv_block_pair(seed=0):
     from tinynet import nn as tnn
@@ -437,21 +437,20 @@ def _conv_block_pair(seed=0):
         rng = np.random.default_rng(seed)
         return tnn.Sequential(tnn.Conv2d(2, 3, 3, rng=rng), tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2, 2),
                               tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2))
-    fused, plain = block(), block()
-    plain.fuse = False
+    fused, plain = tnn.fuse(block()), block()
     return fused, plain
 
 
 @pytest.mark.parametrize("training", [True, False])
 def test_sequential_fused_block_equals_the_layers_one_by_one(training):
-    from tinynet.nn.fused import BatchNormReLUMaxPool
+    from tinynet.nn.fused import BatchNormReLUMaxPool2d
 
     fused, plain = _conv_block_pair()
     fused.train(training), plain.train(training)
     x = np.random.default_rng(1).standard_normal((4, 2, 13, 12)).astype(np.float32)
     out, ref = fused(x), plain(x)
-    assert sum(isinstance(step, BatchNormReLUMaxPool) for step in fused._steps) == 2
-    assert not any(isinstance(step, BatchNormReLUMaxPool) for step in plain._steps)
+    assert sum(isinstance(step, BatchNormReLUMaxPool2d) for step in fused) == 2
+    assert not any(isinstance(step, BatchNormReLUMaxPool2d) for step in plain)
     np.testing.assert_array_equal(out, ref)
     dout = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(fused.backward(dout), plain.backward(dout), rtol=1e-5, atol=1e-6)
@@ -459,20 +458,54 @@ def test_sequential_fused_block_equals_the_layers_one_by_one(training):
         np.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6, err_msg=name)
     for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=name)
+    assert list(fused.state_dict()) == list(plain.state_dict())  # the same keys: checkpoints load either way
 
 
 def test_sequential_does_not_fuse_other_pools_or_wrapped_layers():
     from tinynet import nn as tnn
 
-    seq = tnn.Sequential(tnn.BatchNorm2d(2), tnn.ReLU(), tnn.MaxPool2d(3, 2))
+    seq = tnn.fuse(tnn.Sequential(tnn.BatchNorm2d(2), tnn.ReLU(), tnn.MaxPool2d(3, 2)))
     seq(np.ones((2, 2, 7, 7), np.float32))
-    assert [type(s).__name__ for s in seq._steps] == ["BatchNorm2d", "ReLU", "MaxPool2d"]
-    fused, _ = _conv_block_pair()
-    summary = fused.summary((1, 2, 13, 12))  # wraps every layer's forward: all must appear
+    assert [type(s).__name__ for s in seq] == ["BatchNorm2d", "ReLU", "MaxPool2d"]
+    fused, plain = _conv_block_pair()
+    summary = plain.summary((1, 2, 13, 12))  # wraps every layer's forward: all must appear
     assert summary.count("MaxPool2d") == 2 and summary.count("BatchNorm2d") == 2
+    # the fused model's summary and repr show what runs: the fused blocks
+    assert fused.summary((1, 2, 13, 12)).count("BatchNormReLUMaxPool2d") == 2
+    assert repr(fused).count("BatchNormReLUMaxPool2d") == 2 and "(1): BatchNormReLUMaxPool2d(3" in repr(fused)
+
+
+def test_sequential_forward_is_the_plain_loop():
+    from tinynet import nn as tnn
+
+    _, plain = _conv_block_pair()
+    calls = []
+    for i, layer in enumerate(plain):
+        original = layer.forward
+        layer.forward = (lambda original, i: lambda x: calls.append(i) or original(x))(original, i)
+    plain(np.ones((2, 2, 13, 12), np.float32))
+    assert calls == list(range(len(plain)))  # every child, in order, each once: nothing fused behind our back
+    assert not any(isinstance(m, tnn.BatchNormReLUMaxPool2d) for m in plain.modules())
+
+
+def test_fuse_keeps_the_parameters_buffers_and_mode():
+    from tinynet import nn as tnn
+
+    seq = tnn.Sequential(tnn.BatchNorm2d(3, momentum=0.3, eps=1e-3), tnn.ReLU(), tnn.MaxPool2d(2)).eval()
+    bn = seq[0]
+    weight, running_mean = bn.weight, bn.running_mean
+    tnn.fuse(seq)
+    block = seq[0]
+    assert type(block) is tnn.BatchNormReLUMaxPool2d and not block.training
+    assert block.weight is weight and block.running_mean is running_mean  # shared: an optimizer built before still works
+    assert (block.momentum, block.eps, block.num_features) == (0.3, 1e-3, 3)
+    assert [type(m) for m in seq][1:] == [tnn.Identity, tnn.Identity]
+    with pytest.raises(ValueError, match="BatchNormReLUMaxPool2d: expected"):
+        tnn.BatchNormReLUMaxPool2d.from_modules(tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2, 1))
 
 
 def test_fused_backward_needs_a_recorded_forward():
+    from tinynet import nn as tnn
     from tinynet import no_grad
 
     fused, _ = _conv_block_pair()
@@ -481,14 +514,17 @@ def test_fused_backward_needs_a_recorded_forward():
         out = fused(x)
     with pytest.raises(RuntimeError, match="fused.*backward\\(\\) called before forward"):
         fused.backward(np.ones_like(out))
-    out = fused(x)
+    _, plain = _conv_block_pair()
+    replaced_pool = plain[3]
+    tnn.fuse(plain)  # the pool's work moved into the fused block: the pool itself never runs
+    out = plain(x)
     with pytest.raises(RuntimeError, match="backward\\(\\) called before forward"):
-        fused[3].backward(np.ones_like(out))  # its own cache was cleared by the fused forward
+        replaced_pool.backward(np.ones_like(out))
 
 
 def test_fused_block_names_the_layer_in_errors():
     from tinynet import nn as tnn
 
-    seq = tnn.Sequential(tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2))
+    seq = tnn.fuse(tnn.Sequential(tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2)))
     with pytest.raises(ValueError, match="BatchNorm2d.*channels"):
         seq(np.ones((2, 4, 6, 6), np.float32))

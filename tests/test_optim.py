@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynet.nn.linear import Linear
-from tinynet.nn.module import Parameter
+from tinynet.nn import Parameter
 from tinynet.optim.adam import Adam, AdamW
 from tinynet.optim.lr_scheduler import CosineAnnealingLR, StepLR
 from tinynet.optim.sgd import SGD

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tinynet import serialization
 from tinynet.nn.linear import Linear
-from tinynet.nn.module import Module, Sequential
+from tinynet.nn import Module, Sequential
 from tinynet.optim.adam import AdamW
 from tinynet.optim.lr_scheduler import CosineAnnealingLR
 from tinynet.serialization import load, load_metadata, save

@@ -16,7 +16,7 @@ from tinynet.nn.activation import ELU, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E
 from tinynet.nn.flatten import Flatten  # noqa: E402
 from tinynet.nn.linear import Linear  # noqa: E402
 from tinynet.nn.loss import L1Loss, MSELoss, SmoothL1Loss  # noqa: E402
-from tinynet.nn.module import Sequential  # noqa: E402
+from tinynet.nn import Sequential  # noqa: E402
 from tinynet.nn.normalization import BatchNorm1d, BatchNorm2d  # noqa: E402
 
 TOL = dict(rtol=1e-10, atol=1e-12)

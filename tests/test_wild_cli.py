@@ -249,7 +249,8 @@ def test_show_filters_and_maps_commands(portrait_path, model_path, tmp_path, cap
     assert run("show-filters", "--model", model_path, "-o", tmp_path / "filters.png") == 0
     assert "32 kernels 4x4" in capsys.readouterr().out
     assert cv2.imread(str(tmp_path / "filters.png")) is not None
-    assert run("show-maps", "--model", model_path, "--image", portrait_path, "--layer", "features.2",
+    # features.0, the first conv (features.2 is an Identity in the shipped, fused model: the fused block before it pools)
+    assert run("show-maps", "--model", model_path, "--image", portrait_path, "--layer", "features.0",
                "-o", tmp_path / "maps.png") == 0
     assert "32 maps 93x93" in capsys.readouterr().out  # 96 - 4 + 1 = 93 after the first conv
     assert cv2.imread(str(tmp_path / "maps.png")) is not None
@@ -261,6 +262,7 @@ def test_show_filters_and_maps_commands(portrait_path, model_path, tmp_path, cap
 
 
 def test_feature_maps_match_an_independent_forward(portrait, model_path):
+    from keypoints.models import NaimishNet
     from keypoints.predictor import load_predictor
     from keypoints.visualize import feature_maps
 
@@ -278,7 +280,10 @@ def test_feature_maps_match_an_independent_forward(portrait, model_path):
     assert maps.shape == (32, 93, 93) and maps.dtype == np.float32
     np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-5)
     # layer 2 is the ReLU after batch norm: no negative values; names and negative indices resolve
-    _, _, relu = feature_maps(net, portrait, "features.2")
+    # (in the model built unfused: the shipped one runs BatchNorm2d -> ReLU -> MaxPool2d as one fused block)
+    unfused = NaimishNet(net.input_size, head=net.head, fused=False)
+    unfused.load_state_dict(net.state_dict())
+    _, _, relu = feature_maps(unfused, portrait, "features.2")
     assert relu.shape == (32, 93, 93) and relu.min() >= 0
     _, _, last = feature_maps(net, portrait, -1)
     assert last.shape == (256, 5, 5)

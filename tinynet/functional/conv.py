@@ -147,7 +147,7 @@ def conv2d_forward(
 def conv2d_backward(
     dout: np.ndarray, cache: Conv2dCache, need_dx: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Backward pass of ``conv2d_forward``; recomputes the columns chunk by chunk.
+    """Backward pass of ``conv2d_forward``, by the same path as the forward took (see the module docstring).
 
     Parameters
     ----------
@@ -162,57 +162,80 @@ def conv2d_backward(
     dweight : (F, C, kh, kw)
     dbias : (F,) or None when the forward had no bias
     """
-    x, weight, stride, padding, has_bias, kept = cache
-    dout = np.ascontiguousarray(dout)
+    x, weight, stride, padding = cache.x, cache.weight, cache.stride, cache.padding
+    if _is_pointwise(weight.shape[2:], stride, padding):
+        path = _pointwise_backward
+    elif _is_single_channel(x.shape[1], stride, padding):
+        path = _single_channel_backward
+    else:
+        path = _im2col_backward
+    return path(np.ascontiguousarray(dout), cache, need_dx)
+
+
+def _pointwise_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
+    """1x1 kernel, stride 1, no padding: ``x[n]`` seen as ``(C, H*W)`` is the column matrix itself."""
+    x, weight, _, _, has_bias, _ = cache
+    n, c = x.shape[:2]
+    f, p = weight.shape[0], dout.shape[2] * dout.shape[3]
+    dout_mat, cols_all = dout.reshape(n, f, p), x.reshape(n, c, p)  # (N, F, P), (N, C, P)
+    dwmat = np.zeros((f, c), dtype=x.dtype)
+    product = np.empty((f, c), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
+    for i in range(n):
+        np.matmul(dout_mat[i], cols_all[i].T, out=product)
+        dwmat += product
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        np.matmul(weight.reshape(f, c).T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dwmat.reshape(weight.shape), dbias
+
+
+def _single_channel_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
+    """One input channel, stride 1, no padding: the direct loops of ``tinynet.kernels.conv_single_channel``."""
+    x, weight, _, _, has_bias, _ = cache
+    n, _, h, w = x.shape
+    f, _, kh, kw = weight.shape
+    dweight = np.empty((f, kh, kw), dtype=x.dtype)
+    dbias = np.empty(f, dtype=x.dtype)
+    conv1ch_weight_grad_kernel(dout, x.reshape(n, h, w), dweight, dbias)
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
+    return dx, dweight.reshape(weight.shape), dbias if has_bias else None
+
+
+def _im2col_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
+    """The general case: the forward's columns (kept, or recomputed chunk by chunk, with the ones row
+    when there is a bias), then ``[dWm | dbias] += dout[n] @ cols[n].T`` and ``dx = col2im(Wm.T @ dout)``."""
+    x, weight, stride, padding, ones, kept = cache
     n, c, h, w = x.shape
     f, _, kh, kw = weight.shape
     k, p = c * kh * kw, dout.shape[2] * dout.shape[3]
-    wmat = weight.reshape(f, k)  # (F, K)
-    dout_mat = dout.reshape(n, f, p)  # (N, F, P)
+    wmat, dout_mat = weight.reshape(f, k), dout.reshape(n, f, p)  # (F, K), (N, F, P)
     dx = np.empty_like(x) if need_dx else None
-
-    if _is_pointwise((kh, kw), stride, padding):
-        dwmat = np.zeros((f, k), dtype=x.dtype)
-        product = np.empty((f, k), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
-        cols_all = x.reshape(n, c, p)
-        for i in range(n):
-            np.matmul(dout_mat[i], cols_all[i].T, out=product)
-            dwmat += product
+    bytes_per_image = (k + ones) * p * x.itemsize
+    dw_ext = np.zeros((f, k + ones), dtype=x.dtype)  # [dWm | dbias]
+    product = np.empty_like(dw_ext)
+    workspace = None
+    if kept is None or need_dx:
+        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k + ones, p), dtype=x.dtype)
+    for chunk in _batch_chunks(n, bytes_per_image):
+        b = chunk.stop - chunk.start
+        if kept is not None:
+            cols = kept[chunk]
+        else:
+            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[:b], ones_row=ones)  # (B, K [+1], P)
+        for i in range(b):
+            np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K [+1])
+            dw_ext += product
         if need_dx:
-            np.matmul(wmat.T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
-    elif _is_single_channel(c, stride, padding):
-        dweight = np.empty((f, kh, kw), dtype=x.dtype)
-        dbias = np.empty(f, dtype=x.dtype)
-        conv1ch_weight_grad_kernel(dout, x.reshape(n, h, w), dweight, dbias)
-        if need_dx:
-            conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
-        return dx, dweight.reshape(weight.shape), dbias if has_bias else None
-    else:
-        # the same columns as the forward (ones row included with a bias): kept, or recomputed chunk by chunk
-        ones = has_bias
-        bytes_per_image = (k + ones) * p * x.itemsize
-        dw_ext = np.zeros((f, k + ones), dtype=x.dtype)  # [dWm | dbias]
-        product = np.empty_like(dw_ext)
-        workspace = None
-        if kept is None or need_dx:
-            workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k + ones, p), dtype=x.dtype)
-        for chunk in _batch_chunks(n, bytes_per_image):
-            b = chunk.stop - chunk.start
-            if kept is not None:
-                cols = kept[chunk]
-            else:
-                cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[:b], ones_row=ones)  # (B, K [+1], P)
-            for i in range(b):
-                np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K [+1])
-                dw_ext += product
-            if need_dx:
-                dcols = workspace[:b]  # reused: this chunk's columns are no longer needed
-                np.matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
-                col2im(dcols, (b, c, h, w), (kh, kw), stride, padding, out=dx[chunk], ones_row=ones)
-        dbias = dw_ext[:, k].copy() if ones else None
-        return dx, np.ascontiguousarray(dw_ext[:, :k]).reshape(weight.shape), dbias
-    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dwmat.reshape(weight.shape), dbias
+            dcols = workspace[:b]  # reused: this chunk's columns are no longer needed
+            np.matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
+            col2im(dcols, (b, c, h, w), (kh, kw), stride, padding, out=dx[chunk], ones_row=ones)
+    dbias = dw_ext[:, k].copy() if ones else None
+    return dx, np.ascontiguousarray(dw_ext[:, :k]).reshape(weight.shape), dbias
 
 
 # ---------------------------------------------------------------------------------------------

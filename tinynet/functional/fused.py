@@ -10,8 +10,8 @@ three reference functions chained, and the tests compare the two), but:
 - the cache holds the input (which the convolution before already produced) and the small pooled
   arrays: two full-size arrays fewer per block than the unfused layers keep.
 
-``tinynet.nn.Sequential`` runs this automatically wherever a ``BatchNorm2d``, a ``ReLU`` and a
-``MaxPool2d(2, 2)`` follow each other (see ``tinynet.nn.fused``).
+The layer that runs it is ``tinynet.nn.BatchNormReLUMaxPool2d``, which ``tinynet.nn.fuse(model)`` puts
+in place of a ``BatchNorm2d``, a ``ReLU`` and a ``MaxPool2d(2, 2)`` that follow each other (opt-in).
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ from ..kernels.fused import (
     bn_relu_maxpool_backward_sums_kernel,
     bn_relu_maxpool_forward_kernel,
 )
-from ..kernels.maxpool import maxpool2d_backward_reference, maxpool2d_forward_reference
 from .activation import relu_backward_reference, relu_forward_reference
 from .batchnorm import _statistics, batchnorm_backward_reference, batchnorm_forward_reference
-from .pooling import MaxPool2dCache
+from .pooling import MaxPool2dCache, maxpool2d_backward_reference, maxpool2d_forward_reference
 
 
 class BatchNormReLUMaxPoolCache(NamedTuple):

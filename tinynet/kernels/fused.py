@@ -11,12 +11,12 @@ the position of each window's maximum (``int8``, 0..3, a sixteenth); backward re
         y   = relu(x * scale + shift)                  never stored
         out = max of y over each 2x2 window            window[...] = 2*i + j of the winner
 
-    backward, with dy the gradient of y: dout at each window's winner where out > 0 (ReLU lets
-    nothing through where out <= 0), zero elsewhere (pooling routes to the winner only)
-        dbeta  = sum dy,  dgamma = sum dy * x_hat      only the winners contribute: quarter-size sums
-        dx     = scale * (dy - dbeta/M - x_hat * dgamma/M)       (train; eval: scale * dy)
+    backward: batch norm's backward (``tinynet.functional.batchnorm``) with dy, the gradient of y,
+    equal to dout at each window's winner where out > 0 (ReLU lets nothing through where out <= 0)
+    and zero elsewhere (pooling routes to the winner only): so only the winners contribute to the
+    two per-channel sums (quarter-size work), and dx needs dy only there.
 
-Ties and NaNs follow ``tinynet.kernels.maxpool`` (PyTorch's rules): the first of equal maxima wins;
+Ties and NaNs follow ``tinynet.functional.pooling`` (PyTorch's rules): the first of equal maxima wins;
 a NaN wins its window (the last NaN, if several) and, as ``out > 0`` is False for it, passes no
 gradient back, as in the unfused layers. A last odd row or column is never pooled (floor mode) but
 still counts in the batch statistics and still receives the batch-norm part of ``dx``.

@@ -1,4 +1,4 @@
-"""``Conv2d``: a 2-D convolution layer (see ``tinynet.functional.conv`` for the im2col implementation)."""
+"""``Conv2d``: a 2-D convolution layer (the math and the im2col implementation are ``tinynet.functional.conv``'s)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,7 +9,8 @@ from .. import init
 from .._grad_mode import is_grad_enabled
 from .._checks import ShapeError, check_dim, check_float_array, check_ndim, check_same_dtype, pair
 from ..functional.conv import conv2d_backward, conv2d_forward
-from .module import Module, Parameter
+from .module import Module
+from .parameter import Parameter
 
 
 class Conv2d(Module):
@@ -35,34 +36,10 @@ class Conv2d(Module):
     ``OH = (H + 2*ph - kh) // sh + 1`` and ``OW = (W + 2*pw - kw) // sw + 1``;
     ``weight (F, C, kh, kw)``, ``bias (F,)``.
 
-    Forward
-    -------
-    ``out[n, f, oh, ow] = bias[f] + sum_{c,i,j} weight[f, c, i, j] * xpad[n, c, oh*sh + i, ow*sw + j]``,
-    where ``xpad`` is the zero-padded input: each output is the dot product of a filter with the
-    ``C x kh x kw`` patch of the input under it.
-
-    im2col: one matrix product
-    --------------------------
-    Copy every patch into a column: ``cols[n]`` has shape ``(K, P)`` with ``K = C*kh*kw`` rows (one per
-    filter tap) and ``P = OH*OW`` columns (one per output position). Seen as a matrix
-    ``Wm = weight.reshape(F, K)``, every filter meets every patch in a single BLAS call::
-
-        out[n].reshape(F, P) = Wm @ cols[n]
-
-    The copy costs memory (``cols`` is ``kh*kw`` times larger than the input), so the batch is
-    processed in chunks with a bounded workspace, and backward recomputes the columns unless they
-    fit a small budget (``tinynet.functional.conv.KEEP_COLUMNS_BYTES``). The bias rides in the same
-    product, as a last column of ``Wm`` against a row of ones in ``cols``. A 1x1 kernel with stride 1
-    and no padding needs no copy at all, and a single input channel (a grayscale network's first
-    layer) runs direct loops instead (``tinynet.kernels.conv_single_channel``).
-
-    Backward
-    --------
-    With ``dout = dL/dout`` of shape ``(N, F, OH, OW)`` (and ``dout[n]`` seen as ``(F, P)``)::
-
-        weight.grad += (sum_n dout[n] @ cols[n].T).reshape(F, C, kh, kw)
-        bias.grad   += dout.sum(axis=(0, 2, 3))
-        dx[n]        = col2im(Wm.T @ dout[n])     # col2im adds overlapping patches back together
+    ``out[n, f, oh, ow] = bias[f] + sum_{c,i,j} weight[f, c, i, j] * xpad[n, c, oh*sh + i, ow*sw + j]``.
+    How it is computed (im2col and one matrix product, chunked; the backward products; the 1x1 and
+    single-channel shortcuts) is written once, in ``tinynet.functional.conv``. This layer keeps the
+    parameters, accumulates their gradients and keeps the cache between forward and backward.
 
     Examples
     --------

@@ -1,83 +1,129 @@
-"""Runs of layers that ``Sequential`` executes as one fused kernel, with the layers' own parameters.
+"""``BatchNormReLUMaxPool2d``, a fused block, and ``fuse(model)``, the explicit pass that puts it in.
 
-``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` (the tail of a conv block) is run by
-``tinynet.functional.fused``: the same outputs, running statistics and gradients as the three layers
-run one by one, in a fraction of the memory traffic, and without keeping the batch-norm and ReLU
-outputs for backward. Nothing about the model changes: the three modules stay in the ``Sequential``
-(state-dict keys, ``model[i]``, ``print(model)``), and they still run one by one when called
-directly, when their ``forward`` is wrapped (``Module.summary`` does that), or when the
-``Sequential``'s ``fuse`` attribute is False.
+``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` is the tail of every conv block in NaimishNet. Run one by
+one, the three layers read and write the full-size feature map seven times and keep two full-size
+copies for backward; ``tinynet.functional.fused`` computes the same outputs, running statistics and
+gradients in two memory passes each way. Nothing runs fused unless the model asks for it, as with
+PyTorch's ``torch.ao.quantization.fuse_modules``::
+
+    features = fuse(Sequential(Conv2d(1, 32, 4), BatchNorm2d(32), ReLU(), MaxPool2d(2, 2)))
+    print(features)
+    # Sequential(
+    #   (0): Conv2d(1, 32, kernel_size=(4, 4), stride=(1, 1))
+    #   (1): BatchNormReLUMaxPool2d(32, eps=1e-05, momentum=0.1, affine=True; fused BatchNorm2d -> ReLU -> MaxPool2d(2, 2))
+    #   (2): Identity()
+    #   (3): Identity()
+    # )
+
+The block takes the batch norm's place and its very ``Parameter``s and buffers, so the state-dict
+keys (``1.weight``, ``1.running_mean``, ...) and an optimizer built before fusing stay valid; the
+ReLU and the pool become ``Identity`` so the later children keep their names. ``print(model)`` and
+``model.summary()`` show the block, because it is what runs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_dout
-from .._grad_mode import is_grad_enabled
+from .._checks import pair
 from ..functional.fused import batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
+from ..functional.pooling import check_pool_input
 from .activation import ReLU
+from .container import Identity, Sequential
 from .module import Module
 from .normalization import BatchNorm2d
 from .pooling import MaxPool2d
 
 
-class BatchNormReLUMaxPool:
-    """``pool(relu(bn(x)))`` for three modules of a ``Sequential`` (see ``fusable``); not a Module:
-    it owns nothing, the gradients go to ``bn.weight`` / ``bn.bias``."""
+class BatchNormReLUMaxPool2d(BatchNorm2d):
+    """``max_pool2d(relu(batch_norm(x)), 2, 2)`` as one layer: a ``BatchNorm2d`` (same arguments,
+    parameters, buffers, train/eval behaviour) whose output is rectified and 2x2-pooled in the same kernel.
 
-    def __init__(self, bn: BatchNorm2d, relu: ReLU, pool: MaxPool2d):
-        self.bn, self.relu, self.pool = bn, relu, pool
-        self.cache = None
+    Shapes
+    ------
+    input ``(N, C, H, W)`` with H, W at least 2 -> output ``(N, C, H // 2, W // 2)`` (a last odd row
+    or column is dropped by the pool, as ``MaxPool2d(2, 2)``, but counts in the batch statistics).
+
+    The math is that of the three layers (``tinynet.functional.fused``); build it with ``fuse(model)``
+    or ``BatchNormReLUMaxPool2d.from_modules(bn, relu, pool)``.
+    """
+
+    pool_size = (2, 2)  # the only pool the fused kernel computes: 2x2 windows, stride 2, no padding
+    pool_padding = (0, 0)
+
+    @classmethod
+    def from_modules(cls, bn: BatchNorm2d, relu: ReLU, pool: MaxPool2d) -> "BatchNormReLUMaxPool2d":
+        """The block computing ``pool(relu(bn(x)))``, holding ``bn``'s own parameters and buffers
+        (shared, not copied) and its training mode. ``ValueError`` if ``fusable`` says no."""
+        if not cls.fusable(bn, relu, pool):
+            raise ValueError(
+                "BatchNormReLUMaxPool2d: expected BatchNorm2d, ReLU, MaxPool2d(2, 2) (stride 2, no padding),"
+                f" got {bn!r}, {relu!r}, {pool!r}"
+            )
+        block = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine, dtype=bn.running_mean.dtype)
+        for name in ("weight", "bias"):
+            block.register_parameter(name, getattr(bn, name))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            block.register_buffer(name, getattr(bn, name))
+        return block.train(bn.training)
 
     @staticmethod
-    def fusable(modules: list[Module], start: int) -> bool:
-        """Whether ``modules[start:start + 3]`` is BatchNorm2d, ReLU, MaxPool2d(2, stride 2, no padding),
-        with none of their ``forward`` methods replaced (a wrapper must see its layer run)."""
-        if start + 3 > len(modules):
-            return False
-        bn, relu, pool = modules[start : start + 3]
+    def fusable(bn: Module, relu: Module, pool: Module) -> bool:
+        """Whether three modules are exactly ``BatchNorm2d``, ``ReLU``, ``MaxPool2d(2, 2)`` without padding
+        (subclasses may compute something else, so they are left alone)."""
         return (
             type(bn) is BatchNorm2d
             and type(relu) is ReLU
             and type(pool) is MaxPool2d
-            and pool._kernel == (2, 2)
-            and pool._step == (2, 2)
-            and pool._pad == (0, 0)
-            and not any("forward" in m.__dict__ for m in (bn, relu, pool))
+            and pair(pool.kernel_size) == (2, 2)
+            and pair(pool.stride) == (2, 2)
+            and pair(pool.padding) == (0, 0)
         )
 
-    def accepts(self, x) -> bool:
-        """Inputs the fused kernel takes; anything else runs unfused (whose layers raise the errors)."""
-        return isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2] >= 2 and x.shape[3] >= 2
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}; fused BatchNorm2d -> ReLU -> MaxPool2d(2, 2)"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        bn = self.bn
-        bn._check_input(x)
+        self._check_input(x)  # BatchNorm2d's checks, then the pool's: each error names this block
+        check_pool_input(self._describe(), x, self.pool_size, self.pool_padding)
         out, cache = batchnorm_relu_maxpool2d_forward(
             x,
-            None if bn.weight is None else bn.weight.data,
-            None if bn.bias is None else bn.bias.data,
-            bn.running_mean,
-            bn.running_var,
-            bn.training,
-            bn.momentum,
-            bn.eps,
-            bn.num_batches_tracked,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+            self.num_batches_tracked,
         )
-        for module in (self.bn, self.relu, self.pool):
-            module._save_for_backward(None)  # their own backward must not run on an older forward's cache
-        self.cache = cache if is_grad_enabled() else None
+        self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        if self.cache is None:
-            raise RuntimeError(
-                f"{self.bn._describe()} + ReLU + MaxPool2d (fused): backward() called before forward() (or the"
-                " forward ran inside tinynet.no_grad(), which keeps nothing for backward)"
-            )
-        check_dout(f"{self.bn._describe()} + ReLU + MaxPool2d (fused)", dout, self.cache.out.shape, self.cache.out.dtype)
-        dx, dweight, dbias = batchnorm_relu_maxpool2d_backward(dout, self.cache)
-        if self.bn.weight is not None:
-            self.bn.weight.accumulate_grad(dweight)
-            self.bn.bias.accumulate_grad(dbias)
+        dx, dweight, dbias = batchnorm_relu_maxpool2d_backward(dout, self._saved_cache(dout))
+        if self.weight is not None:
+            self.weight.accumulate_grad(dweight)
+            self.bias.accumulate_grad(dbias)
         return dx
+
+
+def fuse(model: Module) -> Module:
+    """Replace, in every ``Sequential`` of ``model`` (``model`` included), each run of ``BatchNorm2d``,
+    ``ReLU``, ``MaxPool2d(2, 2)`` by a ``BatchNormReLUMaxPool2d`` followed by two ``Identity``.
+
+    In place; returns ``model``. State-dict keys, parameters (the same objects) and results are
+    unchanged; other layers, and runs that differ in any way, stay as they are.
+    """
+    for module in list(model.modules()):
+        if not isinstance(module, Sequential):
+            continue
+        layers = list(module)
+        i = 0
+        while i + 3 <= len(layers):
+            if BatchNormReLUMaxPool2d.fusable(*layers[i : i + 3]):
+                module[i] = BatchNormReLUMaxPool2d.from_modules(*layers[i : i + 3])
+                module[i + 1], module[i + 2] = Identity(), Identity()
+                i += 3
+            else:
+                i += 1
+    return model

@@ -6,7 +6,8 @@ import numpy as np
 from .. import init
 from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
 from ..functional.linear import linear_backward, linear_forward
-from .module import Module, Parameter
+from .module import Module
+from .parameter import Parameter
 
 
 class Linear(Module):

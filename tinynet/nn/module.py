@@ -1,7 +1,8 @@
-"""``Parameter``, ``Module`` and ``Sequential``: the containers every layer is built from.
+"""``Module``: the base class every layer and model is built from.
 
-A ``Module`` owns ``Parameter``s (trainable arrays with a ``.grad``), buffers (state that is saved but
-not trained, such as BatchNorm's running statistics) and child modules, with PyTorch's names:
+A ``Module`` owns ``Parameter``s (trainable arrays with a ``.grad``, ``tinynet.nn.parameter``), buffers
+(state that is saved but not trained, such as BatchNorm's running statistics) and child modules, with
+PyTorch's names:
 ``parameters()``, ``named_parameters()``, ``buffers()``, ``state_dict()``, ``load_state_dict()``,
 ``train()``, ``eval()``, ``zero_grad()``.
 
@@ -29,57 +30,10 @@ import numpy as np
 
 from .._checks import FLOAT_DTYPES, check_dout
 from .._grad_mode import is_grad_enabled
+from .parameter import Parameter
 
 
 _NOT_GIVEN = object()  # Module._saved_cache called without a dout to check
-
-class Parameter:
-    """A trainable array and the gradient accumulated for it.
-
-    Attributes
-    ----------
-    data : ndarray
-        The values, float32 by default. Optimizers update it in place.
-    grad : ndarray or None
-        Same shape and dtype as ``data``; ``None`` until the first backward (and after
-        ``zero_grad()``), as in PyTorch.
-    """
-
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data: Any, dtype: Any = None):
-        array = np.array(data, dtype=dtype, copy=True)  # a parameter owns its memory
-        if array.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Parameter: expected float32 or float64 data, got {array.dtype}")
-        self.data = array
-        self.grad: np.ndarray | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-    def accumulate_grad(self, grad: np.ndarray) -> None:
-        """Add ``grad`` into ``self.grad`` (``grad`` must be a fresh array no one else holds)."""
-        if grad.shape != self.data.shape or grad.dtype != self.data.dtype:
-            raise ValueError(
-                f"Parameter.accumulate_grad: expected a gradient of shape {self.data.shape} and dtype"
-                f" {self.data.dtype}, got {grad.shape} {grad.dtype}"
-            )
-        if self.grad is None:
-            self.grad = grad
-        else:
-            self.grad += grad
-
-    def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 class IncompatibleKeys(NamedTuple):
@@ -125,15 +79,16 @@ class Module:
                     f"{type(self).__name__}: cannot assign a {type(value).__name__} to parameter {name!r}"
                     f" (a Parameter or None expected; to change its values write {name}.data[...] = ...)"
                 )
+        # leave the other registries; a name re-assigned in its own registry keeps its place (as
+        # PyTorch), so replacing a Sequential's child does not move it to the end
+        own = self._parameters if isinstance(value, Parameter) else self._modules if isinstance(value, Module) else None
         for store in (self._parameters, self._buffers, self._modules):
-            store.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        else:
+            if store is not own:
+                store.pop(name, None)
+        if own is None:
             object.__setattr__(self, name, value)
             return
+        own[name] = value
         self.__dict__.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
@@ -405,64 +360,3 @@ def _trace_shapes(module: Module, x: Any, name: str, rows: list) -> Any:
     finally:
         for _, leaf in leaves:
             del leaf.__dict__["forward"]
-
-
-class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse.
-
-    Children are named ``"0"``, ``"1"``, ... so state-dict keys are ``"0.weight"``, ``"1.running_mean"``
-    as in ``torch.nn.Sequential``.
-    """
-
-    def __init__(self, *modules: Module):
-        super().__init__()
-        for index, module in enumerate(modules):
-            if not isinstance(module, Module):
-                raise TypeError(f"Sequential: argument {index} is a {type(module).__name__}, not a Module")
-            setattr(self, str(index), module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, index: int) -> Module:
-        layers = list(self._modules.values())
-        return layers[index]
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> "Sequential":
-        if not isinstance(module, Module):  # else it would become a plain attribute, silently skipped by forward
-            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
-        setattr(self, str(len(self)), module)
-        return self
-
-    #: run ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one fused kernel (``tinynet.nn.fused``);
-    #: set ``seq.fuse = False`` to run every layer on its own (same results, more memory traffic)
-    fuse = True
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        from .fused import BatchNormReLUMaxPool
-
-        modules = list(self._modules.values())
-        steps: list = []  # what ran, in order, for backward: modules and fused runs of modules
-        i = 0
-        while i < len(modules):
-            if self.fuse and BatchNormReLUMaxPool.fusable(modules, i):
-                fused = BatchNormReLUMaxPool(*modules[i : i + 3])
-                if fused.accepts(x):
-                    x = fused.forward(x)
-                    steps.append(fused)
-                    i += 3
-                    continue
-            x = modules[i](x)
-            steps.append(modules[i])
-            i += 1
-        object.__setattr__(self, "_steps", steps)
-        return x
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        steps = self.__dict__.get("_steps")
-        for step in reversed(steps if steps is not None else list(self._modules.values())):
-            dout = step.backward(dout)
-        return dout

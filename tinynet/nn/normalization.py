@@ -1,4 +1,4 @@
-"""``BatchNorm1d`` and ``BatchNorm2d`` (see ``tinynet.functional.batchnorm`` for the math)."""
+"""``BatchNorm1d`` and ``BatchNorm2d``: parameters, buffers and checks; the math is ``tinynet.functional.batchnorm``'s."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,8 @@ import numpy as np
 
 from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
 from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
-from .module import Module, Parameter
+from .module import Module
+from .parameter import Parameter
 
 
 class _BatchNorm(Module):
@@ -83,13 +84,11 @@ class _BatchNorm(Module):
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of features: input ``(N, C)`` or ``(N, C, L)``, statistics per channel over N (and L).
 
-    ``out = gamma * (x - mu) / sqrt(var + eps) + beta``: in training ``mu``/``var`` are the batch's
-    (biased) statistics and ``running_mean``/``running_var`` move towards them with ``momentum`` (0.1
-    weighs the new batch; the running variance is the unbiased one); in eval mode the running statistics
-    are used. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros) are ``(C,)``.
-
-    Backward (train): ``dx = gamma/sqrt(var+eps) * (dout - mean(dout) - x_hat * mean(dout * x_hat))``,
-    ``dgamma = sum(dout * x_hat)``, ``dbeta = sum(dout)``, sums and means over the M = N (*L) values.
+    ``out = gamma * (x - mu) / sqrt(var + eps) + beta``; parameters ``weight`` (gamma, ones) and ``bias``
+    (beta, zeros) are ``(C,)``, buffers ``running_mean``, ``running_var`` and ``num_batches_tracked``.
+    Training mode normalises with the batch's statistics and moves the running ones towards them
+    (``momentum`` weighs the new batch, as PyTorch); eval mode uses the running ones. The forward and
+    backward math is written once, in ``tinynet.functional.batchnorm``.
     """
 
     _ranks = (2, 3)

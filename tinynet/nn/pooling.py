@@ -1,13 +1,11 @@
-"""``MaxPool2d``: 2-D max pooling (see ``tinynet.functional.pooling`` and ``tinynet.kernels.maxpool``)."""
+"""``MaxPool2d``: 2-D max pooling (the math, checks and kernels calls are in ``tinynet.functional.pooling``)."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
-from .._checks import ShapeError, check_float_array, check_ndim
-from ..functional.pooling import maxpool2d_backward, maxpool2d_forward
-from ..kernels.maxpool import pool_params
+from ..functional.pooling import maxpool2d_backward, maxpool2d_forward, pool_params
 from .module import Module
 
 
@@ -27,17 +25,8 @@ class MaxPool2d(Module):
     input ``(N, C, H, W)`` -> output ``(N, C, OH, OW)`` with ``OH = (H + 2*ph - kh) // sh + 1``
     (floor mode: a last partial window is dropped), likewise ``OW``. No parameters.
 
-    Forward
-    -------
-    ``out[n, c, oh, ow] = max_{i < kh, j < kw} xpad[n, c, oh*sh + i, ow*sw + j]``; the position of
-    each maximum is kept (``argmax``, a flat index into the ``H x W`` plane). Ties go to the first
-    maximum in row-major window order; a NaN in a window makes the output NaN, as in PyTorch.
-
-    Backward
-    --------
-    The maximum passes its input through unchanged, so its derivative is 1 for the winner and 0 for
-    every other element of the window: ``dx[n, c].flat[argmax[n, c, oh, ow]] += dout[n, c, oh, ow]``,
-    everything else 0. With overlapping windows a pixel that won several windows gets the sum.
+    The math (ties, NaN, backward routing to the winner, overlapping windows adding up) is
+    ``tinynet.functional.pooling``'s; this layer keeps the cache between forward and backward.
 
     Examples
     --------
@@ -63,20 +52,10 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        where = self._describe()
-        check_float_array(where, x)
-        check_ndim(where, x, 4, "(N, C, H, W)")
-        if 0 in x.shape[1:]:  # as PyTorch: only the batch may be empty (padding would make up a -inf output)
-            raise ShapeError(f"{where}: expected an input with C, H and W at least 1 (only the batch N may be 0), got shape {x.shape}")
-        (h, w), (kh, kw), (ph, pw) = x.shape[2:], self._kernel, self._pad
-        if h + 2 * ph < kh or w + 2 * pw < kw:
-            pad = f"{ph}" if ph == pw else f"{self._pad}"
-            raise ShapeError(
-                f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
-            )
-        out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad)
+        out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad, where=self._describe())
         self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return maxpool2d_backward(dout, self._saved_cache(dout))
+        # the indices come from this layer's own forward: no need to re-verify them
+        return maxpool2d_backward(dout, self._saved_cache(dout), check_indices=False)

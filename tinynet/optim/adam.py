@@ -1,11 +1,11 @@
 """``Adam`` and ``AdamW``: adaptive moment estimation, with L2 or decoupled weight decay.
 
 Both follow ``torch.optim.Adam`` / ``torch.optim.AdamW`` formula for formula. The update runs in
-place with ``out=`` ufuncs and one shared scratch buffer (see ``Optimizer._scratch``): the fully
-connected layer of the keypoint model has tens of millions of weights and is stepped every batch,
-so a fresh temporary per operation would double the cost of a step. For float32 parameters every
-operation stays in float32: the hyper-parameters enter as Python floats, which NumPy casts to the
-array's dtype (an ``np.float64`` scalar would upcast the whole expression).
+place, one Numba pass per parameter (``tinynet.kernels.adam.adam_update_kernel``: every element read
+and written once, on every core), because the fully connected layers of the keypoint model hold
+millions of weights and are stepped every batch. ``adam_update_reference`` at the bottom of this file
+is the same update as NumPy ``out=`` operations, one line per formula, which the tests compare the
+kernel against. For float32 parameters every operation stays in float32 in both.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
 from ..kernels.adam import adam_update_kernel
 from .optimizer import Optimizer
 

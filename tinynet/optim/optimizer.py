@@ -34,7 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..nn.module import Module, Parameter
+from ..nn.module import Module
+from ..nn.parameter import Parameter
 
 
 class Optimizer:

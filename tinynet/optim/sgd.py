@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
 from .optimizer import Optimizer
 
 
