@@ -4,8 +4,10 @@ Every crop goes through exactly the deterministic evaluation pipeline the networ
 grayscale in [0, 1] -> Rescale (shorter side to ``round(S * 250 / 224)``) -> CenterCrop(S) -> network ->
 de-normalise. Then, ``refine_passes`` times (the checkpoint says how many), the face is framed again from
 those points (``keypoints.framing.frame_matrix``: their centroid and spread put where training put them)
-and read again. The exact inverse of the last pass's map brings the points back to the crop's own pixel
-coordinates, whatever its size, colour or dtype.
+and read again. If the checkpoint names ``test_frames``, the last pass reads the face in each of those
+frames around the canonical one (the jitter training applies to it) and averages the points. The exact
+inverse of the last pass's map brings the points back to the crop's own pixel coordinates, whatever its
+size, colour or dtype.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 import tinynet
 
-from .framing import DATASET_FRAMING, PointFraming, frame_matrix, warp_crop
+from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, warp_crop
 from .models import NaimishNet
 from .transforms import (
     FLIP_PERMUTATION,
@@ -56,9 +58,13 @@ class Predictor:
         How many times the face is framed again from its own points and read again.
     framing : PointFraming
         Where the refinement frame puts the points (measured on the training faces).
+    test_frames : tuple of (shift_x, shift_y, zoom, degrees)
+        Frames around the canonical one that the last refinement pass reads, averaging the points
+        (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
     """
 
-    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None):
+    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
+                 test_frames: Sequence | None = None):
         self.model = model.eval()
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
@@ -70,11 +76,16 @@ class Predictor:
         self.refine_passes = int(passes)
         framing = meta.get("framing")
         self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
+        frames = meta.get("test_frames") if test_frames is None else test_frames
+        try:
+            self.test_frames = checked_test_frames(frames)
+        except ValueError as exc:
+            raise ValueError(f"Predictor: {exc}") from None
 
     def __repr__(self) -> str:
         return (
             f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
-            f" refine_passes={self.refine_passes})"
+            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)})"
         )
 
     def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +131,27 @@ class Predictor:
             out = normalize_keypoints(crop_points, self.input_size).reshape(-1, 136)
         return out
 
+    def _test_frame_outputs(self, rescaled: list, frames: np.ndarray, batch_size: int) -> np.ndarray:
+        """The last refinement pass with ``test_frames``: ``(N, 136)`` normalised outputs in the canonical crops
+        ``frames`` (rescaled -> crop pixels) describe, the mean of the points read in every test frame.
+
+        Test frame ``(shift_x, shift_y, zoom, degrees)`` is the canonical frame jittered as training jitters it
+        (``frame_jitter @ frame``); its points go back into the canonical crop with that jitter's exact
+        inverse. The mean is taken in normalised units, an affine function of the crop pixels (and so of the
+        image pixels): it is the mean in either.
+        """
+        size, total = self.input_size, np.zeros((len(rescaled), 136))
+        jitters = [frame_jitter(size, self.framing, (dx, dy), zoom, degrees) for dx, dy, zoom, degrees in self.test_frames]
+        crops = np.stack([warp_crop(image, jitter @ frame, size) for jitter in jitters
+                          for image, frame in zip(rescaled, frames)])  # (J * N, S, S), frame by frame
+        outs = self._crop_outputs(crops, batch_size).reshape(len(jitters), len(rescaled), 136)  # one batch: fewer calls
+        for test_frame, jitter, out in zip(self.test_frames, jitters, outs):
+            if test_frame != (0.0, 0.0, 1.0, 0.0):  # the canonical frame needs no way back
+                back = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2).astype(np.float64), size), jitter)
+                out = normalize_keypoints(back, size).reshape(-1, 136)
+            total += out
+        return (total / len(self.test_frames)).astype(np.float32)
+
     def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
         """Like :meth:`predict`, also returning the last pass's outputs and the per-image affines
         (image pixels -> the last pass's crop pixels)."""
@@ -137,9 +169,12 @@ class Predictor:
         crops = np.stack([crop for crop, _ in centred])  # (N, S, S)
         frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
         out = self._crop_outputs(crops, batch_size)
-        for _ in range(self.refine_passes):
+        for index in range(self.refine_passes):
             source = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size), frames)
             frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
+            if self.test_frames and index == self.refine_passes - 1:
+                out = self._test_frame_outputs(rescaled, frames, batch_size)
+                continue
             crops = np.stack([warp_crop(image, frame, self.input_size) for image, frame in zip(rescaled, frames)])
             out = self._crop_outputs(crops, batch_size)
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
@@ -185,15 +220,17 @@ def _checked_image(index: int, image) -> np.ndarray:
 
 
 def load_predictor(
-    path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None
+    path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
+    test_frames: Sequence | None = None,
 ) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
-    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` and
-    ``refine_passes`` override the checkpoint's test-time flip averaging and number of refinement passes
-    (``None`` keeps the recipe's choice).
+    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip``, ``refine_passes``
+    and ``test_frames`` override the checkpoint's test-time flip averaging, number of refinement passes and
+    frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
+    frame only).
     """
     from .checkpoint import read_checkpoint
 
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
-    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes)
+    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes, test_frames=test_frames)

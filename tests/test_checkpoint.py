@@ -32,6 +32,8 @@ BAD = {
                 {"centroid": "0.5,0.5", "spread": 0.5}, [0.5, 0.5, 0.5], "evil",
                 {"centroid": [0.5, 0.5], "spread": 0.5, "extra": 1},
                 {"centroid": [0.5, 0.5], "spread": 0.2, "upright": "yes"}],
+    "test_frames": ["evil", [[0, 0, 1]], [[0.5, 0, 1, 0]], [[0, 0, 2, 0]], [[0, 0, 1, 90]], [[0, 0, float("nan"), 0]],
+                    [[0, 0, 1, "0"]], [[0, 0, 1, 0]] * 17],
 }
 
 
@@ -51,6 +53,8 @@ def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
         "refine_passes": st.integers(0, 4),
         "framing": st.builds(lambda fx, fy, s, up: {"centroid": [fx, fy], "spread": s, "upright": up},
                              *[st.floats(0.01, 0.99)] * 3, st.booleans()),
+        "test_frames": st.lists(st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1), st.floats(0.8, 1.25),
+                                          st.floats(-30, 30)).map(list), max_size=16),
     }), label="optional fields")
     checked = validate_meta({**meta, **extra})
     assert checked == {**DEFAULTS, **meta, **extra}
