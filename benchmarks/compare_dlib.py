@@ -1,8 +1,8 @@
 """keypoints against dlib, whole pipeline against whole pipeline, on the 770 test photos.
 
     pip install -e ".[bench]"            # dlib-bin and face-recognition-models (the 68-point model file)
-    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--limit N] [--detector haar+profile]
-                                      [--json out.json]
+    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--no-test-frames] [--limit N]
+                                      [--detector haar+profile] [--json out.json]
 
 Each tool runs as its users run it, photo in, points out: keypoints with its own detector, framing, network
 and refinement (``Predictor.predict_faces``); dlib with its HOG face detector (one upsampling, as its
@@ -58,10 +58,10 @@ def dlib_pipeline():
     return run
 
 
-def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None):
+def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None, test_frames: bool = True):
     from keypoints.predictor import load_predictor
 
-    predictor = load_predictor(model, refine_passes=refine_passes)
+    predictor = load_predictor(model, refine_passes=refine_passes, test_frames=None if test_frames else ())
 
     def run(photo: np.ndarray) -> list:
         return [(face.box, face.points) for face in predictor.predict_faces(photo, detector=detector)]
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default="haar+profile", help="keypoints' face detector (a name in keypoints.detect.DETECTORS)")
     parser.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                         help="override the checkpoint's number of refinement passes")
+    parser.add_argument("--no-test-frames", action="store_true",
+                        help="the last refinement pass reads the canonical frame only, not the checkpoint's test frames")
     parser.add_argument("--limit", type=int, help="only the first N test photos")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from keypoints.metrics import nme_per_face
 
     dlib_run = dlib_pipeline()
-    ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes)
+    ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes, not args.no_test_frames)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     tools = {"keypoints": ours_run, "dlib": dlib_run}

@@ -38,7 +38,7 @@ RESCALE_RANGE = (1.0, 2.0)
 
 #: optional fields and the value a checkpoint without them (an older one) means
 DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
-            "confidence_calibration": None}
+            "confidence_calibration": None, "test_frames": None}
 
 
 class CheckpointError(ValueError):
@@ -102,6 +102,14 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             framing = PointFraming.from_dict(framing).to_dict()
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: meta.{exc}") from None
+    frames = meta["test_frames"]
+    if frames is not None:
+        from .framing import checked_test_frames  # the one validation of test frames
+
+        try:
+            frames = [list(frame) for frame in checked_test_frames(frames)]
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: meta.{exc}") from None
     calibration = meta["confidence_calibration"]
     if calibration is not None:
         # (a, b) of keypoints.wild.confidence: a finite intercept and a negative slope (more disagreement
@@ -114,7 +122,7 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             )
         calibration = [float(calibration[0]), float(calibration[1])]
     return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
-                refine_passes=int(passes), framing=framing, confidence_calibration=calibration)
+                refine_passes=int(passes), framing=framing, confidence_calibration=calibration, test_frames=frames)
 
 
 def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:

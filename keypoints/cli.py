@@ -196,7 +196,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
     from .predictor import load_predictor
 
     # a bad checkpoint fails before any download
-    predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes)
+    predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
+                               test_frames=() if args.no_test_frames else None)
     metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
     metrics["checkpoint"] = str(args.checkpoint)
     broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
@@ -208,6 +209,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
     else:
         how = ["flip-averaged"] if metrics["flip_test"] else []
         how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
+        if metrics["refine_passes"] and metrics["test_frames"]:
+            how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
         suffix = " (" + ", ".join(how) + ")" if how else ""
         print(f"{args.checkpoint}: {format_metrics(metrics)}{suffix}")
     return 0
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--limit", type=int, help="only the first N test faces")
     evaluate.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                           help="re-frame each face from its own points this many times (default: as the checkpoint)")
+    evaluate.add_argument("--no-test-frames", action="store_true",
+                          help="the last pass reads the canonical frame only, not the checkpoint's test frames")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
     from .wild_cli import add_commands

@@ -32,6 +32,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: str | Path, limit: int | 
     metrics = summarize(prediction.points, true, prediction.normalized, true_norm)
     metrics["flip_test"] = predictor.flip
     metrics["refine_passes"] = predictor.refine_passes
+    metrics["test_frames"] = [list(frame) for frame in predictor.test_frames]  # read in the last pass
     metrics["input_size"] = predictor.input_size
     return metrics
 

@@ -14,6 +14,8 @@ which is where the centroid and spread of an average training face sit in its ce
 its eye centres (the means of points 36-41 and 42-47) is horizontal: the network then never has to read
 a tilted face in the refinement pass. Training shows the network such crops too, framed from the *true*
 points with a small random error (``framed_sample``), so the second pass sees what it was trained on.
+A checkpoint may also name *test frames* (:func:`checked_test_frames`): the last refinement pass then reads
+the face in each of these jittered frames around the canonical one and averages what it finds there.
 
 All matrices map source pixels to crop pixels (3x3, float64); pixel centres sit at integer coordinates,
 as in :mod:`keypoints.transforms`.
@@ -123,7 +125,7 @@ def frame_matrix(
     ``framing.spread * size * zoom``; ``degrees`` turns the face about its centroid (as
     :func:`keypoints.transforms._rotation_scale_about`), after turning it upright first when
     ``framing.upright``. ``shift``, ``zoom`` and ``degrees`` are the training jitter; the refinement pass
-    uses none.
+    uses none, except in the test frames a checkpoint may name (:func:`frame_jitter`).
     """
     points = np.asarray(points, dtype=np.float64)
     spread = float(point_spread(points))
@@ -135,6 +137,52 @@ def frame_matrix(
     scale = framing.spread * size * zoom / spread
     target = np.asarray(framing.centroid) * size + np.asarray(shift, dtype=np.float64) * size
     return _translation(*target) @ _rotation_scale_about(0.0, 0.0, degrees, scale) @ _translation(*-centre)
+
+
+def frame_jitter(
+    size: int, framing: PointFraming, shift: tuple[float, float] = (0.0, 0.0), zoom: float = 1.0, degrees: float = 0.0
+) -> np.ndarray:
+    """The 3x3 map from the canonical crop's pixels to those of the crop framed with this jitter.
+
+    For any points, ``frame_matrix(points, size, framing, shift, zoom, degrees)`` equals
+    ``frame_jitter(size, framing, shift, zoom, degrees) @ frame_matrix(points, size, framing)`` (up to
+    rounding): the move, turn and zoom about the canonical centroid that training's ``framed_sample`` draws.
+    """
+    target = np.asarray(framing.centroid, dtype=np.float64) * size
+    moved = target + np.asarray(shift, dtype=np.float64) * size
+    return _translation(*moved) @ _rotation_scale_about(0.0, 0.0, degrees, zoom) @ _translation(*-target)
+
+
+#: A test frame is ``(shift_x, shift_y, zoom, degrees)`` as in :func:`frame_matrix`; these bounds keep it
+#: within a few times the jitter the refinement pass is trained on (frame_shift 0.02, frame_zoom 0.05,
+#: degrees 15 in the default recipe).
+TEST_FRAME_LIMITS = {"shift": 0.1, "zoom": (0.8, 1.25), "degrees": 30.0}
+MAX_TEST_FRAMES = 16
+
+
+def checked_test_frames(frames) -> tuple[tuple[float, float, float, float], ...]:
+    """``[[shift_x, shift_y, zoom, degrees], ...]`` (at most :data:`MAX_TEST_FRAMES`, each within
+    :data:`TEST_FRAME_LIMITS`) -> a tuple of float 4-tuples; ``None`` or empty: ``()``. Raises ``ValueError``
+    starting with ``test_frames``."""
+    if frames is None:
+        return ()
+    if not isinstance(frames, (list, tuple)) or len(frames) > MAX_TEST_FRAMES:
+        raise ValueError(f"test_frames must be a list of at most {MAX_TEST_FRAMES} frames, got {frames!r}")
+    checked = []
+    for frame in frames:
+        if not (isinstance(frame, (list, tuple)) and len(frame) == 4 and all(
+                isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                and np.isfinite(v) for v in frame)):
+            raise ValueError(f"test_frames: each frame must be four numbers [shift_x, shift_y, zoom, degrees],"
+                             f" got {frame!r}")
+        shift_x, shift_y, zoom, degrees = (float(v) for v in frame)
+        low, high = TEST_FRAME_LIMITS["zoom"]
+        if max(abs(shift_x), abs(shift_y)) > TEST_FRAME_LIMITS["shift"] or not low <= zoom <= high \
+                or abs(degrees) > TEST_FRAME_LIMITS["degrees"]:
+            raise ValueError(f"test_frames: frame {list(frame)} is outside |shift| <= {TEST_FRAME_LIMITS['shift']},"
+                             f" zoom in [{low}, {high}], |degrees| <= {TEST_FRAME_LIMITS['degrees']}")
+        checked.append((shift_x, shift_y, zoom, degrees))
+    return tuple(checked)
 
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:

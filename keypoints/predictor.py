@@ -4,8 +4,10 @@ Every crop goes through exactly the deterministic evaluation pipeline the networ
 grayscale in [0, 1] -> Rescale (shorter side to ``round(S * 250 / 224)``) -> CenterCrop(S) -> network ->
 de-normalise. Then, ``refine_passes`` times (the checkpoint says how many), the face is framed again from
 those points (``keypoints.framing.frame_matrix``: their centroid and spread put where training put them)
-and read again. The exact inverse of the last pass's map brings the points back to the crop's own pixel
-coordinates, whatever its size, colour or dtype.
+and read again. If the checkpoint names ``test_frames``, the last pass reads the face in each of those
+frames around the canonical one (the jitter training applies to it) and averages the points. The exact
+inverse of the last pass's map brings the points back to the crop's own pixel coordinates, whatever its
+size, colour or dtype.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 import tinynet
 
-from .framing import DATASET_FRAMING, PointFraming, frame_matrix, warp_crop
+from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, warp_crop
 from .models import NaimishNet
 from .transforms import (
     FLIP_PERMUTATION,
@@ -63,9 +65,13 @@ class Predictor:
     confidence_calibration : (float, float) or None
         ``(a, b)`` of :mod:`keypoints.wild.confidence`, fitted for this network on its validation faces at
         the end of training; None (no confidence) for a checkpoint without it or without flip averaging.
+    test_frames : tuple of (shift_x, shift_y, zoom, degrees)
+        Frames around the canonical one that the last refinement pass reads, averaging the points
+        (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
     """
 
-    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None):
+    def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
+                 test_frames: Sequence | None = None):
         self.model = model.eval()
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
@@ -79,11 +85,16 @@ class Predictor:
         self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
         calibration = meta.get("confidence_calibration")
         self.confidence_calibration = None if calibration is None or not self.flip else tuple(map(float, calibration))
+        frames = meta.get("test_frames") if test_frames is None else test_frames
+        try:
+            self.test_frames = checked_test_frames(frames)
+        except ValueError as exc:
+            raise ValueError(f"Predictor: {exc}") from None
 
     def __repr__(self) -> str:
         return (
             f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
-            f" refine_passes={self.refine_passes})"
+            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)})"
         )
 
     def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +146,35 @@ class Predictor:
         averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 136)
         return averaged, np.stack([plain, unmirrored])
 
+    def _test_frame_outputs(self, rescaled: list, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The last refinement pass with ``test_frames``: ``(out, passes)`` as :meth:`_crop_outputs` gives them
+        for the canonical crops ``frames`` (rescaled -> crop pixels) describe, each the mean over the test frames.
+
+        Test frame ``(shift_x, shift_y, zoom, degrees)`` is the canonical frame jittered as training jitters it
+        (``frame_jitter @ frame``); its points go back into the canonical crop with that jitter's exact
+        inverse. The mean of ``out`` is taken in normalised units, an affine function of the crop pixels (and
+        so of the image pixels): it is the mean in either. ``passes`` (the plain and the mirrored reads, for
+        the confidence) are averaged the same way, in crop pixels.
+        """
+        size, n = self.input_size, len(rescaled)
+        jitters = [frame_jitter(size, self.framing, (dx, dy), zoom, degrees) for dx, dy, zoom, degrees in self.test_frames]
+        crops = np.stack([warp_crop(image, jitter @ frame, size) for jitter in jitters
+                          for image, frame in zip(rescaled, frames)])  # (J * N, S, S), frame by frame
+        outs, reads = self._crop_outputs(crops, batch_size)  # one batch: fewer calls
+        outs = outs.reshape(len(jitters), n, 136)
+        reads = None if reads is None else reads.reshape(2, len(jitters), n, 68, 2).astype(np.float64)
+        total = np.zeros((n, 136))
+        for j, (test_frame, jitter) in enumerate(zip(self.test_frames, jitters)):
+            out = outs[j]
+            if test_frame != (0.0, 0.0, 1.0, 0.0):  # the canonical frame needs no way back
+                back = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2).astype(np.float64), size), jitter)
+                out = normalize_keypoints(back, size).reshape(-1, 136)
+                if reads is not None:
+                    reads[:, j] = [map_to_original(read, jitter) for read in reads[:, j]]
+            total += out
+        passes = None if reads is None else reads.mean(axis=1)  # (2, N, 68, 2)
+        return (total / len(self.test_frames)).astype(np.float32), passes
+
     def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
         """Like :meth:`predict`, also returning the last pass's outputs and the per-image affines
         (image pixels -> the last pass's crop pixels)."""
@@ -152,9 +192,12 @@ class Predictor:
         crops = np.stack([crop for crop, _ in centred])  # (N, S, S)
         frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
         out, passes = self._crop_outputs(crops, batch_size)
-        for _ in range(self.refine_passes):
+        for index in range(self.refine_passes):
             source = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size), frames)
             frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
+            if self.test_frames and index == self.refine_passes - 1:
+                out, passes = self._test_frame_outputs(rescaled, frames, batch_size)
+                continue
             crops = np.stack([warp_crop(image, frame, self.input_size) for image, frame in zip(rescaled, frames)])
             out, passes = self._crop_outputs(crops, batch_size)
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
@@ -203,15 +246,17 @@ def _checked_image(index: int, image) -> np.ndarray:
 
 
 def load_predictor(
-    path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None
+    path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
+    test_frames: Sequence | None = None,
 ) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
-    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip`` and
-    ``refine_passes`` override the checkpoint's test-time flip averaging and number of refinement passes
-    (``None`` keeps the recipe's choice).
+    ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip``, ``refine_passes``
+    and ``test_frames`` override the checkpoint's test-time flip averaging, number of refinement passes and
+    frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
+    frame only).
     """
     from .checkpoint import read_checkpoint
 
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
-    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes)
+    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes, test_frames=test_frames)

@@ -35,6 +35,8 @@ BAD = {
     # (intercept, slope): more disagreement must mean less confidence, so the slope is negative
     "confidence_calibration": [[-4.0, 2.0], [-4.0, 0.0], [-4.0], [-4.0, -2.0, 1.0], "evil", [float("nan"), -2.0],
                                [-4.0, float("-inf")], ["-4", -2.0], [True, -2.0], {"a": -4.0, "b": -2.0}],
+    "test_frames": ["evil", [[0, 0, 1]], [[0.5, 0, 1, 0]], [[0, 0, 2, 0]], [[0, 0, 1, 90]], [[0, 0, float("nan"), 0]],
+                    [[0, 0, 1, "0"]], [[0, 0, 1, 0]] * 17],
 }
 
 
@@ -55,6 +57,8 @@ def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
         "confidence_calibration": st.lists(st.floats(-10, -0.01), min_size=2, max_size=2),
         "framing": st.builds(lambda fx, fy, s, up: {"centroid": [fx, fy], "spread": s, "upright": up},
                              *[st.floats(0.01, 0.99)] * 3, st.booleans()),
+        "test_frames": st.lists(st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1), st.floats(0.8, 1.25),
+                                          st.floats(-30, 30)).map(list), max_size=16),
     }), label="optional fields")
     checked = validate_meta({**meta, **extra})
     assert checked == {**DEFAULTS, **meta, **extra}

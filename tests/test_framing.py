@@ -12,7 +12,9 @@ from keypoints.data import Faces
 from keypoints.framing import (
     DATASET_FRAMING,
     PointFraming,
+    checked_test_frames,
     eye_angle,
+    frame_jitter,
     frame_matrix,
     framed_sample,
     measure_point_framing,
@@ -233,3 +235,87 @@ def test_predictor_refine_passes_validated(tmp_path):
     for bad in (-1, 5, 1.5, True):
         with pytest.raises(ValueError, match="refine_passes"):
             load_predictor(path, refine_passes=bad)
+
+
+# ---------------------------------------------------------------------------------------------- test frames
+@given(
+    shift=st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1)),
+    zoom=st.floats(0.8, 1.25),
+    degrees=st.floats(-30, 30),
+    upright=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(deadline=None, max_examples=30)
+def test_a_test_frame_is_the_training_jitter_of_the_canonical_frame(shift, zoom, degrees, upright, seed):
+    points = np.random.default_rng(seed).uniform(10, 300, size=(68, 2))
+    framing = PointFraming((0.45, 0.55), 0.2, upright=upright)
+    jittered = frame_matrix(points, S, framing, shift=shift, zoom=zoom, degrees=degrees)  # what training draws
+    np.testing.assert_allclose(frame_jitter(S, framing, shift, zoom, degrees) @ frame_matrix(points, S, framing),
+                               jittered, rtol=0, atol=1e-9)
+
+
+def _predictors(path, frames, flip=True):
+    plain = load_predictor(path, flip=flip, refine_passes=2)
+    framed = load_predictor(path, flip=flip, refine_passes=2, test_frames=frames)
+    assert plain.test_frames == () and framed.test_frames == checked_test_frames(frames)
+    assert f"test_frames={len(frames)}" in repr(framed)
+    return plain, framed
+
+
+def test_the_canonical_test_frame_alone_is_the_plain_prediction_exactly(tmp_path):
+    from test_predictor import LinearOutput  # an output that depends on every pixel of the crop
+
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    images = [np.random.default_rng(i).random((150 + 20 * i, 130)).astype(np.float32) for i in range(3)]
+    plain, framed = _predictors(path, [[0, 0, 1, 0]])
+    plain.model = framed.model = LinearOutput(seed=3)
+    a, b = plain.predict_details(images), framed.predict_details(images)
+    for name in ("points", "normalized", "affines"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+    # a shifted frame reads other pixels: the answer changes (the option is not a no-op)
+    (_, shifted) = _predictors(path, [[0.04, 0, 1, 0]])
+    shifted.model = plain.model
+    assert np.abs(shifted.predict(images) - a.points).max() > 0.1
+
+
+@pytest.mark.parametrize("frames", [
+    [[0.04, 0.0, 1.0, 0.0]],
+    [[0.0, -0.03, 1.1, 0.0]],
+    [[0.02, 0.01, 0.9, 7.0]],
+    [[0.0, 0.0, 1.0, 0.0], [-0.04, 0.0, 1.0, 0.0], [0.04, 0.0, 1.0, 0.0], [0.0, 0.05, 0.95, -5.0]],
+])
+def test_points_read_in_a_test_frame_go_back_by_its_exact_inverse(tmp_path, frames):
+    """A network that answers the same crop points ``c`` whatever it sees: in a frame moved by ``s S``, turned by
+    ``a`` and zoomed by ``z`` about the canonical centroid ``t``, ``c`` is the canonical crop's point
+    ``t + R(a)^-1 (c - t - s S) / z`` (written out here, not with frame_jitter); the mean over frames is kept."""
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    images = [np.random.default_rng(i).random((160, 140 + 10 * i)).astype(np.float32) for i in range(2)]
+    plain, framed = _predictors(path, frames, flip=False)
+    plain.model = CanonicalFace(plain.framing)
+    framed.model = CanonicalFace(framed.framing)
+    a, b = plain.predict_details(images), framed.predict_details(images)
+    np.testing.assert_array_equal(b.affines, a.affines)  # the same canonical frame, from the same first passes
+    answer = denormalize_keypoints(framed.model.q.reshape(68, 2).astype(np.float64), S)
+    centroid = np.array(framed.framing.centroid) * S
+    expected = []
+    for shift_x, shift_y, zoom, degrees in frames:
+        theta = np.radians(degrees)  # counter-clockwise as displayed: (x, y) -> (x cos + y sin, -x sin + y cos)
+        inverse = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) / zoom
+        expected.append(centroid + (answer - centroid - np.array([shift_x, shift_y]) * S) @ inverse.T)
+    expected = np.mean(expected, axis=0)
+    for i in range(len(images)):
+        got = denormalize_keypoints(b.normalized[i].reshape(68, 2).astype(np.float64), S)
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+        # and in the image's pixels, through the canonical frame's exact inverse
+        np.testing.assert_allclose(b.points[i], map_to_original(expected, b.affines[i]), atol=2e-3)
+
+
+@pytest.mark.parametrize("bad", [[[0, 0, 1]], [[0.2, 0, 1, 0]], [[0, 0, 1.5, 0]], [[0, 0, 1, 45]],
+                                 [[0, 0, float("nan"), 0]], [[0, 0, True, 0]], "0,0,1,0", [[0, 0, 1, 0]] * 17])
+def test_test_frames_are_validated(tmp_path, bad):
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    with pytest.raises(ValueError, match="Predictor: test_frames"):
+        load_predictor(path, test_frames=bad)

@@ -9,7 +9,7 @@ disagreement,
     d = mean over the 68 points of |plain - unmirrored mirrored| / |p36 - p45|
 
 (the outer eye corners' distance of the averaged points, so faces of every size count alike), is the
-signal. It is mapped to a probability by logistic regression,
+signal. With test frames (``Predictor.test_frames``) both reads are first averaged over the frames. It is mapped to a probability by logistic regression,
 
     confidence = P(NME <= 10 % | d) = 1 / (1 + exp(-(a + b log d)))
 
