@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
-from .transforms import NUM_KEYPOINTS, Rescale, center_crop_offset, to_gray_float32
+from .geometry import NUM_KEYPOINTS, center_crop_offset
+from .transforms import Rescale, to_gray_float32
 
 OFFICIAL_URL = (
     "https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/5aea1b91_train-test-data/train-test-data.zip"
@@ -503,7 +504,7 @@ class Faces:
     original_sizes : (N, 2) int64, ``(height, width)`` of the original images
     size : int, ``S``, the side of the crops the network sees
     to_original : (N, 2, 3) float64, per image the affine mapping rescaled pixels back to original
-        pixels, ``x = (x' + 0.5) W/W' - 0.5`` (apply with ``keypoints.transforms.apply_affine``)
+        pixels, ``x = (x' + 0.5) W/W' - 0.5`` (apply with ``keypoints.geometry.apply_affine``)
     """
 
     images: list

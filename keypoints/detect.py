@@ -13,7 +13,7 @@ one face), never on whole photos. To use it in the wild, every face is
    :class:`~keypoints.predictor.Predictor`, whose points come back in each crop's pixels; adding the
    crop's integer corner gives photo pixels (:func:`crop_to_photo`), exactly.
 
-Coordinates follow :mod:`keypoints.transforms`: pixel ``(row y, column x)`` has its centre at ``(x, y)``.
+Coordinates follow :mod:`keypoints.geometry`: pixel ``(row y, column x)`` has its centre at ``(x, y)``.
 A box or crop rectangle ``(x, y, w, h)`` covers the pixels ``x .. x + w - 1`` and ``y .. y + h - 1``.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ a tilted face in the refinement pass. Training shows the network such crops too,
 points with a small random error (``framed_sample``), so the second pass sees what it was trained on.
 
 All matrices map source pixels to crop pixels (3x3, float64); pixel centres sit at integer coordinates,
-as in :mod:`keypoints.transforms`.
+as in :mod:`keypoints.geometry`.
 """
 from __future__ import annotations
 
@@ -25,17 +25,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .transforms import (
+from .geometry import (
     FLIP_PERMUTATION,
-    _factor,
-    _flip_matrix,
-    _flip_probability,
-    _jitter,
-    _rotation_scale_about,
-    _translation,
     apply_affine,
     center_crop_offset,
+    flip_keypoints,
+    flip_matrix,
+    rotation_scale_about,
+    translation,
 )
+from .transforms import _factor, _flip_probability, _jitter
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def frame_matrix(
 
     The points' centroid goes to ``framing.centroid * size + shift * size`` and their spread becomes
     ``framing.spread * size * zoom``; ``degrees`` turns the face about its centroid (as
-    :func:`keypoints.transforms._rotation_scale_about`), after turning it upright first when
+    :func:`keypoints.geometry.rotation_scale_about`), after turning it upright first when
     ``framing.upright``. ``shift``, ``zoom`` and ``degrees`` are the training jitter; the refinement pass
     uses none.
     """
@@ -134,7 +133,7 @@ def frame_matrix(
         degrees = degrees - eye_angle(points)
     scale = framing.spread * size * zoom / spread
     target = np.asarray(framing.centroid) * size + np.asarray(shift, dtype=np.float64) * size
-    return _translation(*target) @ _rotation_scale_about(0.0, 0.0, degrees, scale) @ _translation(*-centre)
+    return translation(*target) @ rotation_scale_about(0.0, 0.0, degrees, scale) @ translation(*-centre)
 
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -173,10 +172,10 @@ def framed_sample(
     angle = float(rng.uniform(-degrees, degrees)) if degrees > 0 else 0.0
     offset = rng.normal(0.0, shift, size=2) if shift > 0 else np.zeros(2)
     factor = float(np.exp(rng.normal(0.0, zoom))) if zoom > 0 else 1.0
-    mirror = _flip_matrix(image.shape[1]) if flipped else np.eye(3)
-    source = apply_affine(keypoints.astype(np.float64), mirror)
+    mirror = flip_matrix(image.shape[1]) if flipped else np.eye(3)
+    source = keypoints.astype(np.float64)
     if flipped:
-        source = source[FLIP_PERMUTATION]  # the mirrored face's own left and right (upright framing reads the eyes)
+        source = flip_keypoints(source, image.shape[1])  # the mirrored face's own left and right (upright framing reads the eyes)
     matrix = frame_matrix(source, size, framing, shift=offset, zoom=factor, degrees=angle) @ mirror
     crop = warp_crop(image, matrix, size)
     moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .data import Faces
 from .framing import PointFraming, framed_sample
-from .transforms import NUM_KEYPOINTS, crop_sample, normalize_keypoints
+from .geometry import NUM_KEYPOINTS, normalize_keypoints
+from .transforms import crop_sample
 
 AUGMENT_KEYS = (
     "flip", "degrees", "scale", "translate", "brightness", "contrast", "refine", "frame_shift", "frame_zoom", "frame_degrees"

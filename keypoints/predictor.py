@@ -18,17 +18,16 @@ import tinynet
 
 from .framing import DATASET_FRAMING, PointFraming, frame_matrix, warp_crop
 from .models import NaimishNet
-from .transforms import (
-    FLIP_PERMUTATION,
-    crop_sample,
+from .geometry import (
     denormalize_keypoints,
+    flip_image,
+    flip_keypoints,
     map_to_original,
     normalize_keypoints,
     rescale_matrix,
     rescaled_shape,
-    resize_image,
-    to_gray_float32,
 )
+from .transforms import crop_sample, resize_image, to_gray_float32
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
@@ -125,12 +124,9 @@ class Predictor:
         out = self._network(crops, batch_size)
         if not self.flip:
             return out, None
-        mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
-        # point j of the mirrored face is point FLIP_PERMUTATION[j] of the face, at x' = S - 1 - x
-        mirrored = denormalize_keypoints(mirrored, self.input_size)
-        mirrored[..., 0] = self.input_size - 1 - mirrored[..., 0]
-        unmirrored = np.empty_like(mirrored)
-        unmirrored[:, FLIP_PERMUTATION] = mirrored
+        mirrored = self._network(flip_image(crops, batched=True), batch_size).reshape(-1, 68, 2)
+        # the points found on the mirrored face, flipped back onto the face (the flip is its own inverse)
+        unmirrored = flip_keypoints(denormalize_keypoints(mirrored, self.input_size), self.input_size)
         plain = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
         averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 136)
         return averaged, np.stack([plain, unmirrored])

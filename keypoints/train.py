@@ -33,7 +33,7 @@ from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
 from .framing import DATASET_FRAMING, PointFraming, measure_point_framing
 from .models import HEADS, naimishnet
-from .transforms import denormalize_keypoints
+from .geometry import denormalize_keypoints
 
 CHECKPOINT_FORMAT = "keypoints-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -25,7 +25,8 @@ from keypoints.data import (
     read_keypoints_csv,
     rescale_size,
 )
-from keypoints.transforms import Compose, RandomCrop, apply_affine
+from keypoints.geometry import apply_affine
+from keypoints.transforms import Compose, RandomCrop
 
 HEADER = "," + ",".join(str(i) for i in range(2 * NUM_KEYPOINTS))  # upstream's header (pandas index column)
 

@@ -11,7 +11,7 @@ import pytest
 from keypoint_fixtures import real_data_dir, save_constant_face_model
 
 from keypoints import detect
-from keypoints.transforms import FLIP_PERMUTATION
+from keypoints.geometry import FLIP_PERMUTATION
 from keypoints.detect import (
     DETECTORS,
     FRAME_OFFSET,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keypoints.geometry import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
 from keypoints.transforms import (
-    FLIP_PERMUTATION,
     CenterCrop,
     ColorJitter,
     Compose,
@@ -24,11 +24,7 @@ from keypoints.transforms import (
     RandomHorizontalFlip,
     Rescale,
     ToArray,
-    apply_affine,
     crop_sample,
-    denormalize_keypoints,
-    map_to_original,
-    normalize_keypoints,
     to_gray_float32,
 )
 
