@@ -66,7 +66,7 @@ def main() -> None:
     import matplotlib.cbook as cbook
 
     from keypoints.detect import crop_face, detect_faces, pad_box, predict_faces
-    from keypoints.transforms import to_gray_float32
+    from keypoints.image import to_gray_float32
 
     predictor, name = load(args.model)
     portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)

@@ -38,9 +38,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file
+from .image import DEFAULT_MAX_PIXELS, ImageError, read_image_file, to_gray_float32
 from .geometry import NUM_KEYPOINTS, center_crop_offset
-from .transforms import Rescale, to_gray_float32
+from .transforms import Rescale
 
 OFFICIAL_URL = (
     "https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/5aea1b91_train-test-data/train-test-data.zip"

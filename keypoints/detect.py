@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from .transforms import to_gray_float32
+from .image import check_image, gray_uint8, to_bgr_uint8, to_gray_float32
 
 # ----------------------------------------------------------------------------------------------------
 # Framing constants, measured on the training data
@@ -68,59 +68,6 @@ class FaceKeypoints(NamedTuple):
     box: np.ndarray
     points: np.ndarray
     confidence: float | None = None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image conversion
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check_image(where: str, image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{where}: expected a numpy.ndarray image, got {type(image).__name__}")
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
-        raise ValueError(f"{where}: expected an image of shape (H, W) or (H, W, 1|2|3|4), got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{where}: the image is empty (shape {image.shape})")
-    return image
-
-
-def gray_uint8(image: np.ndarray) -> np.ndarray:
-    """Any image (gray/BGR/BGRA; uint8, uint16 or float in [0, 1]) -> ``(H, W)`` uint8 gray, what the
-    Haar cascade reads. uint8 BGR goes straight through ``cv2.cvtColor``; other inputs through
-    :func:`~keypoints.transforms.to_gray_float32`, then ``round(255 g)``."""
-    image = _check_image("gray_uint8", image)
-    if image.dtype == np.uint8:
-        if image.ndim == 2:
-            return image
-        channels = image.shape[2]
-        if channels <= 2:
-            return np.ascontiguousarray(image[:, :, 0])
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
-    gray = to_gray_float32(image)
-    return np.clip(gray * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
-
-
-def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
-    """Any image -> a fresh ``(H, W, 3)`` uint8 BGR copy for drawing (gray is repeated, alpha dropped,
-    uint16 divided by 257, float in [0, 1] scaled by 255 and rounded)."""
-    image = _check_image("to_bgr_uint8", image)
-    if image.dtype == np.uint8:
-        out = image
-    elif image.dtype == np.uint16:
-        out = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        out = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    else:
-        raise ValueError(f"to_bgr_uint8: unsupported image dtype {image.dtype} (expected uint8, uint16 or float)")
-    if out.ndim == 2:
-        return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
-    channels = out.shape[2]
-    if channels <= 2:
-        return cv2.cvtColor(np.ascontiguousarray(out[:, :, 0]), cv2.COLOR_GRAY2BGR)
-    if channels == 4:
-        return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
-    return out.copy()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,7 +190,7 @@ def detect_faces(
     -------
     (F, 4) int64, sorted left to right (then top to bottom), an empty ``(0, 4)`` array when no face.
     """
-    image = _check_image("detect_faces", image)
+    image = check_image("detect_faces", image)
     if detector not in DETECTORS:
         raise ValueError(f"detect_faces: unknown detector {detector!r}; available: {', '.join(sorted(DETECTORS))}")
     if max_side is not None and max_side < 32:
@@ -325,7 +272,7 @@ def crop_face(image: np.ndarray, rect, border: str = "replicate") -> np.ndarray:
     fills with 0. Pixel ``(i, j)`` of the crop is pixel ``(y + i, x + j)`` of the photo wherever that
     exists. Returns a fresh array of the image's dtype and channels.
     """
-    image = _check_image("crop_face", image)
+    image = check_image("crop_face", image)
     left, top, w, h = (int(v) for v in _as_box("crop_face", rect))
     height, width = image.shape[:2]
     x0, y0 = max(left, 0), max(top, 0)
@@ -386,7 +333,7 @@ def predict_faces(
     go through the network in one batch. Converted to gray once, cropped from the gray image: the
     predictor reads gray anyway, and a colour crop would be converted per face.
     """
-    image = _check_image("predict_faces", image)
+    image = check_image("predict_faces", image)
     if boxes is None:
         boxes = detect_faces(image, detector=detector, max_side=max_side, min_size=min_size)
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)

@@ -27,7 +27,8 @@ from .geometry import (
     rescale_matrix,
     rescaled_shape,
 )
-from .transforms import crop_sample, resize_image, to_gray_float32
+from .image import resize_image, to_gray_float32
+from .transforms import crop_sample
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)

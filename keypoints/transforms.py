@@ -47,51 +47,9 @@ from .geometry import (
     rotation_scale_about,
     translation,
 )
+from .image import resize_image, to_gray_float32
 
 _IDENTITY = np.eye(3)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image conversion and keypoint normalisation
-# ----------------------------------------------------------------------------------------------------
-
-
-def to_gray_float32(image: np.ndarray) -> np.ndarray:
-    """Any image ``cv2.imread`` returns -> float32 grayscale ``(H, W)`` in ``[0, 1]``.
-
-    uint8 is divided by 255 and uint16 by 65535; float32/float64 are taken to be in ``[0, 1]`` already.
-    Channels follow OpenCV's order: ``(H, W, 3)`` is BGR and ``(H, W, 4)`` BGRA (alpha dropped), converted
-    with ``cv2.cvtColor`` (``Y = 0.299 R + 0.587 G + 0.114 B``) *after* the division, so no precision is
-    lost to an intermediate uint8 gray image. ``(H, W, 1)`` and ``(H, W, 2)`` (gray + alpha) keep channel 0.
-    """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"to_gray_float32: expected a numpy.ndarray image, got {type(image).__name__}")
-    if image.dtype == np.uint8:
-        out = image.astype(np.float32) * np.float32(1.0 / 255.0)
-    elif image.dtype == np.uint16:
-        out = image.astype(np.float32) * np.float32(1.0 / 65535.0)
-    elif image.dtype in (np.float32, np.float64):
-        out = image.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"to_gray_float32: unsupported image dtype {image.dtype} (expected uint8, uint16 or float)")
-    if out.ndim == 2:
-        return out
-    if out.ndim != 3 or out.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"to_gray_float32: expected an image of shape (H, W) or (H, W, 1|2|3|4), got {image.shape}")
-    channels = out.shape[2]
-    if channels <= 2:
-        return np.ascontiguousarray(out[:, :, 0])
-    code = cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY
-    return cv2.cvtColor(out, code)
-
-
-def resize_image(image: np.ndarray, new_height: int, new_width: int) -> np.ndarray:
-    """``cv2.resize`` with ``INTER_AREA`` when shrinking (a box filter: no aliasing) and ``INTER_LINEAR``
-    when enlarging (or when one side grows and the other shrinks)."""
-    height, width = image.shape[:2]
-    shrinking = new_height <= height and new_width <= width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (new_width, new_height), interpolation=interpolation)
 
 
 def _check_sample(where: str, sample: dict) -> tuple[np.ndarray, np.ndarray]:

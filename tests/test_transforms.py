@@ -25,8 +25,8 @@ from keypoints.transforms import (
     Rescale,
     ToArray,
     crop_sample,
-    to_gray_float32,
 )
+from keypoints.image import to_gray_float32
 
 SIGMA = 1.2  # blob radius (pixels of the source image)
 SEPARATION = 20.0  # minimum distance between blobs (source pixels)
