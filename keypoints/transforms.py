@@ -20,7 +20,7 @@ Coordinates: pixel centres sit at integer coordinates, so pixel ``(row y, column
 Every geometric transform also composes its 3x3 matrix into ``sample["affine"]`` (which maps the
 *original* image's pixel coordinates to the current keypoint coordinates, float64 so that composing
 many of them loses nothing), and a flip composes its index permutation into ``sample["order"]``, so a
-prediction made on the transformed image maps back exactly with :func:`map_to_original`.
+prediction made on the transformed image maps back exactly with :func:`keypoints.geometry.map_to_original`.
 
 For the training loop, :func:`crop_sample` does random crop + flip + rotation/scale/shift as ONE affine
 and ONE ``cv2.warpAffine`` from a cached, already rescaled image (a plain slice when only cropping and
@@ -40,7 +40,6 @@ from .geometry import (
     center_crop_offset,
     flip_image,
     flip_matrix,
-    map_to_original,
     normalization_matrix,
     rescale_matrix,
     rescaled_shape,
@@ -143,7 +142,7 @@ class Normalize:
     size : int, optional
         ``S``. ``None`` uses the image's side, which must then be square (Normalize follows the crop).
 
-    The normalisation is composed into ``sample["affine"]``, so :func:`map_to_original` takes the
+    The normalisation is composed into ``sample["affine"]``, so :func:`keypoints.geometry.map_to_original` takes the
     network's normalised predictions straight back to the original pixels. Geometric transforms refuse a
     normalised sample (``sample["normalized"]`` is set) rather than silently mixing units.
     """

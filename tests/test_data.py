@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from keypoints.data import (
-    NUM_KEYPOINTS,
     OFFICIAL_URL,
     DataError,
     Faces,
@@ -25,7 +24,7 @@ from keypoints.data import (
     read_keypoints_csv,
     rescale_size,
 )
-from keypoints.geometry import apply_affine
+from keypoints.geometry import NUM_KEYPOINTS, apply_affine
 from keypoints.transforms import Compose, RandomCrop
 
 HEADER = "," + ",".join(str(i) for i in range(2 * NUM_KEYPOINTS))  # upstream's header (pandas index column)
