@@ -65,7 +65,9 @@ def main() -> None:
 
     import matplotlib.cbook as cbook
 
-    from keypoints.detect import crop_face, detect_faces, pad_box, predict_faces
+    from keypoints.wild.detection import detect_faces
+    from keypoints.wild.face_crop import crop_face, pad_box
+    from keypoints.wild.faces import predict_faces
     from keypoints.image import to_gray_float32
 
     predictor, name = load(args.model)

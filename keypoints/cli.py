@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                           help="re-frame each face from its own points this many times (default: as the checkpoint)")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
-    from .wild_cli import add_commands
+    from .wild.cli import add_commands
 
     add_commands(commands)  # predict, filter, video, show-filters, show-maps, align
     if argv is None:

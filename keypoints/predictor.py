@@ -170,16 +170,6 @@ class Predictor:
         """
         return self.predict_details(images, batch_size).points
 
-    def predict_faces(self, image: np.ndarray, detector: str | None = None) -> list:
-        """Every face of a photo: ``[FaceKeypoints(box (4,) int (x, y, w, h), points (68, 2), confidence), ...]``.
-
-        Detects the faces (``detector``, default ``keypoints.detect.DEFAULT_DETECTOR``), frames each as the training images were
-        framed, and predicts all of them in one batch: see :func:`keypoints.detect.predict_faces`.
-        """
-        from .detect import DEFAULT_DETECTOR, predict_faces  # imported here: detect is optional for crop-only users
-
-        return predict_faces(self, image, detector=DEFAULT_DETECTOR if detector is None else detector)
-
 
 def _checked_image(index: int, image) -> np.ndarray:
     """Image ``index`` of a batch, refused with a message naming it if it is empty or a float image with

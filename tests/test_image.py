@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keypoints import wild_cli
+from keypoints.wild import cli as wild_cli
 from keypoints.data import DataError, FacialKeypointsDataset, read_image, read_keypoints_csv
 from keypoints.image import ImageError, header_pixels, read_image_file
 

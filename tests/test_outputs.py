@@ -106,7 +106,7 @@ def test_video_refuses_to_write_over_its_input_and_leaves_no_partial_output(port
     # Ctrl-C in the third frame: no output file, no temporary, the old output untouched
     out = tmp_path / "out.mp4"
     out.write_bytes(b"an earlier result")
-    from keypoints import video
+    from keypoints.wild import video
 
     real, calls = video.predict_faces, []
 

@@ -1,4 +1,4 @@
-"""The in-the-wild command lines (keypoints.wild_cli) and the pictures behind show-filters / show-maps
+"""The in-the-wild command lines (keypoints.wild.cli) and the pictures behind show-filters / show-maps
 (keypoints.visualize), run in-process on the Grace Hopper portrait and generated images."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from keypoint_fixtures import save_constant_face_model
 
-from keypoints import wild_cli
-from keypoints.detect import pad_box
+from keypoints.wild import cli as wild_cli
+from keypoints.wild.face_crop import pad_box
 from keypoints.wild.commands import align_command
 
 

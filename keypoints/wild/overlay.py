@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image import IMAGE_DTYPES, read_image_file, to_uint8
+from ..image import IMAGE_DTYPES, read_image_file, to_uint8
 
 RIGHT_EYE = slice(36, 42)  # the person's right eye: on the left of the picture
 LEFT_EYE = slice(42, 48)

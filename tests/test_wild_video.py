@@ -1,4 +1,4 @@
-"""One Euro filter, face tracking, and video in / video out (keypoints.video)."""
+"""One Euro filter, face tracking, and video in / video out (keypoints.wild.video)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoints.detect import FaceKeypoints
-from keypoints.video import FaceTracker, OneEuroFilter, box_iou, open_video, process_video, smoothing_factor
+from keypoints.wild.faces import FaceKeypoints
+from keypoints.wild.video import FaceTracker, OneEuroFilter, box_iou, open_video, process_video, smoothing_factor
 
 FPS = 30.0
 
