@@ -49,7 +49,8 @@ def load(model: str | None):
     if PRETRAINED.is_file():
         return load_predictor(), str(PRETRAINED)
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     path = Path(tempfile.mkdtemp()) / "untrained.npz"
     save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)

@@ -24,7 +24,8 @@ from keypoints.files import (
     remove_stale_temporaries,
     write_image,
 )
-from keypoints.train import Recipe, train
+from keypoints.recipes import Recipe
+from keypoints.train import train
 from test_wild_cli import model_path, portrait_path, run  # noqa: F401 (the CLI tests' fixtures and runner)
 
 

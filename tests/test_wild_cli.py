@@ -30,7 +30,8 @@ def portrait(portrait_path):
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     path = tmp_path_factory.mktemp("model") / "m.npz"
     save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)
