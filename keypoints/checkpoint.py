@@ -33,7 +33,7 @@ import numpy as np
 import tinynet
 from tinynet.serialization import ArrayInfo, load_structure
 
-from .data.cache import rescale_size
+from .crops import rescale_size
 from .framing import DATASET_FRAMING, PointFraming
 from .recipes import recipe_from_dict
 

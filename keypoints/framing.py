@@ -34,7 +34,7 @@ from .geometry import (
     rotation_scale_about,
     translation,
 )
-from .transforms import _factor, _flip_probability, _jitter
+from .crops import flip_probability, jitter_factor, photometric_jitter
 
 
 @dataclass(frozen=True)
@@ -161,13 +161,13 @@ def framed_sample(
 
     Draws, in order: flip (``True`` is probability 0.5, a float the probability), angle ``U(-degrees, degrees)``, shift ``N(0, shift)``
     per axis (a fraction of ``size``), zoom ``exp(N(0, zoom))``, then brightness/contrast as
-    ``crop_sample``. A flipped sample is framed from the mirrored points, so it is framed canonically too.
+    ``keypoints.crops.crop_sample``. A flipped sample is framed from the mirrored points, so it is framed canonically too.
 
     Returns ``crop (size, size) float32`` and ``keypoints (K, 2) float32`` in crop pixels (68 points,
     left/right swapped when flipped).
     """
     keypoints = np.asarray(keypoints)
-    p_flip = _flip_probability(flip)
+    p_flip = flip_probability(flip)
     flipped = p_flip >= 1.0 or (p_flip > 0.0 and bool(rng.random() < p_flip))
     angle = float(rng.uniform(-degrees, degrees)) if degrees > 0 else 0.0
     offset = rng.normal(0.0, shift, size=2) if shift > 0 else np.zeros(2)
@@ -182,7 +182,7 @@ def framed_sample(
     if flipped:
         moved = moved[FLIP_PERMUTATION]
     if brightness > 0 or contrast > 0:
-        crop = _jitter(crop, _factor(rng, brightness), _factor(rng, contrast))
+        crop = photometric_jitter(crop, jitter_factor(rng, brightness), jitter_factor(rng, contrast))
     return crop, moved
 
 

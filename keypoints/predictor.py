@@ -1,7 +1,8 @@
 """Keypoints from face crops with a trained checkpoint: ``keypoints.load_predictor(path).predict(images)``.
 
-Every crop goes through exactly the deterministic evaluation pipeline the network was validated with:
-grayscale in [0, 1] -> Rescale (shorter side to ``round(S * 250 / 224)``) -> CenterCrop(S) -> network ->
+Every crop goes through exactly the deterministic evaluation pipeline the network was validated with
+(``keypoints.crops``: the one preprocessing path, shared with validation and test evaluation): grayscale in
+[0, 1] -> ``rescale_face`` (shorter side to ``meta.rescale``) -> ``center_crop(S)`` -> network ->
 de-normalise. Then, ``refine_passes`` times (the checkpoint says how many), the face is framed again from
 those points (``keypoints.framing.frame_matrix``: their centroid and spread put where training put them)
 and read again. The exact inverse of the last pass's map brings the points back to the crop's own pixel
@@ -24,11 +25,9 @@ from .geometry import (
     flip_keypoints,
     map_to_original,
     normalize_keypoints,
-    rescale_matrix,
-    rescaled_shape,
 )
-from .image import resize_image, to_gray_float32
-from .transforms import crop_sample
+from .crops import center_crop, rescale_face
+from .image import to_gray_float32
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
@@ -88,16 +87,10 @@ class Predictor:
 
     def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One image -> ``(gray rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
-        gray = to_gray_float32(np.asarray(image))
-        height, width = gray.shape
-        new_h, new_w = rescaled_shape(height, width, self.rescale)
-        return resize_image(gray, new_h, new_w), rescale_matrix(height, width, new_h, new_w)
+        return rescale_face(to_gray_float32(np.asarray(image)), self.rescale)  # keypoints.crops: the one path
 
     def _center_crop(self, rescaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        crop, _, crop_matrix, _ = crop_sample(
-            rescaled, np.zeros((0, 2), np.float32), self.input_size, None, center=True, return_affine=True
-        )
-        return crop, crop_matrix
+        return center_crop(rescaled, self.input_size)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One image (gray/BGR/BGRA, uint8/uint16/float, any size) -> ``(crop (S, S) float32, affine (3, 3))``:

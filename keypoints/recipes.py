@@ -31,7 +31,7 @@ class Recipe:
     # paper's width 10 and curvature 2 pixels of a 128-pixel face, scaled to a 96-pixel crop
     wing_width: float = 0.35
     wing_curvature: float = 0.07
-    augment: dict = field(default_factory=dict)  # keyword arguments of transforms.crop_sample
+    augment: dict = field(default_factory=dict)  # keyword arguments of crops.crop_sample
     val_fraction: float = 0.0  # 0: no split, keep the weights with the lowest training loss
     dropout: float = 0.4
     flip_test: bool = False  # average each test prediction with that of the mirrored face

@@ -22,9 +22,8 @@ Every geometric transform also composes its 3x3 matrix into ``sample["affine"]``
 many of them loses nothing), and a flip composes its index permutation into ``sample["order"]``, so a
 prediction made on the transformed image maps back exactly with :func:`keypoints.geometry.map_to_original`.
 
-For the training loop, :func:`crop_sample` does random crop + flip + rotation/scale/shift as ONE affine
-and ONE ``cv2.warpAffine`` from a cached, already rescaled image (a plain slice when only cropping and
-flipping, which is exact).
+The training loop does not chain these: :func:`keypoints.crops.crop_sample` does random crop + flip +
+rotation/scale/shift as ONE affine and ONE ``cv2.warpAffine`` from a cached, already rescaled image.
 """
 from __future__ import annotations
 
@@ -41,12 +40,11 @@ from .geometry import (
     flip_image,
     flip_matrix,
     normalization_matrix,
-    rescale_matrix,
-    rescaled_shape,
     rotation_scale_about,
     translation,
 )
-from .image import resize_image, to_gray_float32
+from .crops import jitter_factor, photometric_jitter, require_rng, rescale_face
+from .image import to_gray_float32
 
 _IDENTITY = np.eye(3)
 
@@ -86,12 +84,6 @@ def _moved(sample: dict, image: np.ndarray, matrix: np.ndarray, permutation: np.
     out["image"] = image
     out["keypoints"] = keypoints
     return out
-
-
-def _require_rng(where: str, rng: np.random.Generator | None) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{where}: a random transform needs an np.random.Generator, got {type(rng).__name__}")
-    return rng
 
 
 def _crop_shape(where: str, size: int | tuple[int, int]) -> tuple[int, int]:
@@ -192,10 +184,8 @@ class Rescale:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("Rescale", sample)
-        height, width = image.shape[:2]
-        new_h, new_w = rescaled_shape(height, width, self.output_size)
-        resized = resize_image(image, new_h, new_w)
-        return _moved(sample, resized, rescale_matrix(height, width, new_h, new_w))
+        resized, matrix = rescale_face(image, self.output_size)
+        return _moved(sample, resized, matrix)
 
     def __repr__(self) -> str:
         return f"Rescale({self.output_size!r})"
@@ -213,7 +203,7 @@ class RandomCrop:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("RandomCrop", sample)
-        rng = _require_rng("RandomCrop", rng)
+        rng = require_rng("RandomCrop", rng)
         crop_h, crop_w = self.size
         _check_fits("RandomCrop", image, crop_h, crop_w)
         top = int(rng.integers(0, image.shape[0] - crop_h + 1))
@@ -264,7 +254,7 @@ class RandomHorizontalFlip:
         elif self.p <= 0.0:
             flip = False
         else:
-            flip = bool(_require_rng("RandomHorizontalFlip", rng).random() < self.p)
+            flip = bool(require_rng("RandomHorizontalFlip", rng).random() < self.p)
         if not flip:
             return dict(sample)
         return _moved(sample, flip_image(image), flip_matrix(image.shape[1]), FLIP_PERMUTATION)
@@ -298,7 +288,7 @@ class RandomAffine:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("RandomAffine", sample)
-        rng = _require_rng("RandomAffine", rng)
+        rng = require_rng("RandomAffine", rng)
         height, width = image.shape[:2]
         angle = rng.uniform(-self.degrees, self.degrees)
         zoom = rng.uniform(*self.scale)
@@ -311,19 +301,6 @@ class RandomAffine:
 
     def __repr__(self) -> str:
         return f"RandomAffine(degrees={self.degrees}, scale={self.scale}, translate={self.translate})"
-
-
-def _jitter(image: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
-    """``clip(((b * x) - m) * c + m, 0, 1)`` with ``m`` the mean of ``b * x`` (torchvision's order:
-    brightness scales, contrast blends with the mean gray level)."""
-    out = image * np.float32(brightness)
-    mean = out.mean(dtype=np.float64)
-    out = (out - np.float32(mean)) * np.float32(contrast) + np.float32(mean)
-    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
-
-
-def _factor(rng: np.random.Generator, amount: float) -> float:
-    return float(rng.uniform(max(0.0, 1.0 - amount), 1.0 + amount)) if amount > 0 else 1.0
 
 
 class ColorJitter:
@@ -340,10 +317,10 @@ class ColorJitter:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_sample("ColorJitter", sample)
-        rng = _require_rng("ColorJitter", rng)
-        b, c = _factor(rng, self.brightness), _factor(rng, self.contrast)
+        rng = require_rng("ColorJitter", rng)
+        b, c = jitter_factor(rng, self.brightness), jitter_factor(rng, self.contrast)
         out = dict(sample)
-        out["image"] = _jitter(to_gray_float32(image) if image.dtype != np.float32 else image, b, c)
+        out["image"] = photometric_jitter(to_gray_float32(image) if image.dtype != np.float32 else image, b, c)
         return out
 
     def __repr__(self) -> str:
@@ -364,118 +341,3 @@ class ToArray:
 
     def __repr__(self) -> str:
         return "ToArray()"
-
-
-# ----------------------------------------------------------------------------------------------------
-# The training loop's fast path
-# ----------------------------------------------------------------------------------------------------
-
-
-def _flip_probability(flip: bool | float) -> float:
-    if flip is True:
-        return 0.5
-    if flip is False or flip is None:
-        return 0.0
-    p = float(flip)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"crop_sample: flip must be a bool or a probability in [0, 1], got {flip!r}")
-    return p
-
-
-def crop_sample(
-    image: np.ndarray,
-    keypoints: np.ndarray,
-    size: int,
-    rng: np.random.Generator | None,
-    *,
-    flip: bool | float = False,
-    degrees: float = 0.0,
-    scale: tuple[float, float] = (1.0, 1.0),
-    translate: float = 0.0,
-    brightness: float = 0.0,
-    contrast: float = 0.0,
-    center: bool = False,
-    return_affine: bool = False,
-) -> tuple[np.ndarray, ...]:
-    """Random crop + flip + rotation/scale/shift + brightness/contrast of one cached, rescaled face.
-
-    The geometric steps compose into one matrix ``M = A @ F @ C`` (crop shift ``C``, then flip ``F``,
-    then the rotation/scale about the crop centre ``((S-1)/2, (S-1)/2)`` and the shift ``A``), applied with
-    ONE ``cv2.warpAffine`` (bilinear, border replicate). Because the warp reads the whole rescaled image,
-    zooming out or shifting shows real pixels from outside the crop window, not padding. With no
-    rotation, scale or shift the crop is a plain slice (flip = column reversal): exact, no interpolation,
-    which is what the reference recipe's ``RandomCrop`` does.
-
-    Parameters
-    ----------
-    image : (H, W) float32
-        A rescaled face (``Faces.images[i]``); ``H, W >= size``.
-    keypoints : (K, 2) float32
-        In ``image``'s pixels. ``K = 68`` when flipping.
-    size : int
-        ``S``, the side of the square crop.
-    rng : np.random.Generator
-        Source of every random draw, in a fixed order (offsets, flip, angle, scale, shift, brightness,
-        contrast). May be ``None`` only when nothing is random (``center=True``, no augmentation).
-    flip : bool or float
-        ``True`` flips with probability 0.5, a float is the probability.
-    degrees, scale, translate, brightness, contrast : as ``RandomAffine`` and ``ColorJitter``
-        (``translate`` is a fraction of ``S``).
-    center : bool
-        Centred crop (evaluation) instead of a random one.
-    return_affine : bool
-        Also return the 3x3 matrix ``M`` (rescaled pixels -> crop pixels, float64) and whether the
-        sample was flipped (then point ``j`` of the crop is point ``FLIP_PERMUTATION[j]`` of the input).
-
-    Returns
-    -------
-    crop : (S, S) float32
-    keypoints : (K, 2) float32, in crop pixels
-    affine, flipped : only with ``return_affine=True``
-    """
-    height, width = image.shape[:2]
-    if size > height or size > width:
-        raise ValueError(f"crop_sample: a {size}x{size} crop does not fit in an image of shape {image.shape[:2]}")
-    keypoints = np.asarray(keypoints)
-    p_flip = _flip_probability(flip)
-    low, high = float(scale[0]), float(scale[1])
-    if not 0.0 < low <= high:
-        raise ValueError(f"crop_sample: scale must be (low, high) with 0 < low <= high, got {scale!r}")
-    needs_rng = (not center) or (0.0 < p_flip < 1.0) or degrees > 0 or low != high or translate > 0
-    needs_rng = needs_rng or brightness > 0 or contrast > 0
-    if needs_rng:
-        rng = _require_rng("crop_sample", rng)
-
-    if center:
-        top, left = center_crop_offset(height, width, size, size)
-    else:
-        top = int(rng.integers(0, height - size + 1))
-        left = int(rng.integers(0, width - size + 1))
-    flipped = p_flip >= 1.0 or (p_flip > 0.0 and bool(rng.random() < p_flip))
-    angle = float(rng.uniform(-degrees, degrees)) if degrees > 0 else 0.0
-    zoom = float(rng.uniform(low, high)) if low != high else low
-    shift = rng.uniform(-translate, translate, size=2) * size if translate > 0 else np.zeros(2)
-
-    matrix = translation(-left, -top)
-    if flipped:
-        if keypoints.shape[0] != NUM_KEYPOINTS:
-            raise ValueError(f"crop_sample: flipping needs {NUM_KEYPOINTS} keypoints, got {keypoints.shape[0]}")
-        matrix = flip_matrix(size) @ matrix
-    if angle == 0.0 and zoom == 1.0 and not shift.any():
-        crop = image[top : top + size, left : left + size]
-        crop = np.array(crop[:, ::-1] if flipped else crop, dtype=np.float32)  # a fresh contiguous copy
-    else:
-        centre = (size - 1) / 2.0
-        matrix = translation(shift[0], shift[1]) @ rotation_scale_about(centre, centre, angle, zoom) @ matrix
-        crop = cv2.warpAffine(
-            image, matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ).astype(np.float32, copy=False)
-
-    moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)
-    if flipped:
-        moved = moved[FLIP_PERMUTATION]
-    if brightness > 0 or contrast > 0:
-        crop = _jitter(crop, _factor(rng, brightness), _factor(rng, contrast))
-    if return_affine:
-        return crop, moved, matrix, flipped
-    return crop, moved

@@ -22,8 +22,8 @@ from keypoints.data import (
     prepare_faces,
     read_image,
     read_keypoints_csv,
-    rescale_size,
 )
+from keypoints.crops import rescale_size
 from keypoints.geometry import NUM_KEYPOINTS, apply_affine
 from keypoints.transforms import Compose, RandomCrop
 

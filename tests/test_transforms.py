@@ -24,8 +24,8 @@ from keypoints.transforms import (
     RandomHorizontalFlip,
     Rescale,
     ToArray,
-    crop_sample,
 )
+from keypoints.crops import crop_sample
 from keypoints.image import to_gray_float32
 
 SIGMA = 1.2  # blob radius (pixels of the source image)

@@ -18,13 +18,13 @@ Pieces, from the bottom up:
 - :func:`prepare_faces`: decode + grayscale + rescale every image ONCE (in a thread pool) into a
   :class:`Faces` cache, from which ``keypoints.loader.DataLoader`` cuts the random crops of every epoch.
 """
-from .cache import Faces, prepare_faces, rescale_size
+from .cache import Faces, prepare_faces
 from .csv import MAX_COORDINATE, SPLITS, DataError, csv_name, read_keypoints_csv
 from .dataset import FacialKeypointsDataset, read_image
 from .download import DEFAULT_DIR, ENV_VAR, OFFICIAL_URL, DownloadError, ensure_data, find_data_dir, holds_data
 
 __all__ = [
-    "Faces", "prepare_faces", "rescale_size", "MAX_COORDINATE", "SPLITS", "DataError", "csv_name", "read_keypoints_csv",
+    "Faces", "prepare_faces", "MAX_COORDINATE", "SPLITS", "DataError", "csv_name", "read_keypoints_csv",
     "FacialKeypointsDataset", "read_image", "DEFAULT_DIR", "ENV_VAR", "OFFICIAL_URL", "DownloadError", "ensure_data",
     "find_data_dir", "holds_data",
 ]

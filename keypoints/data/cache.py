@@ -2,7 +2,6 @@
 which ``keypoints.loader.DataLoader`` cuts the crops of every epoch."""
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,16 +10,9 @@ from typing import Sequence
 import numpy as np
 
 from ..geometry import NUM_KEYPOINTS, center_crop_offset
-from ..transforms import Rescale
+from ..crops import rescale_face, rescale_size
+from ..geometry import apply_affine
 from .dataset import FacialKeypointsDataset, read_image
-
-def rescale_size(size: int) -> int:
-    """Shorter side before cropping ``size``: upstream's 250 -> 224 ratio, ``round(size * 250 / 224)``
-    (rounded half up): 107 at 96, 250 at 224."""
-    if size <= 0:
-        raise ValueError(f"rescale_size: size must be positive, got {size}")
-    return int(math.floor(size * 250 / 224 + 0.5))
-
 
 @dataclass
 class Faces:
@@ -82,7 +74,7 @@ def prepare_faces(
     indices: Sequence[int] | None = None,
     workers: int | None = None,
 ) -> Faces:
-    """Decode, grayscale and ``Rescale(rescale_size(size))`` every image of ``dataset`` once.
+    """Decode, grayscale and ``keypoints.crops.rescale_face`` to ``rescale_size(size)`` every image of ``dataset`` once.
 
     The deterministic part of upstream's pipeline (``Rescale(250)`` before ``RandomCrop(224)``) done once,
     not every epoch. OpenCV releases the GIL while decoding and resizing, so a thread pool scales across
@@ -98,12 +90,12 @@ def prepare_faces(
     if size <= 0:
         raise ValueError(f"prepare_faces: size must be positive, got {size}")
     chosen = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-    rescale = Rescale(rescale_size(size))
+    rescale = rescale_size(size)
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
         image = read_image(dataset.image_paths[i])
-        sample = rescale({"image": image, "keypoints": dataset.keypoints[i]})
-        return sample["image"], sample["keypoints"], np.linalg.inv(sample["affine"])[:2], image.shape
+        rescaled, matrix = rescale_face(image, rescale)  # keypoints.crops: the one preprocessing path
+        return rescaled, apply_affine(dataset.keypoints[i], matrix), np.linalg.inv(matrix)[:2], image.shape
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
