@@ -49,7 +49,8 @@ def load(model: str | None):
     if PRETRAINED.is_file():
         return load_predictor(), str(PRETRAINED)
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     path = Path(tempfile.mkdtemp()) / "untrained.npz"
     save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)
@@ -65,8 +66,10 @@ def main() -> None:
 
     import matplotlib.cbook as cbook
 
-    from keypoints.detect import crop_face, detect_faces, pad_box, predict_faces
-    from keypoints.transforms import to_gray_float32
+    from keypoints.wild.detection import detect_faces
+    from keypoints.wild.face_crop import crop_face, pad_box
+    from keypoints.wild.faces import predict_faces
+    from keypoints.image import to_gray_float32
 
     predictor, name = load(args.model)
     portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)

@@ -5,7 +5,7 @@
                                       [--detector haar+profile] [--json out.json]
 
 Each tool runs as its users run it, photo in, points out: keypoints with its own detector, framing, network
-and refinement (``Predictor.predict_faces``); dlib with its HOG face detector (one upsampling, as its
+and refinement (``keypoints.predict_faces``); dlib with its HOG face detector (one upsampling, as its
 examples) and ``shape_predictor_68_face_landmarks.dat``. In each photo the face whose box centre is nearest
 the true face's centre (the mean of its 68 points) is scored. Printed side by side: photos where each tool
 found that face, NME mean / median / p90 / failure rate (NME > 10 %) on the photos where *both* found it (and
@@ -60,11 +60,12 @@ def dlib_pipeline():
 
 def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None, test_frames: bool = True):
     from keypoints.predictor import load_predictor
+    from keypoints.wild.faces import predict_faces
 
     predictor = load_predictor(model, refine_passes=refine_passes, test_frames=None if test_frames else ())
 
     def run(photo: np.ndarray) -> list:
-        return [(face.box, face.points) for face in predictor.predict_faces(photo, detector=detector)]
+        return [(face.box, face.points) for face in predict_faces(predictor, photo, detector=detector)]
 
     return run, predictor
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     parser.add_argument("--model", help="keypoints checkpoint (default: the model that ships with the package)")
-    parser.add_argument("--detector", default="haar+profile", help="keypoints' face detector (a name in keypoints.detect.DETECTORS)")
+    parser.add_argument("--detector", default="haar+profile", help="keypoints' face detector (a name in keypoints.wild.detection.DETECTORS)")
     parser.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                         help="override the checkpoint's number of refinement passes")
     parser.add_argument("--no-test-frames", action="store_true",

@@ -1,7 +1,7 @@
-"""Reading a keypoints checkpoint: its metadata is input, validated field by field before anything is built.
+"""The keypoints checkpoint: one model spec, written and read here only.
 
-A checkpoint (written by ``keypoints.train``: ``best.npz`` for inference, ``last.npz`` with the training
-state) is a ``tinynet.save`` archive::
+A checkpoint (``best.npz`` for inference, ``last.npz`` with the training state; written by
+:func:`save_weights` and :func:`save_checkpoint` during training) is a ``tinynet.save`` archive::
 
     {"format": "keypoints-checkpoint", "version": 1, "meta": {...}, "model": {state dict}, ...}
 
@@ -14,9 +14,15 @@ message naming the field before it costs memory or time:
    make predicting one small crop allocate gigabytes);
 3. the model's state-dict entries against the network the metadata describes (names, shapes, dtypes),
    and only then ``tinynet.load``.
+
+The model spec (``meta``, :func:`checkpoint_meta`) says everything a reader needs: architecture, input
+size, preprocessing (``rescale``), point framing, refinement passes, flip averaging, the recipe.
+:func:`build_model` builds the network from it; training, evaluation, the predictor and the command
+lines all go through :func:`read_checkpoint`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -26,6 +32,10 @@ import numpy as np
 
 import tinynet
 from tinynet.serialization import ArrayInfo, load_structure
+
+from .crops import rescale_size
+from .framing import DATASET_FRAMING, PointFraming
+from .recipes import recipe_from_dict
 
 FORMAT = "keypoints-checkpoint"
 VERSION = 1
@@ -96,8 +106,6 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
         raise CheckpointError(f"{where}: meta.refine_passes must be an integer in [0, {MAX_REFINE_PASSES}], got {passes!r}")
     framing = meta["framing"]
     if framing is not None:
-        from .framing import PointFraming  # the one validation of a framing (centroid, spread, upright)
-
         try:
             framing = PointFraming.from_dict(framing).to_dict()
         except (TypeError, ValueError) as exc:
@@ -155,8 +163,6 @@ def check_training_recipe(where: str, meta: dict, structure: dict) -> None:
     """A ``last.npz``'s ``meta.recipe`` (what resuming rebuilds the network from) must be a recipe for the
     network the checkpoint holds (the same input size and head as ``meta``), and its training state the
     one that recipe writes (:func:`check_training_state`)."""
-    from .train import recipe_from_dict
-
     if not isinstance(meta.get("recipe"), dict):
         raise CheckpointError(f"{where}: meta.recipe is missing or not a dict of fields (training writes it)")
     try:
@@ -173,7 +179,7 @@ def check_training_recipe(where: str, meta: dict, structure: dict) -> None:
 
 def check_training_state(where: str, structure: dict, recipe) -> None:
     """The training-state entries of a ``last.npz`` (from ``load_structure``, before any array is read)
-    must be what ``keypoints.train.save_checkpoint`` writes for ``recipe``: a scheduler state exactly when
+    must be what :func:`save_checkpoint` writes for ``recipe``: a scheduler state exactly when
     the recipe has a schedule, an averaged model exactly when it averages (``ema``), counters that fit
     together, and the best weights of the same network. (The optimizer's state is checked by its own
     ``load_state_dict``.)"""
@@ -268,3 +274,86 @@ def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
     stored["meta"] = meta
     tinynet.save(stored, path)
     return validate_meta(meta, str(path))
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
+    """The model spec a checkpoint carries, from a training ``Recipe``: what it needs to be used on its own.
+
+    Architecture (``arch``, ``dropout``, ``head``), input size ``S`` and the preprocessing (``rescale``:
+    the shorter side before the centre crop, ``keypoints.crops.rescale_size``), the canonical point
+    framing with the number of refinement passes (``keypoints.framing``), test-time flip averaging, and the
+    recipe itself. The keypoint normalisation is a function of ``S`` alone
+    (``keypoints.geometry.normalize_keypoints``), so it is not stored; older checkpoints that store it as
+    ``keypoint_mean`` / ``keypoint_std`` still load (the fields are ignored).
+    """
+    return {
+        "arch": "naimishnet",
+        "input_size": recipe.size,
+        "dropout": recipe.dropout,
+        "head": recipe.head,
+        "refine_passes": recipe.refine_passes,
+        "framing": framing.to_dict(),
+        "rescale": rescale_size(recipe.size),
+        "flip_test": recipe.flip_test,
+        "recipe": dataclasses.asdict(recipe),
+        "tinynet_version": tinynet.__version__,
+    }
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where a training run stands: what a ``last.npz`` holds besides the model, optimizer and scheduler."""
+
+    epoch: int = 0  # epochs completed
+    history: list = dataclasses.field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    best_model: dict | None = None
+
+
+def save_checkpoint(
+    path: Path,
+    recipe,
+    model,
+    optimizer,
+    scheduler,
+    state: TrainState,
+    framing: PointFraming = DATASET_FRAMING,
+    averaged=None,
+) -> None:
+    """The full training state (atomic write: an interrupted save keeps the previous file)."""
+    tinynet.save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "meta": checkpoint_meta(recipe, framing),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "epoch": state.epoch,
+            "history": state.history,
+            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
+            "best_epoch": state.best_epoch,
+            "best_model": state.best_model,
+            "averaged": None if averaged is None else averaged.state_dict(),
+        },
+        path,
+    )
+
+
+def save_weights(
+    path: Path, recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING
+) -> None:
+    """A compact checkpoint for inference: metadata + weights."""
+    tinynet.save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "meta": checkpoint_meta(recipe, framing),
+            "model": weights,
+            "epoch": epoch,
+            "selection_loss": loss,
+        },
+        path,
+    )

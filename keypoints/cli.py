@@ -13,7 +13,9 @@ import json
 import math
 import sys
 
-from .train import RECIPES, Recipe, load_training_checkpoint, recipe_from_dict, train
+from .checkpoint import read_checkpoint
+from .recipes import RECIPES, Recipe, recipe_from_dict
+from .train import train
 
 EXIT_CODES = (
     "exit codes: 0 done; 1 a failure while running (training diverged, no face found, no network);"
@@ -118,14 +120,17 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_recipe(args: argparse.Namespace) -> Recipe:
+def build_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recipe:
+    """The recipe the flags ask for; with ``--resume``, the checkpoint's own (``resumed``: that checkpoint if
+    already read, else it is read here), of which only ``--epochs`` may change."""
     overrides = {field: getattr(args, flag) for flag, field in _RECIPE_FLAGS.items() if getattr(args, flag) is not None}
     if args.augment is not None:
-        from .train import DEFAULT_AUGMENT
+        from .recipes import DEFAULT_AUGMENT
 
         overrides["augment"] = dict(DEFAULT_AUGMENT) if args.augment else {}
     if args.resume:
-        saved = recipe_from_dict(load_training_checkpoint(args.resume)["meta"]["recipe"])
+        resumed = read_checkpoint(args.resume, training=True)[0] if resumed is None else resumed
+        saved = recipe_from_dict(resumed["meta"]["recipe"])
         changed = sorted(k for k, v in overrides.items() if k != "epochs" and getattr(saved, k) != v)
         if changed:  # a ValueError: train_main ends with one line and exit code 2
             raise ValueError(
@@ -148,8 +153,10 @@ def train_main(argv: list[str] | None = None) -> int:
 
     parser = train_parser()
     args = parser.parse_args(argv)
+    resumed = None
     try:
-        recipe = build_recipe(args)
+        resumed = read_checkpoint(args.resume, training=True)[0] if args.resume else None  # read once
+        recipe = build_recipe(args, resumed)
     except (OSError, TypeError, ValueError) as error:  # OSError: a --resume file that does not exist
         if args.debug:
             raise
@@ -162,7 +169,7 @@ def train_main(argv: list[str] | None = None) -> int:
                          " lower --batch-size")
     try:
         metrics = train(recipe, data=args.data, out=args.out, limit=args.limit, resume=args.resume,
-                        show_progress=not args.no_progress, overwrite=args.overwrite)
+                        show_progress=not args.no_progress, overwrite=args.overwrite, resumed=resumed)
     except (DataError, OutputError, ValueError, OSError) as error:  # bad data, --out, --resume, --data
         if args.debug:
             raise
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                           help="the last pass reads the canonical frame only, not the checkpoint's test frames")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
-    from .wild_cli import add_commands
+    from .wild.cli import add_commands
 
     add_commands(commands)  # predict, filter, video, show-filters, show-maps, align
     if argv is None:

@@ -12,7 +12,7 @@ import numpy as np
 from .data import FacialKeypointsDataset
 from .metrics import summarize
 from .predictor import Predictor, load_predictor
-from .transforms import apply_affine, normalize_keypoints
+from .geometry import apply_affine, normalize_keypoints
 
 
 def load_split(data_dir: str | Path, split: str = "test", limit: int | None = None):

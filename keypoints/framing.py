@@ -18,7 +18,7 @@ A checkpoint may also name *test frames* (:func:`checked_test_frames`): the last
 the face in each of these jittered frames around the canonical one and averages what it finds there.
 
 All matrices map source pixels to crop pixels (3x3, float64); pixel centres sit at integer coordinates,
-as in :mod:`keypoints.transforms`.
+as in :mod:`keypoints.geometry`.
 """
 from __future__ import annotations
 
@@ -27,17 +27,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .transforms import (
+from .geometry import (
     FLIP_PERMUTATION,
-    _factor,
-    _flip_matrix,
-    _flip_probability,
-    _jitter,
-    _rotation_scale_about,
-    _translation,
     apply_affine,
     center_crop_offset,
+    flip_keypoints,
+    flip_matrix,
+    rotation_scale_about,
+    translation,
 )
+from .crops import flip_probability, jitter_factor, photometric_jitter
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def frame_matrix(
 
     The points' centroid goes to ``framing.centroid * size + shift * size`` and their spread becomes
     ``framing.spread * size * zoom``; ``degrees`` turns the face about its centroid (as
-    :func:`keypoints.transforms._rotation_scale_about`), after turning it upright first when
+    :func:`keypoints.geometry.rotation_scale_about`), after turning it upright first when
     ``framing.upright``. ``shift``, ``zoom`` and ``degrees`` are the training jitter; the refinement pass
     uses none, except in the test frames a checkpoint may name (:func:`frame_jitter`).
     """
@@ -136,7 +135,7 @@ def frame_matrix(
         degrees = degrees - eye_angle(points)
     scale = framing.spread * size * zoom / spread
     target = np.asarray(framing.centroid) * size + np.asarray(shift, dtype=np.float64) * size
-    return _translation(*target) @ _rotation_scale_about(0.0, 0.0, degrees, scale) @ _translation(*-centre)
+    return translation(*target) @ rotation_scale_about(0.0, 0.0, degrees, scale) @ translation(*-centre)
 
 
 def frame_jitter(
@@ -150,7 +149,7 @@ def frame_jitter(
     """
     target = np.asarray(framing.centroid, dtype=np.float64) * size
     moved = target + np.asarray(shift, dtype=np.float64) * size
-    return _translation(*moved) @ _rotation_scale_about(0.0, 0.0, degrees, zoom) @ _translation(*-target)
+    return translation(*moved) @ rotation_scale_about(0.0, 0.0, degrees, zoom) @ translation(*-target)
 
 
 #: A test frame is ``(shift_x, shift_y, zoom, degrees)`` as in :func:`frame_matrix`; these bounds keep it
@@ -210,28 +209,28 @@ def framed_sample(
 
     Draws, in order: flip (``True`` is probability 0.5, a float the probability), angle ``U(-degrees, degrees)``, shift ``N(0, shift)``
     per axis (a fraction of ``size``), zoom ``exp(N(0, zoom))``, then brightness/contrast as
-    ``crop_sample``. A flipped sample is framed from the mirrored points, so it is framed canonically too.
+    ``keypoints.crops.crop_sample``. A flipped sample is framed from the mirrored points, so it is framed canonically too.
 
     Returns ``crop (size, size) float32`` and ``keypoints (K, 2) float32`` in crop pixels (68 points,
     left/right swapped when flipped).
     """
     keypoints = np.asarray(keypoints)
-    p_flip = _flip_probability(flip)
+    p_flip = flip_probability(flip)
     flipped = p_flip >= 1.0 or (p_flip > 0.0 and bool(rng.random() < p_flip))
     angle = float(rng.uniform(-degrees, degrees)) if degrees > 0 else 0.0
     offset = rng.normal(0.0, shift, size=2) if shift > 0 else np.zeros(2)
     factor = float(np.exp(rng.normal(0.0, zoom))) if zoom > 0 else 1.0
-    mirror = _flip_matrix(image.shape[1]) if flipped else np.eye(3)
-    source = apply_affine(keypoints.astype(np.float64), mirror)
+    mirror = flip_matrix(image.shape[1]) if flipped else np.eye(3)
+    source = keypoints.astype(np.float64)
     if flipped:
-        source = source[FLIP_PERMUTATION]  # the mirrored face's own left and right (upright framing reads the eyes)
+        source = flip_keypoints(source, image.shape[1])  # the mirrored face's own left and right (upright framing reads the eyes)
     matrix = frame_matrix(source, size, framing, shift=offset, zoom=factor, degrees=angle) @ mirror
     crop = warp_crop(image, matrix, size)
     moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)
     if flipped:
         moved = moved[FLIP_PERMUTATION]
     if brightness > 0 or contrast > 0:
-        crop = _jitter(crop, _factor(rng, brightness), _factor(rng, contrast))
+        crop = photometric_jitter(crop, jitter_factor(rng, brightness), jitter_factor(rng, contrast))
     return crop, moved
 
 

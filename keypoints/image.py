@@ -1,4 +1,4 @@
-"""The one image file reader: size limit from the header, truncation check, then OpenCV decodes.
+"""Images: the one file reader, the one pixel dtype conversion (each way), gray/BGR conversion, resizing.
 
 Every image keypoints reads from a file (training faces, photos for ``predict`` / ``filter`` /
 ``show-maps``, overlays) goes through :func:`read_image_file`, which refuses, with a message naming the
@@ -174,3 +174,110 @@ def decode_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR,
     # the header's size, turned as the image was if the EXIF orientation rotated it by 90 degrees
     upright = (-(-header.height // factor), -(-header.width // factor)) == image.shape[:2]
     return DecodedImage(image, factor, (header.height, header.width) if upright else (header.width, header.height))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pixel values: the one dtype conversion, in each direction
+# ----------------------------------------------------------------------------------------------------
+
+#: the dtypes an image may have: uint8 (0..255), uint16 (0..65535), float in [0, 1]
+IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+def check_image(where: str, image) -> np.ndarray:
+    """``image`` if it is a non-empty ``(H, W)`` or ``(H, W, 1|2|3|4)`` array, else TypeError/ValueError."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{where}: expected a numpy.ndarray image, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"{where}: expected an image of shape (H, W) or (H, W, 1|2|3|4), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{where}: the image is empty (shape {image.shape})")
+    return image
+
+
+def _unsupported(where: str, image: np.ndarray) -> ValueError:
+    return ValueError(f"{where}: unsupported image dtype {image.dtype} (expected uint8, uint16 or float)")
+
+
+def to_float32(image: np.ndarray, where: str = "to_float32") -> np.ndarray:
+    """Pixel values -> float32 in ``[0, 1]``, any shape: uint8 divided by 255, uint16 by 65535, float
+    taken to be in ``[0, 1]`` already (float32 is not copied)."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) * np.float32(1.0 / 255.0)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) * np.float32(1.0 / 65535.0)
+    if image.dtype in (np.float32, np.float64):
+        return image.astype(np.float32, copy=False)
+    raise _unsupported(where, image)
+
+
+def to_uint8(image: np.ndarray, where: str = "to_uint8") -> np.ndarray:
+    """Pixel values -> uint8, any shape: uint16 ``(v + 128) // 257`` (rounded), float in ``[0, 1]``
+    ``round(255 v)`` (clipped); uint8 is returned as is (not copied)."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if image.dtype in (np.float32, np.float64):
+        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    raise _unsupported(where, image)
+
+
+def to_gray_float32(image: np.ndarray) -> np.ndarray:
+    """Any image ``cv2.imread`` returns -> float32 grayscale ``(H, W)`` in ``[0, 1]``.
+
+    Pixel values by :func:`to_float32`. Channels follow OpenCV's order: ``(H, W, 3)`` is BGR and
+    ``(H, W, 4)`` BGRA (alpha dropped), converted with ``cv2.cvtColor`` (``Y = 0.299 R + 0.587 G + 0.114 B``)
+    *after* the division, so no precision is lost to an intermediate uint8 gray image. ``(H, W, 1)`` and
+    ``(H, W, 2)`` (gray + alpha) keep channel 0.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"to_gray_float32: expected a numpy.ndarray image, got {type(image).__name__}")
+    out = to_float32(image, "to_gray_float32")
+    if out.ndim == 2:
+        return out
+    if out.ndim != 3 or out.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"to_gray_float32: expected an image of shape (H, W) or (H, W, 1|2|3|4), got {image.shape}")
+    channels = out.shape[2]
+    if channels <= 2:
+        return np.ascontiguousarray(out[:, :, 0])
+    code = cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY
+    return cv2.cvtColor(out, code)
+
+
+def gray_uint8(image: np.ndarray) -> np.ndarray:
+    """Any image (gray/BGR/BGRA; uint8, uint16 or float in [0, 1]) -> ``(H, W)`` uint8 gray, what the
+    Haar cascade reads. uint8 BGR goes straight through ``cv2.cvtColor``; other inputs through
+    :func:`to_gray_float32`, then ``round(255 g)``."""
+    image = check_image("gray_uint8", image)
+    if image.dtype == np.uint8:
+        if image.ndim == 2:
+            return image
+        channels = image.shape[2]
+        if channels <= 2:
+            return np.ascontiguousarray(image[:, :, 0])
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+    return to_uint8(to_gray_float32(image))
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """Any image -> a fresh ``(H, W, 3)`` uint8 BGR copy for drawing (gray is repeated, alpha dropped,
+    pixel values by :func:`to_uint8`)."""
+    out = to_uint8(check_image("to_bgr_uint8", image), "to_bgr_uint8")
+    if out.ndim == 2:
+        return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+    channels = out.shape[2]
+    if channels <= 2:
+        return cv2.cvtColor(np.ascontiguousarray(out[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
+    return out.copy()
+
+
+def resize_image(image: np.ndarray, new_height: int, new_width: int) -> np.ndarray:
+    """``cv2.resize`` with ``INTER_AREA`` when shrinking (a box filter: no aliasing) and ``INTER_LINEAR``
+    when enlarging (or when one side grows and the other shrinks)."""
+    height, width = image.shape[:2]
+    shrinking = new_height <= height and new_width <= width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (new_width, new_height), interpolation=interpolation)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .data import Faces
 from .framing import PointFraming, framed_sample
-from .transforms import NUM_KEYPOINTS, crop_sample, normalize_keypoints
+from .geometry import NUM_KEYPOINTS, normalize_keypoints
+from .crops import crop_sample
 
 AUGMENT_KEYS = (
     "flip", "degrees", "scale", "translate", "brightness", "contrast", "refine", "frame_shift", "frame_zoom", "frame_degrees"
@@ -46,7 +47,7 @@ class DataLoader:
     seed : int
         With the epoch (``set_epoch``), the only source of randomness.
     augment : dict, optional
-        Keyword arguments of ``keypoints.transforms.crop_sample``: ``flip``, ``degrees``, ``scale``,
+        Keyword arguments of ``keypoints.crops.crop_sample``: ``flip``, ``degrees``, ``scale``,
         ``translate``, ``brightness``, ``contrast``. ``None``: random crops only (upstream's recipe).
         ``refine`` (a probability) makes that share of the samples *framed from their true points*
         (``keypoints.framing.framed_sample``, with ``frame_shift``, ``frame_zoom`` and ``frame_degrees`` as

@@ -1,7 +1,8 @@
 """Keypoints from face crops with a trained checkpoint: ``keypoints.load_predictor(path).predict(images)``.
 
-Every crop goes through exactly the deterministic evaluation pipeline the network was validated with:
-grayscale in [0, 1] -> Rescale (shorter side to ``round(S * 250 / 224)``) -> CenterCrop(S) -> network ->
+Every crop goes through exactly the deterministic evaluation pipeline the network was validated with
+(``keypoints.crops``: the one preprocessing path, shared with validation and test evaluation): grayscale in
+[0, 1] -> ``rescale_face`` (shorter side to ``meta.rescale``) -> ``center_crop(S)`` -> network ->
 de-normalise. Then, ``refine_passes`` times (the checkpoint says how many), the face is framed again from
 those points (``keypoints.framing.frame_matrix``: their centroid and spread put where training put them)
 and read again. If the checkpoint names ``test_frames``, the last pass reads the face in each of those
@@ -20,17 +21,15 @@ import tinynet
 
 from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, warp_crop
 from .models import NaimishNet
-from .transforms import (
-    FLIP_PERMUTATION,
-    crop_sample,
+from .geometry import (
     denormalize_keypoints,
+    flip_image,
+    flip_keypoints,
     map_to_original,
     normalize_keypoints,
-    rescale_matrix,
-    rescaled_shape,
-    resize_image,
-    to_gray_float32,
 )
+from .crops import center_crop, rescale_face
+from .image import to_gray_float32
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
@@ -99,16 +98,10 @@ class Predictor:
 
     def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One image -> ``(gray rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
-        gray = to_gray_float32(np.asarray(image))
-        height, width = gray.shape
-        new_h, new_w = rescaled_shape(height, width, self.rescale)
-        return resize_image(gray, new_h, new_w), rescale_matrix(height, width, new_h, new_w)
+        return rescale_face(to_gray_float32(np.asarray(image)), self.rescale)  # keypoints.crops: the one path
 
     def _center_crop(self, rescaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        crop, _, crop_matrix, _ = crop_sample(
-            rescaled, np.zeros((0, 2), np.float32), self.input_size, None, center=True, return_affine=True
-        )
-        return crop, crop_matrix
+        return center_crop(rescaled, self.input_size)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One image (gray/BGR/BGRA, uint8/uint16/float, any size) -> ``(crop (S, S) float32, affine (3, 3))``:
@@ -136,12 +129,9 @@ class Predictor:
         out = self._network(crops, batch_size)
         if not self.flip:
             return out, None
-        mirrored = self._network(np.ascontiguousarray(crops[:, :, ::-1]), batch_size).reshape(-1, 68, 2)
-        # point j of the mirrored face is point FLIP_PERMUTATION[j] of the face, at x' = S - 1 - x
-        mirrored = denormalize_keypoints(mirrored, self.input_size)
-        mirrored[..., 0] = self.input_size - 1 - mirrored[..., 0]
-        unmirrored = np.empty_like(mirrored)
-        unmirrored[:, FLIP_PERMUTATION] = mirrored
+        mirrored = self._network(flip_image(crops, batched=True), batch_size).reshape(-1, 68, 2)
+        # the points found on the mirrored face, flipped back onto the face (the flip is its own inverse)
+        unmirrored = flip_keypoints(denormalize_keypoints(mirrored, self.input_size), self.input_size)
         plain = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
         averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 136)
         return averaged, np.stack([plain, unmirrored])
@@ -215,16 +205,6 @@ class Predictor:
         uint16 or float in [0, 1]; gray, BGR or BGRA (OpenCV's channel order).
         """
         return self.predict_details(images, batch_size).points
-
-    def predict_faces(self, image: np.ndarray, detector: str | None = None) -> list:
-        """Every face of a photo: ``[FaceKeypoints(box (4,) int (x, y, w, h), points (68, 2), confidence), ...]``.
-
-        Detects the faces (``detector``, default ``keypoints.detect.DEFAULT_DETECTOR``), frames each as the training images were
-        framed, and predicts all of them in one batch: see :func:`keypoints.detect.predict_faces`.
-        """
-        from .detect import DEFAULT_DETECTOR, predict_faces  # imported here: detect is optional for crop-only users
-
-        return predict_faces(self, image, detector=DEFAULT_DETECTOR if detector is None else detector)
 
 
 def _checked_image(index: int, image) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Training the keypoint network: recipes, the epoch loop, checkpoints, exact resume, the final report.
+"""Training the keypoint network: the epoch loop, exact resume, the final report.
 
-Two recipes ship:
+The recipes are in ``keypoints.recipes``, the checkpoint format in ``keypoints.checkpoint``. Two recipes ship:
 
 - ``reference``: the classic PyTorch project's recipe, reproduced exactly: 96x96 input, train transform
   Rescale(107) + RandomCrop(96) + Normalize, MSE, Adam(lr 1e-3), batch 64, 50 epochs, no validation split,
@@ -18,165 +18,24 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 import tinynet
-from tinynet.nn import L1Loss, MSELoss, SmoothL1Loss, WingLoss
-from tinynet.optim import SGD, Adam, AdamW, CosineAnnealingLR
+from tinynet.optim import CosineAnnealingLR
 from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
+from .checkpoint import TrainState, read_checkpoint, save_checkpoint, save_weights
 from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
-from .framing import DATASET_FRAMING, PointFraming, measure_point_framing
-from .models import HEADS, naimishnet
-from .transforms import denormalize_keypoints
+from .recipes import Recipe, build_loss, build_optimizer, recipe_from_dict
+from .framing import measure_point_framing
+from .models import naimishnet
+from .geometry import denormalize_keypoints
 
-CHECKPOINT_FORMAT = "keypoints-checkpoint"
-CHECKPOINT_VERSION = 1
 DROPOUT_STREAM = 7  # a third seed word so dropout masks never share a stream with the data loader
-
-
-@dataclass
-class Recipe:
-    """Everything that defines a training run (saved inside every checkpoint)."""
-
-    name: str = "custom"
-    size: int = 96
-    epochs: int = 50
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam | adamw | sgd
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine (per batch, to min_lr)
-    min_lr: float = 1e-5
-    loss: str = "mse"  # mse | l1 | smoothl1 | wing
-    smoothl1_beta: float = 0.02  # in normalised units (about a pixel at S=96)
-    # Wing loss (Feng et al. 2018) in normalised units (one unit is 50 S / 224 pixels, 21.4 at S = 96): the
-    # paper's width 10 and curvature 2 pixels of a 128-pixel face, scaled to a 96-pixel crop
-    wing_width: float = 0.35
-    wing_curvature: float = 0.07
-    augment: dict = field(default_factory=dict)  # keyword arguments of transforms.crop_sample
-    val_fraction: float = 0.0  # 0: no split, keep the weights with the lowest training loss
-    dropout: float = 0.4
-    flip_test: bool = False  # average each test prediction with that of the mirrored face
-    seed: int = 0
-    head: str = "classic"  # classic | dropout-last (keypoints.models: where dropout sits in the head)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0: off)
-    refine_passes: int = 0  # prediction re-frames the face from its own points this many times (keypoints.framing)
-    upright: bool = False  # the refinement frame also turns the face so that its eyes are level
-
-    def __post_init__(self) -> None:
-        if self.size not in (96, 224):
-            raise ValueError(f"Recipe: size must be 96 or 224, got {self.size}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError(f"Recipe: need epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"Recipe: val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"Recipe: optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"Recipe: schedule must be constant or cosine, got {self.schedule!r}")
-        if self.loss not in ("mse", "l1", "smoothl1", "wing"):
-            raise ValueError(f"Recipe: loss must be mse, l1, smoothl1 or wing, got {self.loss!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"Recipe: lr must be positive and finite, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"Recipe: weight_decay must be >= 0 and finite, got {self.weight_decay}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Recipe: dropout must be in [0, 1), got {self.dropout}")
-        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr):
-            raise ValueError(f"Recipe: min_lr must be >= 0 and finite, got {self.min_lr}")
-        if self.head not in HEADS:
-            raise ValueError(f"Recipe: head must be one of {HEADS}, got {self.head!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"Recipe: ema must be a decay in [0, 1), got {self.ema}")
-        if not 0 <= self.refine_passes <= 4:
-            raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
-
-
-DEFAULT_AUGMENT = dict(
-    flip=True,
-    degrees=15.0,
-    scale=(0.9, 1.1),
-    translate=0.04,
-    brightness=0.2,
-    contrast=0.2,
-    # half the crops framed from the true points with a small error: what the refinement pass reads
-    refine=0.5,
-    frame_shift=0.02,
-    frame_zoom=0.05,
-)
-
-RECIPES: dict[str, Recipe] = {
-    "reference": Recipe(name="reference", size=96, epochs=50, batch_size=64, lr=1e-3, optimizer="adam", loss="mse"),
-    "default": Recipe(
-        name="default",
-        size=96,
-        epochs=44,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        schedule="cosine",
-        min_lr=1e-5,
-        loss="l1",
-        augment=DEFAULT_AUGMENT,
-        val_fraction=0.1,
-        flip_test=True,
-        head="dropout-last",
-        refine_passes=2,
-    ),
-}
-
-
-# ---------------------------------------------------------------------------------------------- parts
-def build_loss(recipe: Recipe):
-    if recipe.loss == "mse":
-        return MSELoss()
-    if recipe.loss == "l1":
-        return L1Loss()
-    if recipe.loss == "wing":
-        return WingLoss(width=recipe.wing_width, curvature=recipe.wing_curvature)
-    return SmoothL1Loss(beta=recipe.smoothl1_beta)
-
-
-def build_optimizer(model, recipe: Recipe):
-    """Weight decay applies to conv/linear weights only, never to biases or batch-norm parameters."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (decay if param.data.ndim > 1 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": recipe.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if recipe.optimizer == "adam":
-        return Adam(groups, lr=recipe.lr)
-    if recipe.optimizer == "adamw":
-        return AdamW(groups, lr=recipe.lr)
-    return SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
-
-
-def checkpoint_meta(recipe: Recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
-    """What a checkpoint needs to be used on its own: architecture, input size, keypoint normalisation,
-    and the canonical point framing with the number of refinement passes (``keypoints.framing``)."""
-    return {
-        "arch": "naimishnet",
-        "input_size": recipe.size,
-        "dropout": recipe.dropout,
-        "head": recipe.head,
-        "refine_passes": recipe.refine_passes,
-        "framing": framing.to_dict(),
-        "rescale": int(round(recipe.size * 250 / 224)),
-        "keypoint_mean": 100.0 * recipe.size / 224.0,
-        "keypoint_std": 50.0 * recipe.size / 224.0,
-        "flip_test": recipe.flip_test,
-        "recipe": dataclasses.asdict(recipe),
-        "tinynet_version": tinynet.__version__,
-    }
 
 
 def snapshot(model) -> dict[str, np.ndarray]:
@@ -239,77 +98,6 @@ def evaluate_loader(model, loader: DataLoader, criterion) -> tuple[float, float]
 
 
 # ---------------------------------------------------------------------------------------------- driver
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    history: list = field(default_factory=list)
-    best_loss: float = math.inf
-    best_epoch: int = -1
-    best_model: dict | None = None
-
-
-def save_checkpoint(
-    path: Path,
-    recipe: Recipe,
-    model,
-    optimizer,
-    scheduler,
-    state: TrainState,
-    framing: PointFraming = DATASET_FRAMING,
-    averaged=None,
-) -> None:
-    """The full training state (atomic write: an interrupted save keeps the previous file)."""
-    tinynet.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "meta": checkpoint_meta(recipe, framing),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "epoch": state.epoch,
-            "history": state.history,
-            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
-            "best_epoch": state.best_epoch,
-            "best_model": state.best_model,
-            "averaged": None if averaged is None else averaged.state_dict(),
-        },
-        path,
-    )
-
-
-def save_weights(
-    path: Path, recipe: Recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING
-) -> None:
-    """A compact checkpoint for inference: metadata + weights."""
-    tinynet.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "meta": checkpoint_meta(recipe, framing),
-            "model": weights,
-            "epoch": epoch,
-            "selection_loss": loss,
-        },
-        path,
-    )
-
-
-def load_training_checkpoint(path: str | Path) -> dict:
-    """A ``last.npz``, validated by ``keypoints.checkpoint.read_checkpoint`` (meta, model entries)."""
-    from .checkpoint import read_checkpoint
-
-    checkpoint, _ = read_checkpoint(path, training=True)
-    return checkpoint
-
-
-def recipe_from_dict(values: dict) -> Recipe:
-    values = dict(values)
-    if isinstance(values.get("augment"), dict):
-        values["augment"] = {k: tuple(v) if isinstance(v, list) else v for k, v in values["augment"].items()}
-    return Recipe(**values)
-
-
 def train(
     recipe: Recipe,
     data: str | Path | None = None,
@@ -319,11 +107,14 @@ def train(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    resumed: dict | None = None,
 ) -> dict:
     """Train, keep the best weights, evaluate on the test set and write the report into ``out``.
 
     A folder holding an earlier run is refused unless ``overwrite`` or ``resume`` is its own ``last.npz``
-    (see :func:`keypoints.files.claim_run_folder`). Returns the metrics dict (also in ``out/metrics.json``).
+    (see :func:`keypoints.files.claim_run_folder`). ``resumed``: the checkpoint at ``resume`` if the caller
+    has read it already (``read_checkpoint(resume, training=True)[0]``; the command line does, for the
+    recipe), so that it is read once. Returns the metrics dict (also in ``out/metrics.json``).
     """
     from tqdm import tqdm
 
@@ -337,7 +128,7 @@ def train(
     state = TrainState()
     checkpoint = None
     if resume is not None:
-        checkpoint = load_training_checkpoint(resume)
+        checkpoint = resumed if resumed is not None else read_checkpoint(resume, training=True)[0]
         recipe = recipe_from_dict(checkpoint["meta"]["recipe"]) if recipe is None else recipe
         saved = recipe_from_dict(checkpoint["meta"]["recipe"])
         if dataclasses.replace(saved, epochs=recipe.epochs) != recipe:

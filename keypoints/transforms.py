@@ -20,11 +20,10 @@ Coordinates: pixel centres sit at integer coordinates, so pixel ``(row y, column
 Every geometric transform also composes its 3x3 matrix into ``sample["affine"]`` (which maps the
 *original* image's pixel coordinates to the current keypoint coordinates, float64 so that composing
 many of them loses nothing), and a flip composes its index permutation into ``sample["order"]``, so a
-prediction made on the transformed image maps back exactly with :func:`map_to_original`.
+prediction made on the transformed image maps back exactly with :func:`keypoints.geometry.map_to_original`.
 
-For the training loop, :func:`crop_sample` does random crop + flip + rotation/scale/shift as ONE affine
-and ONE ``cv2.warpAffine`` from a cached, already rescaled image (a plain slice when only cropping and
-flipping, which is exact).
+The training loop does not chain these: :func:`keypoints.crops.crop_sample` does random crop + flip +
+rotation/scale/shift as ONE affine and ONE ``cv2.warpAffine`` from a cached, already rescaled image.
 """
 from __future__ import annotations
 
@@ -33,201 +32,21 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-NUM_KEYPOINTS = 68
-
-# The iBUG 68-point mirror permutation: after a horizontal flip, the point that used to be index
-# FLIP_PERMUTATION[i] is the one that now plays the role of index i (the old right eye corner is the new
-# left one). Indices: jaw 0-16, brows 17-21 | 22-26, nose bridge 27-30, nostrils 31-35, eyes 36-41 | 42-47,
-# outer lips 48-59, inner lips 60-67. The permutation is an involution (applying it twice is the identity).
-FLIP_PERMUTATION = np.array(
-    [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]  # jaw: 0 <-> 16, 8 (chin) fixed
-    + [26, 25, 24, 23, 22, 21, 20, 19, 18, 17]  # brows: 17 <-> 26, ..., 21 <-> 22
-    + [27, 28, 29, 30]  # nose bridge: on the symmetry axis
-    + [35, 34, 33, 32, 31]  # nostrils: 31 <-> 35, 33 fixed
-    + [45, 44, 43, 42, 47, 46]  # right eye (36-41) <- left eye: 36 <-> 45 (outer corners), 39 <-> 42 (inner)
-    + [39, 38, 37, 36, 41, 40]  # left eye (42-47) <- right eye: 40 <-> 47, 41 <-> 46 (lower lids)
-    + [54, 53, 52, 51, 50, 49, 48]  # upper outer lip: 48 <-> 54 (corners), 51 fixed
-    + [59, 58, 57, 56, 55]  # lower outer lip: 55 <-> 59, 57 fixed
-    + [64, 63, 62, 61, 60]  # upper inner lip: 60 <-> 64, 62 fixed
-    + [67, 66, 65],  # lower inner lip: 65 <-> 67, 66 fixed
-    dtype=np.intp,
+from .geometry import (
+    FLIP_PERMUTATION,
+    NUM_KEYPOINTS,
+    apply_affine,
+    center_crop_offset,
+    flip_image,
+    flip_matrix,
+    normalization_matrix,
+    rotation_scale_about,
+    translation,
 )
+from .crops import jitter_factor, photometric_jitter, require_rng, rescale_face
+from .image import to_gray_float32
 
 _IDENTITY = np.eye(3)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image conversion and keypoint normalisation
-# ----------------------------------------------------------------------------------------------------
-
-
-def to_gray_float32(image: np.ndarray) -> np.ndarray:
-    """Any image ``cv2.imread`` returns -> float32 grayscale ``(H, W)`` in ``[0, 1]``.
-
-    uint8 is divided by 255 and uint16 by 65535; float32/float64 are taken to be in ``[0, 1]`` already.
-    Channels follow OpenCV's order: ``(H, W, 3)`` is BGR and ``(H, W, 4)`` BGRA (alpha dropped), converted
-    with ``cv2.cvtColor`` (``Y = 0.299 R + 0.587 G + 0.114 B``) *after* the division, so no precision is
-    lost to an intermediate uint8 gray image. ``(H, W, 1)`` and ``(H, W, 2)`` (gray + alpha) keep channel 0.
-    """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"to_gray_float32: expected a numpy.ndarray image, got {type(image).__name__}")
-    if image.dtype == np.uint8:
-        out = image.astype(np.float32) * np.float32(1.0 / 255.0)
-    elif image.dtype == np.uint16:
-        out = image.astype(np.float32) * np.float32(1.0 / 65535.0)
-    elif image.dtype in (np.float32, np.float64):
-        out = image.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"to_gray_float32: unsupported image dtype {image.dtype} (expected uint8, uint16 or float)")
-    if out.ndim == 2:
-        return out
-    if out.ndim != 3 or out.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"to_gray_float32: expected an image of shape (H, W) or (H, W, 1|2|3|4), got {image.shape}")
-    channels = out.shape[2]
-    if channels <= 2:
-        return np.ascontiguousarray(out[:, :, 0])
-    code = cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY
-    return cv2.cvtColor(out, code)
-
-
-def _normalization(size: float) -> tuple[float, float]:
-    """``(centre, half_range)`` of the keypoint normalisation for a square image of side ``size``."""
-    if size <= 0:
-        raise ValueError(f"keypoint normalisation: size must be positive, got {size}")
-    return 100.0 * size / 224.0, 50.0 * size / 224.0
-
-
-def normalize_keypoints(points: np.ndarray, size: float) -> np.ndarray:
-    """Pixels -> the network's target range: ``q = (p - 100 S/224) / (50 S/224)``.
-
-    At ``S = 224`` this is upstream's ``(p - 100) / 50``; for other sizes the same fraction of the image
-    maps to the same value, so a face that fills a 96-pixel crop has targets in roughly ``[-2, 2]`` as it
-    would at 224. Computed in float64, returned in ``points``' float dtype (float32 by default).
-    """
-    points = np.asarray(points)
-    centre, half = _normalization(size)
-    out = (points.astype(np.float64) - centre) / half
-    return out.astype(points.dtype if points.dtype in (np.float32, np.float64) else np.float32)
-
-
-def denormalize_keypoints(q: np.ndarray, size: float) -> np.ndarray:
-    """The exact inverse of :func:`normalize_keypoints`: ``p = q * 50 S/224 + 100 S/224``."""
-    q = np.asarray(q)
-    centre, half = _normalization(size)
-    out = q.astype(np.float64) * half + centre
-    return out.astype(q.dtype if q.dtype in (np.float32, np.float64) else np.float32)
-
-
-def _normalization_matrix(size: float) -> np.ndarray:
-    centre, half = _normalization(size)
-    return np.array([[1.0 / half, 0.0, -centre / half], [0.0, 1.0 / half, -centre / half], [0.0, 0.0, 1.0]])
-
-
-# ----------------------------------------------------------------------------------------------------
-# Affine helpers
-# ----------------------------------------------------------------------------------------------------
-
-
-def _as3x3(affine: np.ndarray) -> np.ndarray:
-    """``(..., 2, 3)`` or ``(..., 3, 3)`` -> ``(..., 3, 3)`` float64 (a ``[0, 0, 1]`` row appended)."""
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.ndim < 2 or affine.shape[-1] != 3 or affine.shape[-2] not in (2, 3):
-        raise ValueError(f"expected affine matrices of shape (..., 2, 3) or (..., 3, 3), got {affine.shape}")
-    if affine.shape[-2] == 3:
-        return affine
-    bottom = np.broadcast_to(np.array([0.0, 0.0, 1.0]), affine.shape[:-2] + (1, 3))
-    return np.concatenate([affine, bottom], axis=-2)
-
-
-def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``p' = A[:2, :2] p + A[:2, 2]`` for points ``(..., K, 2)`` and matrices ``(..., 2|3, 3)`` (broadcast).
-
-    Computed in float64; returned in ``points``' float dtype.
-    """
-    points = np.asarray(points)
-    if points.ndim < 1 or points.shape[-1] != 2:
-        raise ValueError(f"apply_affine: expected points of shape (..., K, 2), got {points.shape}")
-    a = _as3x3(affine)
-    p = points.astype(np.float64)
-    out = np.matmul(p, np.swapaxes(a[..., :2, :2], -1, -2)) + a[..., None, :2, 2]
-    return out.astype(points.dtype if points.dtype in (np.float32, np.float64) else np.float32)
-
-
-def map_to_original(points: np.ndarray, affine: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """Map keypoints from a transformed sample back to the original image's pixels.
-
-    Parameters
-    ----------
-    points : (..., K, 2)
-        Keypoints in the transformed sample's coordinates (pixels of the crop, or normalised values when
-        ``Normalize`` ran: its mapping is part of ``affine`` too).
-    affine : (..., 3, 3) or (..., 2, 3)
-        ``sample["affine"]``: original pixels -> current coordinates. Its exact inverse is applied.
-    order : (K,) int, optional
-        ``sample["order"]`` after a horizontal flip: point ``j`` of the transformed sample is point
-        ``order[j]`` of the original. The result is put back in the original order.
-
-    Returns
-    -------
-    (..., K, 2) in the original image's pixel coordinates, in ``points``' float dtype.
-    """
-    inverse = np.linalg.inv(_as3x3(affine))
-    out = apply_affine(points, inverse)
-    if order is not None:
-        restored = np.empty_like(out)
-        restored[..., np.asarray(order), :] = out
-        out = restored
-    return out
-
-
-def _translation(tx: float, ty: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
-def _flip_matrix(width: int) -> np.ndarray:
-    """``x' = W - 1 - x``: column ``x`` and column ``W - 1 - x`` trade places."""
-    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _rotation_scale_about(cx: float, cy: float, degrees: float, scale: float) -> np.ndarray:
-    """Rotate by ``degrees`` (counter-clockwise as displayed, i.e. with y pointing down) and scale by
-    ``scale`` about ``(cx, cy)``: the same matrix as ``cv2.getRotationMatrix2D((cx, cy), degrees, scale)``."""
-    theta = np.deg2rad(degrees)
-    a, b = scale * np.cos(theta), scale * np.sin(theta)
-    linear = np.array([[a, b, 0.0], [-b, a, 0.0], [0.0, 0.0, 1.0]])
-    return _translation(cx, cy) @ linear @ _translation(-cx, -cy)
-
-
-def rescale_matrix(height: int, width: int, new_height: int, new_width: int) -> np.ndarray:
-    """The 3x3 map of a resize ``(H, W) -> (H', W')``: ``x' = (x + 0.5) W'/W - 0.5`` (pixel centres)."""
-    sx, sy = new_width / width, new_height / height
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
-def rescaled_shape(height: int, width: int, output_size: int | tuple[int, int]) -> tuple[int, int]:
-    """Upstream ``Rescale``'s output shape ``(H', W')``.
-
-    An int makes the *shorter* side ``output_size`` and the longer one ``int(output_size * long / short)``
-    (truncated, as upstream); a tuple ``(h, w)`` is the exact output shape.
-    """
-    if isinstance(output_size, (tuple, list)):
-        new_h, new_w = int(output_size[0]), int(output_size[1])
-    elif height > width:
-        new_h, new_w = int(output_size * height / width), int(output_size)
-    else:
-        new_h, new_w = int(output_size), int(output_size * width / height)
-    if new_h <= 0 or new_w <= 0:
-        raise ValueError(f"Rescale: output shape must be positive, got {(new_h, new_w)} from {(height, width)}")
-    return new_h, new_w
-
-
-def resize_image(image: np.ndarray, new_height: int, new_width: int) -> np.ndarray:
-    """``cv2.resize`` with ``INTER_AREA`` when shrinking (a box filter: no aliasing) and ``INTER_LINEAR``
-    when enlarging (or when one side grows and the other shrinks)."""
-    height, width = image.shape[:2]
-    shrinking = new_height <= height and new_width <= width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (new_width, new_height), interpolation=interpolation)
 
 
 def _check_sample(where: str, sample: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -267,12 +86,6 @@ def _moved(sample: dict, image: np.ndarray, matrix: np.ndarray, permutation: np.
     return out
 
 
-def _require_rng(where: str, rng: np.random.Generator | None) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{where}: a random transform needs an np.random.Generator, got {type(rng).__name__}")
-    return rng
-
-
 def _crop_shape(where: str, size: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         out = (int(size), int(size))
@@ -290,10 +103,6 @@ def _check_fits(where: str, image: np.ndarray, crop_h: int, crop_w: int) -> None
     if crop_h > height or crop_w > width:
         raise ValueError(f"{where}: a {crop_h}x{crop_w} crop does not fit in an image of shape {image.shape[:2]}")
 
-
-def center_crop_offset(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
-    """``(top, left)`` of a centred crop, ``int(round((H - h) / 2))`` as torchvision's ``CenterCrop``."""
-    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,7 +134,7 @@ class Normalize:
     size : int, optional
         ``S``. ``None`` uses the image's side, which must then be square (Normalize follows the crop).
 
-    The normalisation is composed into ``sample["affine"]``, so :func:`map_to_original` takes the
+    The normalisation is composed into ``sample["affine"]``, so :func:`keypoints.geometry.map_to_original` takes the
     network's normalised predictions straight back to the original pixels. Geometric transforms refuse a
     normalised sample (``sample["normalized"]`` is set) rather than silently mixing units.
     """
@@ -342,7 +151,7 @@ class Normalize:
             if height != width:
                 raise ValueError(f"Normalize: size=None needs a square image, got {gray.shape}; pass size=")
             size = height
-        out = _moved(sample, gray, _normalization_matrix(size))
+        out = _moved(sample, gray, normalization_matrix(size))
         out["normalized"] = size
         return out
 
@@ -375,10 +184,8 @@ class Rescale:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("Rescale", sample)
-        height, width = image.shape[:2]
-        new_h, new_w = rescaled_shape(height, width, self.output_size)
-        resized = resize_image(image, new_h, new_w)
-        return _moved(sample, resized, rescale_matrix(height, width, new_h, new_w))
+        resized, matrix = rescale_face(image, self.output_size)
+        return _moved(sample, resized, matrix)
 
     def __repr__(self) -> str:
         return f"Rescale({self.output_size!r})"
@@ -396,13 +203,13 @@ class RandomCrop:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("RandomCrop", sample)
-        rng = _require_rng("RandomCrop", rng)
+        rng = require_rng("RandomCrop", rng)
         crop_h, crop_w = self.size
         _check_fits("RandomCrop", image, crop_h, crop_w)
         top = int(rng.integers(0, image.shape[0] - crop_h + 1))
         left = int(rng.integers(0, image.shape[1] - crop_w + 1))
         crop = image[top : top + crop_h, left : left + crop_w].copy()
-        return _moved(sample, crop, _translation(-left, -top))
+        return _moved(sample, crop, translation(-left, -top))
 
     def __repr__(self) -> str:
         return f"RandomCrop({self.size!r})"
@@ -420,7 +227,7 @@ class CenterCrop:
         _check_fits("CenterCrop", image, crop_h, crop_w)
         top, left = center_crop_offset(image.shape[0], image.shape[1], crop_h, crop_w)
         crop = image[top : top + crop_h, left : left + crop_w].copy()
-        return _moved(sample, crop, _translation(-left, -top))
+        return _moved(sample, crop, translation(-left, -top))
 
     def __repr__(self) -> str:
         return f"CenterCrop({self.size!r})"
@@ -447,11 +254,10 @@ class RandomHorizontalFlip:
         elif self.p <= 0.0:
             flip = False
         else:
-            flip = bool(_require_rng("RandomHorizontalFlip", rng).random() < self.p)
+            flip = bool(require_rng("RandomHorizontalFlip", rng).random() < self.p)
         if not flip:
             return dict(sample)
-        flipped = np.ascontiguousarray(image[:, ::-1])
-        return _moved(sample, flipped, _flip_matrix(image.shape[1]), FLIP_PERMUTATION)
+        return _moved(sample, flip_image(image), flip_matrix(image.shape[1]), FLIP_PERMUTATION)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
@@ -482,12 +288,12 @@ class RandomAffine:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_geometric("RandomAffine", sample)
-        rng = _require_rng("RandomAffine", rng)
+        rng = require_rng("RandomAffine", rng)
         height, width = image.shape[:2]
         angle = rng.uniform(-self.degrees, self.degrees)
         zoom = rng.uniform(*self.scale)
         tx, ty = rng.uniform(-self.translate, self.translate, size=2) * (width, height)
-        matrix = _translation(tx, ty) @ _rotation_scale_about((width - 1) / 2.0, (height - 1) / 2.0, angle, zoom)
+        matrix = translation(tx, ty) @ rotation_scale_about((width - 1) / 2.0, (height - 1) / 2.0, angle, zoom)
         warped = cv2.warpAffine(
             image, matrix[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
@@ -495,19 +301,6 @@ class RandomAffine:
 
     def __repr__(self) -> str:
         return f"RandomAffine(degrees={self.degrees}, scale={self.scale}, translate={self.translate})"
-
-
-def _jitter(image: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
-    """``clip(((b * x) - m) * c + m, 0, 1)`` with ``m`` the mean of ``b * x`` (torchvision's order:
-    brightness scales, contrast blends with the mean gray level)."""
-    out = image * np.float32(brightness)
-    mean = out.mean(dtype=np.float64)
-    out = (out - np.float32(mean)) * np.float32(contrast) + np.float32(mean)
-    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
-
-
-def _factor(rng: np.random.Generator, amount: float) -> float:
-    return float(rng.uniform(max(0.0, 1.0 - amount), 1.0 + amount)) if amount > 0 else 1.0
 
 
 class ColorJitter:
@@ -524,10 +317,10 @@ class ColorJitter:
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         image, _ = _check_sample("ColorJitter", sample)
-        rng = _require_rng("ColorJitter", rng)
-        b, c = _factor(rng, self.brightness), _factor(rng, self.contrast)
+        rng = require_rng("ColorJitter", rng)
+        b, c = jitter_factor(rng, self.brightness), jitter_factor(rng, self.contrast)
         out = dict(sample)
-        out["image"] = _jitter(to_gray_float32(image) if image.dtype != np.float32 else image, b, c)
+        out["image"] = photometric_jitter(to_gray_float32(image) if image.dtype != np.float32 else image, b, c)
         return out
 
     def __repr__(self) -> str:
@@ -548,118 +341,3 @@ class ToArray:
 
     def __repr__(self) -> str:
         return "ToArray()"
-
-
-# ----------------------------------------------------------------------------------------------------
-# The training loop's fast path
-# ----------------------------------------------------------------------------------------------------
-
-
-def _flip_probability(flip: bool | float) -> float:
-    if flip is True:
-        return 0.5
-    if flip is False or flip is None:
-        return 0.0
-    p = float(flip)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"crop_sample: flip must be a bool or a probability in [0, 1], got {flip!r}")
-    return p
-
-
-def crop_sample(
-    image: np.ndarray,
-    keypoints: np.ndarray,
-    size: int,
-    rng: np.random.Generator | None,
-    *,
-    flip: bool | float = False,
-    degrees: float = 0.0,
-    scale: tuple[float, float] = (1.0, 1.0),
-    translate: float = 0.0,
-    brightness: float = 0.0,
-    contrast: float = 0.0,
-    center: bool = False,
-    return_affine: bool = False,
-) -> tuple[np.ndarray, ...]:
-    """Random crop + flip + rotation/scale/shift + brightness/contrast of one cached, rescaled face.
-
-    The geometric steps compose into one matrix ``M = A @ F @ C`` (crop shift ``C``, then flip ``F``,
-    then the rotation/scale about the crop centre ``((S-1)/2, (S-1)/2)`` and the shift ``A``), applied with
-    ONE ``cv2.warpAffine`` (bilinear, border replicate). Because the warp reads the whole rescaled image,
-    zooming out or shifting shows real pixels from outside the crop window, not padding. With no
-    rotation, scale or shift the crop is a plain slice (flip = column reversal): exact, no interpolation,
-    which is what the reference recipe's ``RandomCrop`` does.
-
-    Parameters
-    ----------
-    image : (H, W) float32
-        A rescaled face (``Faces.images[i]``); ``H, W >= size``.
-    keypoints : (K, 2) float32
-        In ``image``'s pixels. ``K = 68`` when flipping.
-    size : int
-        ``S``, the side of the square crop.
-    rng : np.random.Generator
-        Source of every random draw, in a fixed order (offsets, flip, angle, scale, shift, brightness,
-        contrast). May be ``None`` only when nothing is random (``center=True``, no augmentation).
-    flip : bool or float
-        ``True`` flips with probability 0.5, a float is the probability.
-    degrees, scale, translate, brightness, contrast : as ``RandomAffine`` and ``ColorJitter``
-        (``translate`` is a fraction of ``S``).
-    center : bool
-        Centred crop (evaluation) instead of a random one.
-    return_affine : bool
-        Also return the 3x3 matrix ``M`` (rescaled pixels -> crop pixels, float64) and whether the
-        sample was flipped (then point ``j`` of the crop is point ``FLIP_PERMUTATION[j]`` of the input).
-
-    Returns
-    -------
-    crop : (S, S) float32
-    keypoints : (K, 2) float32, in crop pixels
-    affine, flipped : only with ``return_affine=True``
-    """
-    height, width = image.shape[:2]
-    if size > height or size > width:
-        raise ValueError(f"crop_sample: a {size}x{size} crop does not fit in an image of shape {image.shape[:2]}")
-    keypoints = np.asarray(keypoints)
-    p_flip = _flip_probability(flip)
-    low, high = float(scale[0]), float(scale[1])
-    if not 0.0 < low <= high:
-        raise ValueError(f"crop_sample: scale must be (low, high) with 0 < low <= high, got {scale!r}")
-    needs_rng = (not center) or (0.0 < p_flip < 1.0) or degrees > 0 or low != high or translate > 0
-    needs_rng = needs_rng or brightness > 0 or contrast > 0
-    if needs_rng:
-        rng = _require_rng("crop_sample", rng)
-
-    if center:
-        top, left = center_crop_offset(height, width, size, size)
-    else:
-        top = int(rng.integers(0, height - size + 1))
-        left = int(rng.integers(0, width - size + 1))
-    flipped = p_flip >= 1.0 or (p_flip > 0.0 and bool(rng.random() < p_flip))
-    angle = float(rng.uniform(-degrees, degrees)) if degrees > 0 else 0.0
-    zoom = float(rng.uniform(low, high)) if low != high else low
-    shift = rng.uniform(-translate, translate, size=2) * size if translate > 0 else np.zeros(2)
-
-    matrix = _translation(-left, -top)
-    if flipped:
-        if keypoints.shape[0] != NUM_KEYPOINTS:
-            raise ValueError(f"crop_sample: flipping needs {NUM_KEYPOINTS} keypoints, got {keypoints.shape[0]}")
-        matrix = _flip_matrix(size) @ matrix
-    if angle == 0.0 and zoom == 1.0 and not shift.any():
-        crop = image[top : top + size, left : left + size]
-        crop = np.array(crop[:, ::-1] if flipped else crop, dtype=np.float32)  # a fresh contiguous copy
-    else:
-        centre = (size - 1) / 2.0
-        matrix = _translation(shift[0], shift[1]) @ _rotation_scale_about(centre, centre, angle, zoom) @ matrix
-        crop = cv2.warpAffine(
-            image, matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ).astype(np.float32, copy=False)
-
-    moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)
-    if flipped:
-        moved = moved[FLIP_PERMUTATION]
-    if brightness > 0 or contrast > 0:
-        crop = _jitter(crop, _factor(rng, brightness), _factor(rng, contrast))
-    if return_affine:
-        return crop, moved, matrix, flipped
-    return crop, moved

@@ -14,7 +14,7 @@ import numpy as np
 import tinynet
 from tinynet.nn.module import Module
 
-from .data import rescale_size
+from .crops import rescale_size
 from .image import DEFAULT_MAX_PIXELS
 from .predictor import Predictor
 

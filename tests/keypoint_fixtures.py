@@ -3,7 +3,7 @@
 - :func:`write_dataset` writes a tiny data set in the upstream layout (``training_frames_keypoints.csv``,
   ``training/*.jpg``, ``test_frames_keypoints.csv``, ``test/*.jpg``), the same way ``tests/test_data.py``
   does: images from a seeded generator, the CSV with upstream's pandas header.
-- :func:`write_checkpoint` writes an inference checkpoint (``keypoints.train.save_weights``) of a seeded
+- :func:`write_checkpoint` writes an inference checkpoint (``keypoints.checkpoint.save_weights``) of a seeded
   network whose batch-norm running statistics are not the trivial 0 / 1, so loading them matters.
 - :func:`real_data_dir` returns the real data folder from ``KEYPOINTS_DATA`` or skips with the reason.
 - Hand-written geometry of the evaluation pipeline (rescale the shorter side to ``round(S*250/224)``,
@@ -101,7 +101,8 @@ def seeded_state_dict(input_size: int = 96, seed: int = 0) -> dict[str, np.ndarr
 
 def write_checkpoint(path: Path, input_size: int = 96, seed: int = 0, flip_test: bool = False) -> dict:
     """An inference checkpoint as training writes it (``save_weights``); returns the saved state dict."""
-    from keypoints.train import Recipe, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import Recipe
 
     state = seeded_state_dict(input_size, seed)
     save_weights(path, Recipe(size=input_size, flip_test=flip_test), state, epoch=1, loss=0.5)
@@ -196,7 +197,8 @@ def save_constant_face_model(path) -> np.ndarray:
     are zero and its bias holds the face in normalised units ``(p - 100 S/224) / (50 S/224)``. Returns the
     face (crop pixels)."""
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     model = naimishnet(96, seed=0)
     face = canonical_face(96)

@@ -191,7 +191,9 @@ def training_state(tmp_path_factory):
     import dataclasses
 
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, TrainState, build_optimizer, save_checkpoint, snapshot
+    from keypoints.checkpoint import TrainState, save_checkpoint
+    from keypoints.recipes import RECIPES, build_optimizer
+    from keypoints.train import snapshot
     from tinynet.optim import CosineAnnealingLR
 
     recipe = dataclasses.replace(RECIPES["default"], epochs=3, schedule="cosine", ema=0.0)
@@ -228,3 +230,14 @@ def test_a_training_state_that_does_not_fit_its_recipe_is_refused_naming_the_ent
     tinynet.save({**checkpoint, entry: value}, bad)
     with pytest.raises(CheckpointError, match=rf"last\.npz: {entry}"):
         read_checkpoint(bad, training=True)
+
+
+def test_checkpoints_with_the_old_normalisation_fields_still_load():
+    """Training no longer writes ``keypoint_mean`` / ``keypoint_std`` (a function of the input size, which
+    nothing read); the shipped checkpoint, written before, still has them and still loads."""
+    from keypoints.predictor import PRETRAINED
+
+    checkpoint, model = read_checkpoint(PRETRAINED)
+    assert checkpoint["meta"]["keypoint_mean"] == pytest.approx(100 * 96 / 224)
+    assert checkpoint["meta"]["keypoint_std"] == pytest.approx(50 * 96 / 224)
+    assert model.input_size == 96

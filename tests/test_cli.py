@@ -15,7 +15,9 @@ from keypoint_fixtures import METRIC_KEYS, write_checkpoint, write_dataset
 
 from keypoints.cli import build_recipe, main, train_main, train_parser
 from keypoints.models import naimishnet
-from keypoints.train import DEFAULT_AUGMENT, RECIPES, Recipe, TrainState, build_optimizer, save_checkpoint, snapshot
+from keypoints.checkpoint import TrainState, save_checkpoint
+from keypoints.recipes import DEFAULT_AUGMENT, RECIPES, Recipe, build_optimizer
+from keypoints.train import snapshot
 from tinynet.optim import CosineAnnealingLR
 
 TRAIN_FLAGS = ("--size", "--epochs", "--batch-size", "--lr", "--loss", "--augment", "--val-fraction", "--seed",
@@ -244,3 +246,26 @@ def test_debug_before_or_after_the_command_shows_the_exception(data_and_checkpoi
         assert line.startswith("error: "), name
         with pytest.raises(error):  # with it, the exception itself (a traceback, for a developer)
             run(main, ["--debug", *argv] if where == "before" else [*argv, "--debug"])
+
+
+def test_resume_reads_the_checkpoint_once_and_hands_it_to_train(classic_run, data_and_checkpoint, monkeypatch):
+    import keypoints.checkpoint
+    import keypoints.cli as cli_module
+
+    root, _ = data_and_checkpoint
+    real_read, reads, handed = keypoints.checkpoint.read_checkpoint, [], {}
+
+    def counting_read(*args, **kwargs):
+        reads.append(args[0])
+        return real_read(*args, **kwargs)
+
+    def fake_train(recipe, **kwargs):
+        handed.update(kwargs, recipe=recipe)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "read_checkpoint", counting_read)
+    monkeypatch.setattr(cli_module, "train", fake_train)
+    last = classic_run / "last.npz"
+    assert train_main(["--resume", str(last), "--data", str(root), "--out", str(classic_run), "--no-progress"]) == 130
+    assert reads == [str(last)] and handed["resume"] == str(last)
+    assert handed["resumed"]["epoch"] == 1 and handed["recipe"].head == "classic"

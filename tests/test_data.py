@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from keypoints.data import (
-    NUM_KEYPOINTS,
     OFFICIAL_URL,
     DataError,
     Faces,
@@ -23,9 +22,10 @@ from keypoints.data import (
     prepare_faces,
     read_image,
     read_keypoints_csv,
-    rescale_size,
 )
-from keypoints.transforms import Compose, RandomCrop, apply_affine
+from keypoints.crops import rescale_size
+from keypoints.geometry import NUM_KEYPOINTS, apply_affine
+from keypoints.transforms import Compose, RandomCrop
 
 HEADER = "," + ",".join(str(i) for i in range(2 * NUM_KEYPOINTS))  # upstream's header (pandas index column)
 

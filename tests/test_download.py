@@ -1,4 +1,4 @@
-"""Tests for keypoints.data.ensure_data against a local HTTP server (no network access).
+"""Tests for keypoints.data.download.ensure_data against a local HTTP server (no network access).
 
 The server runs on 127.0.0.1, port 0, in a thread, and serves a small zip of the upstream layout built
 here (or a broken response). After a failure nothing may be left next to the destination.
@@ -164,7 +164,7 @@ def test_connection_refused(tmp_path, serve):
 
 
 def test_interrupted_download_leaves_nothing_behind(tmp_path, serve, monkeypatch):
-    import keypoints.data as data_module
+    import keypoints.data.download as data_module
 
     server = serve(upstream_zip())
 

@@ -16,7 +16,7 @@ import keypoints.train as train_module
 import tinynet
 from keypoints.cli import EXIT_CODES, main, run, train_main, train_parser
 from keypoints.predictor import load_predictor
-from keypoints.train import Recipe
+from keypoints.recipes import Recipe
 from tinynet.nn import ELU, BatchNorm2d, LeakyReLU, Parameter, SmoothL1Loss
 from tinynet.optim import SGD, Adam, AdamW
 

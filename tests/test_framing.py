@@ -23,7 +23,7 @@ from keypoints.framing import (
 )
 from keypoints.loader import DataLoader
 from keypoints.predictor import load_predictor
-from keypoints.transforms import FLIP_PERMUTATION, _rotation_scale_about, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
+from keypoints.geometry import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints, rotation_scale_about
 from tinynet.nn import Module
 
 S = 96
@@ -91,7 +91,7 @@ def test_upright_framing_levels_the_eyes(tilt, degrees, seed):
     face[36:42] += (-30, 0) - face[36:42].mean(axis=0)  # the right eye left in the picture, the left eye
     face[42:48] += (30, 0) - face[42:48].mean(axis=0)  # right, their centres level
     assert eye_angle(face) == pytest.approx(0.0, abs=1e-9)
-    tilted = apply_affine(face, _rotation_scale_about(0.0, 0.0, tilt, 1.0)) + 200
+    tilted = apply_affine(face, rotation_scale_about(0.0, 0.0, tilt, 1.0)) + 200
     assert eye_angle(tilted) == pytest.approx(tilt, abs=1e-7)
     framing = PointFraming((0.5, 0.5), 0.2, upright=True)
     moved = apply_affine(tilted, frame_matrix(tilted, S, framing, degrees=degrees))

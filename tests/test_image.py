@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keypoints import wild_cli
+from keypoints.wild import cli as wild_cli
 from keypoints.data import DataError, FacialKeypointsDataset, read_image, read_keypoints_csv
 from keypoints.image import ImageError, header_pixels, read_image_file
 
@@ -131,7 +131,8 @@ def test_every_command_that_reads_a_photo_takes_max_pixels():
 
 def test_show_maps_refuses_an_image_over_max_pixels(tmp_path, capsys):
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     model = tmp_path / "m.npz"
     save_weights(model, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)

@@ -24,7 +24,8 @@ from keypoints.files import (
     remove_stale_temporaries,
     write_image,
 )
-from keypoints.train import Recipe, train
+from keypoints.recipes import Recipe
+from keypoints.train import train
 from test_wild_cli import model_path, portrait_path, run  # noqa: F401 (the CLI tests' fixtures and runner)
 
 
@@ -106,7 +107,7 @@ def test_video_refuses_to_write_over_its_input_and_leaves_no_partial_output(port
     # Ctrl-C in the third frame: no output file, no temporary, the old output untouched
     out = tmp_path / "out.mp4"
     out.write_bytes(b"an earlier result")
-    from keypoints import video
+    from keypoints.wild import video
 
     real, calls = video.predict_faces, []
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoints import wild_cli
-from keypoints.detect import FaceKeypoints
+from keypoints.wild import cli as wild_cli
+from keypoints.wild.faces import FaceKeypoints
 from keypoints.image import ImageError, decode_image_file, read_image_file
 from keypoints.wild.photos import in_photo_pixels
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keypoints.geometry import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints
 from keypoints.transforms import (
-    FLIP_PERMUTATION,
     CenterCrop,
     ColorJitter,
     Compose,
@@ -24,13 +24,9 @@ from keypoints.transforms import (
     RandomHorizontalFlip,
     Rescale,
     ToArray,
-    apply_affine,
-    crop_sample,
-    denormalize_keypoints,
-    map_to_original,
-    normalize_keypoints,
-    to_gray_float32,
 )
+from keypoints.crops import crop_sample
+from keypoints.image import to_gray_float32
 
 SIGMA = 1.2  # blob radius (pixels of the source image)
 SEPARATION = 20.0  # minimum distance between blobs (source pixels)

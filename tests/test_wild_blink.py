@@ -92,7 +92,7 @@ class EyesShutWhenDark:
 def test_process_video_counts_the_blinks(tmp_path):
     cv2 = pytest.importorskip("cv2")
     cbook = pytest.importorskip("matplotlib.cbook")
-    from keypoints.video import process_video
+    from keypoints.wild.video import process_video
 
     portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
     frame = cv2.resize(portrait, (256, 300), interpolation=cv2.INTER_AREA)

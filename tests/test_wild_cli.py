@@ -1,4 +1,4 @@
-"""The in-the-wild command lines (keypoints.wild_cli) and the pictures behind show-filters / show-maps
+"""The in-the-wild command lines (keypoints.wild.cli) and the pictures behind show-filters / show-maps
 (keypoints.visualize), run in-process on the Grace Hopper portrait and generated images."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from keypoint_fixtures import save_constant_face_model
 
-from keypoints import wild_cli
-from keypoints.detect import pad_box
+from keypoints.wild import cli as wild_cli
+from keypoints.wild.face_crop import pad_box
 from keypoints.wild.commands import align_command
 
 
@@ -30,7 +30,8 @@ def portrait(portrait_path):
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     from keypoints.models import naimishnet
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     path = tmp_path_factory.mktemp("model") / "m.npz"
     save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)

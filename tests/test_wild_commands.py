@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoints import wild_cli
+from keypoints.wild import cli as wild_cli
 from keypoints.predictor import PRETRAINED
 from keypoints.wild.formats import CSV_HEADER, read_pts
 

@@ -12,7 +12,7 @@ import pytest
 
 from keypoint_fixtures import canonical_face
 
-from keypoints.detect import FaceKeypoints
+from keypoints.wild.faces import FaceKeypoints
 from keypoints.wild.formats import (
     CSV_HEADER,
     face_record,

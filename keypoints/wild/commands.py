@@ -1,6 +1,6 @@
 """The face-toolkit parts of ``python -m keypoints``: the ``align`` command, and ``predict``'s output
 options (``--format``, ``--json -``, ``--pose``, ``--min-confidence``), registered by
-:mod:`keypoints.wild_cli`."""
+:mod:`keypoints.wild.cli`."""
 from __future__ import annotations
 
 import argparse
@@ -100,9 +100,9 @@ def write_predict_outputs(args: argparse.Namespace, records: list[dict], summary
 
 def align_command(args: argparse.Namespace) -> int:
     """``align PHOTO... -o DIR --size 112``: one aligned chip per face, ``DIR/<stem>_<k>.png``."""
-    from ..detect import predict_faces
+    from .faces import predict_faces
     from ..files import OutputError, refuse_input_as_output, write_image
-    from ..wild_cli import _error, load_model
+    from .cli import _error, load_model
     from .align import align_faces
     from .photos import InputError, expand_inputs, read_photo
 

@@ -45,7 +45,7 @@ CSV_HEADER = (
 def face_record(face, rect, image_shape) -> dict:
     """A face's JSON-able record: its box, crop rectangle, confidence, head pose, eyes and points.
 
-    ``face``: a :class:`keypoints.detect.FaceKeypoints`; ``rect``: the crop rectangle the network read;
+    ``face``: a :class:`keypoints.wild.faces.FaceKeypoints`; ``rect``: the crop rectangle the network read;
     ``image_shape``: the photo's ``(H, W[, C])`` (the pose's camera). A degenerate pose fit gives
     ``"pose": null`` and the reason in ``"pose_error"``.
     """

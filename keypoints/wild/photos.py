@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from ..detect import FaceKeypoints
+from .faces import FaceKeypoints
 from ..files import check_image_output, refuse_input_as_output
 from ..image import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode_image_file
 

@@ -189,7 +189,7 @@ def draw_pose(image: np.ndarray, pose: HeadPose, length: float = 70.0, thickness
     each outlined in black.
     ``length`` is in millimetres of the reference head (the eyes are 90 mm apart, the chin 100 mm below them).
     """
-    from ..detect import to_bgr_uint8
+    from ..image import to_bgr_uint8
 
     out = to_bgr_uint8(image)
     camera = camera_matrix(out.shape[0], out.shape[1])

@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..image import IMAGE_DTYPES, read_image_file, to_uint8
+
 RIGHT_EYE = slice(36, 42)  # the person's right eye: on the left of the picture
 LEFT_EYE = slice(42, 48)
 RIGHT_TEMPLE, LEFT_TEMPLE = 0, 16
@@ -150,12 +152,9 @@ def as_bgra(picture: np.ndarray) -> np.ndarray:
     if not isinstance(picture, np.ndarray) or picture.ndim not in (2, 3):
         got = getattr(picture, "shape", type(picture).__name__)
         raise ValueError(f"overlay: expected an image array (h, w) or (h, w, 1|2|3|4), got {got}")
-    if picture.dtype == np.uint16:
-        picture = ((picture.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif picture.dtype in (np.float32, np.float64):
-        picture = np.clip(picture * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    elif picture.dtype != np.uint8:
+    if picture.dtype not in IMAGE_DTYPES:
         raise ValueError(f"overlay: unsupported dtype {picture.dtype} (expected uint8, uint16 or float)")
+    picture = to_uint8(picture)
     if picture.ndim == 2:
         picture = picture[:, :, None]
     channels = picture.shape[2]
@@ -177,8 +176,6 @@ def load_overlay(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such overlay file")
-    from .image import read_image_file
-
     return as_bgra(read_image_file(path, cv2.IMREAD_UNCHANGED))  # ImageError (a ValueError) names the file
 
 
@@ -294,7 +291,7 @@ def add_sunglasses(
     width_from: str = "temples",
 ) -> np.ndarray:
     """Sunglasses on every face: ``faces_points`` ``(F, 68, 2)`` (or a list of ``(68, 2)``) in the photo's
-    pixels. ``image`` is BGR/BGRA uint8 (convert others with ``keypoints.detect.to_bgr_uint8``);
+    pixels. ``image`` is BGR/BGRA uint8 (convert others with ``keypoints.image.to_bgr_uint8``);
     ``overlay`` BGRA (default :func:`make_sunglasses`). Returns a new image."""
     overlay = make_sunglasses() if overlay is None else as_bgra(overlay)
     out = image

@@ -1,6 +1,6 @@
 """Keypoints on every frame of a video, smoothed over time per face.
 
-Per frame: detect the faces, predict their keypoints (:func:`keypoints.detect.predict_faces`, one batch
+Per frame: detect the faces, predict their keypoints (:func:`keypoints.wild.faces.predict_faces`, one batch
 per frame), match them to the faces of the previous frames (:class:`FaceTracker`), smooth each face's
 points with a One Euro filter, and draw them (and sunglasses, if asked). Read with ``cv2.VideoCapture``,
 written with ``cv2.VideoWriter`` (``mp4v``) at the input's frame rate and frame size.
@@ -23,11 +23,13 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from .detect import DEFAULT_DETECTOR, FaceKeypoints, draw_keypoints, predict_faces
-from .files import OutputError, atomic_output, refuse_input_as_output
-from .image import DEFAULT_MAX_PIXELS, check_max_pixels
+from ..files import OutputError, atomic_output, refuse_input_as_output
+from ..image import DEFAULT_MAX_PIXELS, check_max_pixels
+from .blink import BlinkCounter
+from .detection import DEFAULT_DETECTOR
+from .drawing import draw_keypoints
+from .faces import FaceKeypoints, predict_faces
 from .overlay import add_sunglasses, make_sunglasses
-from .wild.blink import BlinkCounter
 
 DEFAULT_FPS = 30.0  # used when a video does not say its frame rate
 

@@ -1,4 +1,4 @@
-"""One Euro filter, face tracking, and video in / video out (keypoints.video)."""
+"""One Euro filter, face tracking, and video in / video out (keypoints.wild.video)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoints.detect import FaceKeypoints
-from keypoints.video import FaceTracker, OneEuroFilter, box_iou, open_video, process_video, smoothing_factor
+from keypoints.wild.faces import FaceKeypoints
+from keypoints.wild.video import FaceTracker, OneEuroFilter, box_iou, open_video, process_video, smoothing_factor
 
 FPS = 30.0
 
@@ -174,7 +174,8 @@ def grace_clip(path, frames=12, fps=15.0, size=(320, 256)):
 def untrained(tmp_path_factory):
     from keypoints.models import naimishnet
     from keypoints.predictor import load_predictor
-    from keypoints.train import RECIPES, save_weights
+    from keypoints.checkpoint import save_weights
+    from keypoints.recipes import RECIPES
 
     path = tmp_path_factory.mktemp("model") / "m.npz"
     save_weights(path, RECIPES["reference"], naimishnet(96, seed=0).state_dict(), 1, 0.0)

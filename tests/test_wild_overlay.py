@@ -1,4 +1,4 @@
-"""Sunglasses: drawing, placement from keypoints, alpha blending (keypoints.overlay)."""
+"""Sunglasses: drawing, placement from keypoints, alpha blending (keypoints.wild.overlay)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keypoints.overlay import (
+from keypoints.wild.overlay import (
     add_sunglasses,
     alpha_blend,
     as_bgra,

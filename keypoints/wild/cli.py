@@ -2,7 +2,7 @@
 
 ``add_commands(subparsers)`` registers the six commands (``align`` and predict's output options: in
 :mod:`keypoints.wild.commands`); each sets ``func`` so the main program runs ``args.func(args)``, which
-returns the exit code. ``main(argv)`` runs them on their own (``python -m keypoints.wild_cli predict ...``).
+returns the exit code. ``main(argv)`` runs them on their own (``python -m keypoints.wild.cli predict ...``).
 
 Exit codes
 ----------
@@ -27,9 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .files import OutputError, check_image_output, refuse_input_as_output, write_image
-from .image import DEFAULT_MAX_PIXELS
-from .wild.photos import InputError, expand_inputs, in_photo_pixels, output_paths, read_photo
+from ..files import OutputError, check_image_output, refuse_input_as_output, write_image
+from ..image import DEFAULT_MAX_PIXELS
+from .photos import InputError, expand_inputs, in_photo_pixels, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
@@ -45,7 +45,7 @@ def _error(message: str, args: argparse.Namespace | None = None) -> None:
 
 def load_model(path: str | None, flip: bool | None = None):
     """``load_predictor`` with a clear message for a missing file; None is the shipped model."""
-    from .predictor import PRETRAINED, load_predictor
+    from ..predictor import PRETRAINED, load_predictor
 
     path = PRETRAINED if path is None else path
     if not Path(path).is_file():
@@ -62,9 +62,12 @@ def predict_command(args: argparse.Namespace) -> int:
     """``predict PHOTO...``: detect the faces, predict, draw, summarise."""
     from tqdm.auto import tqdm
 
-    from .detect import detect_faces, draw_faces, pad_box, predict_faces
-    from .wild import commands
-    from .wild.formats import face_record
+    from .detection import detect_faces
+    from .drawing import draw_faces
+    from .face_crop import pad_box
+    from .faces import predict_faces
+    from . import commands
+    from .formats import face_record
 
     info = commands.print_to(args)
     try:
@@ -156,7 +159,8 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def filter_command(args: argparse.Namespace) -> int:
     """``filter PHOTO --sunglasses``: sunglasses on every face."""
-    from .detect import draw_keypoints, predict_faces
+    from .drawing import draw_keypoints
+    from .faces import predict_faces
     from .overlay import add_sunglasses, load_overlay, make_sunglasses
 
     if not args.sunglasses and args.overlay is None:
@@ -193,7 +197,7 @@ def video_command(args: argparse.Namespace) -> int:
     """``video IN.mp4 -o OUT.mp4``: keypoints (or sunglasses) on every frame, smoothed per face."""
     from .overlay import load_overlay
     from .video import FaceTracker, process_video
-    from .wild.blink import BlinkCounter
+    from .blink import BlinkCounter
 
     try:
         refuse_input_as_output(args.output, [args.video, args.overlay, args.model])
@@ -218,7 +222,7 @@ def video_command(args: argparse.Namespace) -> int:
 
 
 def show_filters_command(args: argparse.Namespace) -> int:
-    from .visualize import show_filters
+    from ..visualize import show_filters
 
     try:
         refuse_input_as_output(args.output, [args.model])
@@ -231,7 +235,7 @@ def show_filters_command(args: argparse.Namespace) -> int:
 
 
 def show_maps_command(args: argparse.Namespace) -> int:
-    from .visualize import show_maps
+    from ..visualize import show_maps
 
     try:
         refuse_input_as_output(args.output, [args.image, args.model])
@@ -262,7 +266,7 @@ def _positive_int(text: str) -> int:
 def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
     """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
     ``--max-pixels``."""
-    from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
+    from .detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS
 
     # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
@@ -291,7 +295,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
     _common(p)
     p.add_argument("-o", "--output", metavar="OUT", help="picture with the keypoints (a folder when several inputs)")
-    from .wild.commands import add_align_command, add_blink_options, add_predict_outputs
+    from .commands import add_align_command, add_blink_options, add_predict_outputs
 
     add_predict_outputs(p)
     p.add_argument("--indices", action="store_true", help="number the points on the picture")
@@ -347,7 +351,7 @@ def add_commands(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m keypoints.wild_cli", description="Facial keypoints in the wild.")
+    parser = argparse.ArgumentParser(prog="python -m keypoints.wild.cli", description="Facial keypoints in the wild.")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 
