@@ -282,8 +282,8 @@ def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
 
     Architecture (``arch``, ``dropout``, ``head``), input size ``S`` and the preprocessing (``rescale``:
     the shorter side before the centre crop, ``keypoints.crops.rescale_size``), the canonical point
-    framing with the number of refinement passes (``keypoints.framing``), test-time flip averaging, and the
-    recipe itself. The keypoint normalisation is a function of ``S`` alone
+    framing with the number of refinement passes and the test frames (``keypoints.framing``), test-time
+    flip averaging, and the recipe itself. The keypoint normalisation is a function of ``S`` alone
     (``keypoints.geometry.normalize_keypoints``), so it is not stored; older checkpoints that store it as
     ``keypoint_mean`` / ``keypoint_std`` still load (the fields are ignored).
     """
@@ -293,6 +293,7 @@ def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
         "dropout": recipe.dropout,
         "head": recipe.head,
         "refine_passes": recipe.refine_passes,
+        "test_frames": [list(frame) for frame in recipe.test_frames],
         "framing": framing.to_dict(),
         "rescale": rescale_size(recipe.size),
         "flip_test": recipe.flip_test,

@@ -80,9 +80,9 @@ _RECIPE_FLAGS = {
 }
 
 
-def train_parser() -> argparse.ArgumentParser:
+def train_parser(prog: str = "train_keypoints.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train_keypoints.py",
+        prog=prog,
         description="Train the 68-point facial keypoint network (tinynet NaimishNet) and evaluate it on the test set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=EXIT_CODES,
@@ -145,13 +145,13 @@ def build_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recip
     return dataclasses.replace(base, name=name, **overrides)
 
 
-def train_main(argv: list[str] | None = None) -> int:
+def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") -> int:
     """Parse, train, report. Bad input raises :class:`UsageError`; Ctrl-C returns 130 after one line saying
     what was saved and how to resume."""
     from .data import DataError
     from .files import OutputError
 
-    parser = train_parser()
+    parser = train_parser(prog)  # usage and errors name the command the user typed
     args = parser.parse_args(argv)
     resumed = None
     try:
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     skip = 1 if argv[:1] == ["--debug"] else 0  # --debug goes before or after the command
     if argv[skip : skip + 1] == ["train"]:
-        return train_main(argv[skip + 1 :] + argv[:skip])
+        return train_main(argv[skip + 1 :] + argv[:skip], prog="python -m keypoints train")
     args = parser.parse_args(argv)
     from .data import DownloadError
 

@@ -241,3 +241,16 @@ def test_checkpoints_with_the_old_normalisation_fields_still_load():
     assert checkpoint["meta"]["keypoint_mean"] == pytest.approx(100 * 96 / 224)
     assert checkpoint["meta"]["keypoint_std"] == pytest.approx(50 * 96 / 224)
     assert model.input_size == 96
+
+
+def test_the_default_recipe_writes_its_test_frames_and_the_reference_recipe_none():
+    from keypoints.checkpoint import checkpoint_meta
+    from keypoints.recipes import RECIPES, Recipe
+
+    meta = checkpoint_meta(RECIPES["default"])
+    four = [[-0.04, 0.0, 1.0, 0.0], [0.04, 0.0, 1.0, 0.0], [0.0, -0.04, 1.0, 0.0], [0.0, 0.04, 1.0, 0.0]]
+    assert meta["test_frames"] == four and validate_meta(meta)["test_frames"] == four
+    assert load_predictor().test_frames == tuple(map(tuple, four))  # the shipped model is the default recipe's
+    assert checkpoint_meta(RECIPES["reference"])["test_frames"] == []
+    with pytest.raises(ValueError, match="test_frames"):
+        Recipe(test_frames=[[0.0, 0.0, 2.0, 0.0]])

@@ -269,3 +269,12 @@ def test_resume_reads_the_checkpoint_once_and_hands_it_to_train(classic_run, dat
     assert train_main(["--resume", str(last), "--data", str(root), "--out", str(classic_run), "--no-progress"]) == 130
     assert reads == [str(last)] and handed["resume"] == str(last)
     assert handed["resumed"]["epoch"] == 1 and handed["recipe"].head == "classic"
+
+
+def test_train_usage_names_the_command_that_was_typed(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--lr", "nan"])
+    assert "usage: python -m keypoints train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--lr", "nan"])
+    assert "usage: train_keypoints.py" in capsys.readouterr().err
