@@ -111,3 +111,20 @@ def test_draw_pose_draws_the_three_axes_from_the_nose_tip():
     assert np.abs(changed - nose[::-1]).max(axis=1).min() <= 2  # the axes start at the nose tip
     red = (out[..., 2] > 200) & (out[..., 0] < 60) & (out[..., 1] < 60)
     assert np.argwhere(red)[:, 1].mean() > nose[0]  # the red axis points to the right of the picture
+
+
+def test_a_mirrored_photo_gives_the_opposite_yaw_and_roll():
+    """The whole pipeline on scikit-image's astronaut (her head turned and tilted a few degrees) and on its
+    mirror image: detection, the shipped model, then the pose fit."""
+    cv2 = pytest.importorskip("cv2")
+    data = pytest.importorskip("skimage.data", reason="scikit-image (a test extra) ships the astronaut photo")
+    from keypoints import head_pose, load_predictor, predict_faces
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    predictor = load_predictor()
+    (face,), (mirrored,) = predict_faces(predictor, photo), predict_faces(predictor, np.ascontiguousarray(photo[:, ::-1]))
+    pose, pose_mirrored = head_pose(face.points, photo.shape), head_pose(mirrored.points, photo.shape)
+    assert abs(pose.yaw) > 2 and abs(pose.roll) > 2  # turned and tilted enough for the signs to mean something
+    assert np.sign(pose_mirrored.yaw) == -np.sign(pose.yaw) and abs(pose_mirrored.yaw + pose.yaw) < 1.5
+    assert np.sign(pose_mirrored.roll) == -np.sign(pose.roll) and abs(pose_mirrored.roll + pose.roll) < 1.5
+    assert abs(pose_mirrored.pitch - pose.pitch) < 1.5  # looking up or down does not change in a mirror
