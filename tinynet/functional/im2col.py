@@ -97,6 +97,9 @@ def im2col(
 ) -> np.ndarray:
     """Unfold the ``kh x kw`` patches of ``x`` into columns (fast Numba kernel).
 
+    ``col2im`` is its adjoint: the two take the same geometry arguments and mirror each other's checks
+    on purpose (the shared part, the window geometry, is ``_window_geometry``).
+
     Parameters
     ----------
     x : (N, C, H, W), float32 or float64 (a non-contiguous array is copied first)
@@ -133,7 +136,8 @@ def col2im(
     out: np.ndarray | None = None,
     ones_row: bool = False,
 ) -> np.ndarray:
-    """Fold columns back into an image, summing overlapping windows (fast Numba kernel, adjoint of ``im2col``).
+    """Fold columns back into an image, summing overlapping windows (fast Numba kernel, adjoint of ``im2col``,
+    whose arguments and checks it mirrors on purpose).
 
     Parameters
     ----------

@@ -34,6 +34,9 @@ def _valid_range(size: int, out_size: int, stride: int, pad: int, offset: int) -
 def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
     """Write the columns of ``x (N, C, H, W)`` into ``out (N, C*kh*kw, OH*OW)``.
 
+    ``col2im_kernel`` is its adjoint: the same loops with source and destination swapped (a mirrored
+    pair kept on purpose; one generic body would cost a branch in the innermost loop).
+
     One ``prange`` iteration per ``(n, c)`` plane: it writes only rows ``c*kh*kw ... c*kh*kw + kh*kw - 1``
     of image ``n``, so iterations never touch the same memory. Padding is handled by computing, per
     kernel offset, the range of windows that read inside the image (``_valid_range``) and writing
@@ -77,6 +80,9 @@ def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
 @parallel_kernel()
 def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, out):
     """Fold ``cols (N, C*kh*kw, OH*OW)`` into ``out (N, C, H, W)``, summing overlapping windows.
+
+    The adjoint of ``im2col_kernel``, whose loops it mirrors on purpose (``+=`` into the image instead
+    of ``=`` into the columns).
 
     One ``prange`` iteration per ``(n, c)`` plane, which reads only that plane's rows of ``cols``
     and accumulates only into ``out[n, c]``: overlapping windows add into the same pixels, but
