@@ -212,7 +212,8 @@ def im2col_reference(
     stride: tuple[int, int],
     padding: tuple[int, int],
 ) -> np.ndarray:
-    """Unfold patches with NumPy slicing: one strided slice of a padded copy per kernel offset.
+    """Unfold patches with NumPy slicing: one strided slice of a padded copy per kernel offset (the
+    reference ``im2col`` is tested against; a reference-vs-fast pair kept on purpose).
 
     Parameters
     ----------
@@ -238,7 +239,8 @@ def col2im_reference(
     stride: tuple[int, int],
     padding: tuple[int, int],
 ) -> np.ndarray:
-    """Fold columns back onto the image, summing where windows overlap (the adjoint of im2col).
+    """Fold columns back onto the image, summing where windows overlap (the adjoint of im2col; the
+    reference ``col2im`` is tested against, a reference-vs-fast pair kept on purpose).
 
     Parameters
     ----------
