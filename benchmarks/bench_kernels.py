@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 import tinynet.functional.conv as conv  # noqa: E402
 from tinynet.functional import activation, batchnorm, fused, pooling  # noqa: E402
-from tinynet.kernels import im2col as unfold  # noqa: E402
+from tinynet.functional import im2col as unfold  # noqa: E402
 from tinynet.optim.adam import _adam_update_, adam_update_reference  # noqa: E402
 
 

@@ -23,7 +23,7 @@ import pytest
 import tinynet.nn as nn
 from keypoints.models import naimishnet
 from tinynet._checks import ShapeError
-from tinynet.kernels.batchnorm import channel_stats
+from tinynet.functional.batchnorm import channel_stats
 
 F32 = np.float32
 

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinynet._checks import ShapeError
-from tinynet.kernels.im2col import col2im, col2im_reference, im2col, im2col_reference
+from tinynet.functional.im2col import col2im, col2im_reference, im2col, im2col_reference
 from tinynet.functional import pooling
 from tinynet.functional.pooling import MaxPool2dCache, maxpool2d_backward_reference, maxpool2d_forward_reference
 

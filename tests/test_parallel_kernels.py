@@ -31,7 +31,7 @@ def test_parallel_kernels_match_reference(module, name):
 
 
 def test_small_work_runs_serially_and_large_work_in_parallel():
-    from tinynet.kernels.elementwise import _relu_forward_kernel
+    from tinynet.kernels.elementwise import relu_forward_kernel as _relu_forward_kernel
 
     calls = []
 

@@ -63,6 +63,16 @@ def check_same_dtype(where: str, x: np.ndarray, param: np.ndarray, param_name: s
         )
 
 
+def check_layer_input(where: str, x, ndim: int | tuple[int, ...], layout: str, size: int, what: str,
+                      param: np.ndarray, param_name: str = "weight") -> None:
+    """The input checks of a layer with parameters (``Conv2d``, ``Linear``, ``BatchNorm*``), written once:
+    a float ndarray of rank ``ndim``, ``size`` ``what`` (e.g. channels) on axis 1, and ``param``'s dtype."""
+    check_float_array(where, x)
+    check_ndim(where, x, ndim, layout)
+    check_dim(where, x, 1, size, what, layout)
+    check_same_dtype(where, x, param, param_name)
+
+
 def check_dout(where: str, dout, shape: tuple[int, ...], dtype: np.dtype, name: str = "dout",
                dtype_of: str = "output") -> np.ndarray:
     """The one check of every backward's upstream gradient: a float ndarray of exactly the forward

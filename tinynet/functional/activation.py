@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels import elementwise
+from ..kernels.elementwise import relu_backward_kernel, relu_forward_kernel
 
 
 class ActivationCache(NamedTuple):
@@ -20,24 +20,35 @@ class ActivationCache(NamedTuple):
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """``out = max(x, 0)`` (NaN stays NaN), by a parallel Numba kernel (reference: ``relu_forward_reference``)."""
-    out = elementwise.relu_forward(x)
+    """``out = max(x, 0)`` (NaN stays NaN), by a parallel Numba kernel (reference: ``relu_forward_reference``).
+
+    ``out`` has ``x``'s shape and dtype (a non-contiguous ``x`` is copied first: the kernel reads it flat).
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
     return out, ActivationCache(None, out)
 
 
 def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
-    """``dx = dout * [out > 0]`` (the subgradient at 0 is 0, as PyTorch)."""
-    return elementwise.relu_backward(dout, cache.out)
+    """``dx = dout * [out > 0]`` (the subgradient at 0 is 0, as PyTorch); same shape and dtype as ``dout``."""
+    dout = np.ascontiguousarray(dout)
+    out = np.ascontiguousarray(cache.out)
+    if dout.shape != out.shape:
+        raise ValueError(f"relu_backward: dout shape {dout.shape} does not match the output shape {out.shape}")
+    dx = np.empty_like(dout)
+    relu_backward_kernel(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return dx
 
 
 def relu_forward_reference(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """``relu_forward`` in NumPy."""
+    """``relu_forward`` in NumPy: the reference the kernel is tested against."""
     out = np.maximum(x, 0)
     return out, ActivationCache(None, out)
 
 
 def relu_backward_reference(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
-    """``relu_backward`` in NumPy."""
+    """``relu_backward`` in NumPy: the reference the kernel is tested against."""
     return np.where(cache.out > 0, dout, 0).astype(dout.dtype, copy=False)
 
 

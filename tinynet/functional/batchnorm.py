@@ -8,9 +8,12 @@ Conventions (PyTorch's, not CS231n's): ``momentum`` weighs the NEW statistic,
 ``running = (1 - momentum) * running + momentum * batch``; the running variance is updated with the
 *unbiased* batch variance (``* M / (M - 1)``) while the output is normalised with the biased one.
 
-``batchnorm_forward``/``batchnorm_backward`` run the Numba kernels of ``tinynet.kernels.batchnorm``
-(two memory passes each way); ``batchnorm_forward_reference``/``batchnorm_backward_reference`` are the
-same math in plain NumPy, one operation per line, which the tests compare them against. Both keep the
+``batchnorm_forward``/``batchnorm_backward`` run the jitted bodies of ``tinynet.kernels.batchnorm``
+(two memory passes each way) through the small wrappers below (``channel_stats``, ``_normalize``,
+``_backward_passes``); ``batchnorm_forward_reference``/``batchnorm_backward_reference`` are the same
+math in plain NumPy, one operation per line, which the tests compare them against (a reference-vs-fast
+pair kept on purpose). Every forward, the fused ``batchnorm_relu_maxpool2d_forward`` included, turns
+its arguments into the statistics and affine vectors by one helper, ``_forward_statistics``. Both keep the
 same cache: the input ``x`` and the per-channel statistics, from which ``x_hat`` is recomputed in
 backward rather than stored (one full-size array fewer).
 """
@@ -21,7 +24,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_dout
-from ..kernels.batchnorm import batchnorm_backward_kernel, channel_stats, normalize
+from ..kernels.batchnorm import (
+    batchnorm_backward_dx_kernel,
+    batchnorm_backward_sums_kernel,
+    channel_stats_kernel,
+    normalize_kernel,
+)
 
 
 class BatchNormCache(NamedTuple):
@@ -39,23 +47,64 @@ def _channel_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return axes, shape
 
 
-def _statistics(
-    x: np.ndarray,
-    running_mean: np.ndarray,
-    running_var: np.ndarray,
-    training: bool,
-    momentum: float | None,
-    eps: float,
-    num_batches_tracked: np.ndarray | None,
-    batch_stats,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, inv_std)`` to normalise with, float64; in train mode also updates the running buffers.
+def _as_ncl(x: np.ndarray) -> np.ndarray:
+    """A contiguous ``(N, C, L)`` view (a copy only if ``x`` is not C-contiguous)."""
+    x = np.ascontiguousarray(x)
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))  # not -1: N may be 0
 
-    ``batch_stats(x) -> (mean, biased var)`` is the kernel or the NumPy reference.
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance of ``x (N, C, ...)``, float64 ``(C,)`` each."""
+    x3 = _as_ncl(x)
+    if x3.shape[0] * x3.shape[2] == 0:
+        raise ValueError(f"channel_stats: the statistics of an empty batch are undefined, got shape {x.shape}")
+    mean = np.empty(x3.shape[1], dtype=np.float64)
+    var = np.empty(x3.shape[1], dtype=np.float64)
+    channel_stats_kernel(x3, mean, var)
+    return mean, var
+
+
+def _normalize(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``(x - mean) * inv_std * weight + bias`` per channel; ``(C,)`` vectors, output in ``x``'s dtype."""
+    x3 = _as_ncl(x)
+    out = np.empty_like(x3)
+    normalize_kernel(x3, mean, inv_std, weight, bias, out)
+    return out.reshape(x.shape)
+
+
+def _backward_passes(
+    dout: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray, training: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dweight, dbias)`` of batch norm by the two backward kernels (no check of ``dout``: ``batchnorm_backward``
+    makes it), recomputing ``x_hat`` from ``x``; dweight/dbias float64."""
+    x3 = _as_ncl(x)
+    d3 = _as_ncl(dout).astype(x3.dtype, copy=False)
+    n_ch = x3.shape[1]
+    if x3.size == 0:  # an empty batch: nothing to sum, and the kernels would divide by M = 0
+        return np.empty_like(x), np.zeros(n_ch), np.zeros(n_ch)
+    dbias = np.empty(n_ch, dtype=np.float64)
+    dweight = np.empty(n_ch, dtype=np.float64)
+    batchnorm_backward_sums_kernel(d3, x3, mean, inv_std, dbias, dweight)
+    dx = np.empty_like(x3)
+    scale = (weight * inv_std).astype(np.float64)
+    batchnorm_backward_dx_kernel(d3, x3, mean, inv_std, scale, dbias, dweight, float(x3.shape[0] * x3.shape[2]), training, dx)
+    return dx.reshape(x.shape), dweight, dbias
+
+
+def _forward_statistics(x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked,
+                        batch_stats=channel_stats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The argument handling of every batch-norm forward (``batchnorm_forward``, its reference, the fused
+    ``batchnorm_relu_maxpool2d_forward``), written once; the arguments are ``batchnorm_forward``'s.
+
+    Returns ``(mean, inv_std, gamma, beta)``, float64 ``(C,)``: the statistics to normalise with (in train
+    mode the batch's, and the running buffers are updated in place), and ``weight``/``bias`` (ones/zeros
+    without affine). ``batch_stats(x) -> (mean, biased var)`` is the kernel or the NumPy reference.
     """
+    gamma = np.ones(x.shape[1]) if weight is None else weight.astype(np.float64)
+    beta = np.zeros(x.shape[1]) if bias is None else bias.astype(np.float64)
     if not training:
         mean = running_mean.astype(np.float64)
-        return mean, 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        return mean, 1.0 / np.sqrt(running_var.astype(np.float64) + eps), gamma, beta
     count = x.size // x.shape[1]
     if count == 1:
         raise ValueError(f"batchnorm: expected more than 1 value per channel when training, got input of shape {x.shape}")
@@ -64,7 +113,7 @@ def _statistics(
     if count == 0:
         # an empty batch (N = 0, or an empty H or W) normalises nothing; PyTorch counts it in
         # num_batches_tracked and leaves the running statistics as they were
-        return np.zeros(x.shape[1]), np.ones(x.shape[1])
+        return np.zeros(x.shape[1]), np.ones(x.shape[1]), gamma, beta
     mean, var = batch_stats(x)
     if momentum is None:  # cumulative moving average, as PyTorch
         factor = 1.0 / float(num_batches_tracked) if num_batches_tracked is not None else 0.0
@@ -72,7 +121,7 @@ def _statistics(
         factor = momentum
     running_mean[...] = (1.0 - factor) * running_mean + factor * mean
     running_var[...] = (1.0 - factor) * running_var + factor * var * (count / (count - 1))
-    return mean, 1.0 / np.sqrt(var + eps)
+    return mean, 1.0 / np.sqrt(var + eps), gamma, beta
 
 
 def batchnorm_forward(
@@ -113,10 +162,10 @@ def batchnorm_forward(
     out : same shape and dtype as x
     cache : BatchNormCache
     """
-    mean, inv_std = _statistics(x, running_mean, running_var, training, momentum, eps, num_batches_tracked, channel_stats)
-    ones = np.ones(x.shape[1]) if weight is None else weight.astype(np.float64)
-    zeros = np.zeros(x.shape[1]) if bias is None else bias.astype(np.float64)
-    out = normalize(x, mean, inv_std, ones, zeros)
+    mean, inv_std, gamma, beta = _forward_statistics(
+        x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked
+    )
+    out = _normalize(x, mean, inv_std, gamma, beta)
     return out, BatchNormCache(x, mean, inv_std, weight, training)
 
 
@@ -140,7 +189,7 @@ def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndar
     x, mean, inv_std, weight, training = cache
     check_dout("batchnorm_backward", dout, x.shape, x.dtype)  # the output has the input's shape and dtype
     gamma = np.ones(x.shape[1]) if weight is None else weight.astype(np.float64)
-    dx, dweight, dbias = batchnorm_backward_kernel(dout, x, mean, inv_std, gamma, training)
+    dx, dweight, dbias = _backward_passes(dout, x, mean, inv_std, gamma, training)
     if weight is None:
         return dx, None, None
     return dx, dweight.astype(x.dtype), dbias.astype(x.dtype)
@@ -156,29 +205,20 @@ def _reference_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.mean(np.square(x64 - mean.reshape((1, -1) + (1,) * (x.ndim - 2))), axis=axes)
 
 
-def batchnorm_forward_reference(
-    x: np.ndarray,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-    running_mean: np.ndarray,
-    running_var: np.ndarray,
-    training: bool,
-    momentum: float | None = 0.1,
-    eps: float = 1e-5,
-    num_batches_tracked: np.ndarray | None = None,
-) -> tuple[np.ndarray, BatchNormCache]:
-    """``batchnorm_forward`` in plain NumPy (same arguments, same cache)."""
+def batchnorm_forward_reference(x, weight, bias, running_mean, running_var, training,
+                                momentum=0.1, eps=1e-5, num_batches_tracked=None):
+    """``batchnorm_forward`` in plain NumPy (same arguments, same cache): the reference of the fast path."""
     _, shape = _channel_axes(x)
-    mean, inv_std = _statistics(x, running_mean, running_var, training, momentum, eps, num_batches_tracked, _reference_stats)
+    mean, inv_std, gamma, beta = _forward_statistics(
+        x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked, _reference_stats
+    )
     x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    out = x_hat * weight.reshape(shape) if weight is not None else x_hat
-    if bias is not None:
-        out = out + bias.reshape(shape)
+    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
     return out.astype(x.dtype), BatchNormCache(x, mean, inv_std, weight, training)
 
 
 def batchnorm_backward_reference(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``batchnorm_backward`` in plain NumPy."""
+    """``batchnorm_backward`` in plain NumPy: the reference of the fast path."""
     x, mean, inv_std, weight, training = cache
     axes, shape = _channel_axes(dout)
     x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)

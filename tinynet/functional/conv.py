@@ -45,7 +45,7 @@ import numpy as np
 
 from .._checks import pair
 from ..kernels.conv_single_channel import conv1ch_forward_kernel, conv1ch_input_grad_kernel, conv1ch_weight_grad_kernel
-from ..kernels.im2col import col2im, conv_output_size, im2col
+from .im2col import col2im, conv_output_size, im2col, padded_windows
 
 #: upper bound, in bytes, of the im2col workspace of one forward or backward call
 WORKSPACE_BYTES = 32 * 2**20
@@ -253,16 +253,11 @@ def conv2d_forward_reference(
 
     Returns ``out (N, F, OH, OW)``.
     """
-    (sh, sw), (ph, pw) = pair(stride), pair(padding)
-    f, c, kh, kw = weight.shape
-    n, _, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    out = np.zeros((n, f, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            seen = xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]  # (N, C, OH, OW)
-            out += np.einsum("nchw,fc->nfhw", seen, weight[:, :, i, j])
+    xpad, (oh, ow), offsets = padded_windows(x, weight.shape[2:], pair(stride), pair(padding))
+    out = np.zeros((x.shape[0], weight.shape[0], oh, ow), dtype=x.dtype)
+    for i, j, window in offsets:
+        seen = xpad[window]  # (N, C, OH, OW)
+        out += np.einsum("nchw,fc->nfhw", seen, weight[:, :, i, j])
     if bias is not None:
         out += bias[None, :, None, None]
     return out
@@ -284,18 +279,13 @@ def conv2d_backward_reference(
 
     Returns ``dx (N, C, H, W)``, ``dweight (F, C, kh, kw)``, ``dbias (F,)`` or None.
     """
-    (sh, sw), (ph, pw) = pair(stride), pair(padding)
-    f, c, kh, kw = weight.shape
-    n, _, h, w = x.shape
-    oh, ow = dout.shape[2], dout.shape[3]
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    (ph, pw), (h, w) = pair(padding), x.shape[2:]
+    xpad, _, offsets = padded_windows(x, weight.shape[2:], pair(stride), pair(padding))
     dxpad = np.zeros_like(xpad)
     dweight = np.zeros_like(weight)
-    for i in range(kh):
-        for j in range(kw):
-            window = (slice(None), slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
-            dweight[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xpad[window])
-            dxpad[window] += np.einsum("nfhw,fc->nchw", dout, weight[:, :, i, j])
+    for i, j, window in offsets:
+        dweight[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xpad[window])
+        dxpad[window] += np.einsum("nfhw,fc->nchw", dout, weight[:, :, i, j])
     dx = dxpad[:, :, ph : ph + h, pw : pw + w].copy()
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

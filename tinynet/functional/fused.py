@@ -20,14 +20,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_dout
-from ..kernels.batchnorm import channel_stats
 from ..kernels.fused import (
     bn_relu_maxpool_backward_dx_kernel,
     bn_relu_maxpool_backward_sums_kernel,
     bn_relu_maxpool_forward_kernel,
 )
 from .activation import relu_backward_reference, relu_forward_reference
-from .batchnorm import _statistics, batchnorm_backward_reference, batchnorm_forward_reference
+from .batchnorm import _forward_statistics, batchnorm_backward_reference, batchnorm_forward_reference
 from .pooling import MaxPool2dCache, maxpool2d_backward_reference, maxpool2d_forward_reference
 
 
@@ -42,17 +41,12 @@ class BatchNormReLUMaxPoolCache(NamedTuple):
 
 
 def batchnorm_relu_maxpool2d_forward(
-    x: np.ndarray,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-    running_mean: np.ndarray,
-    running_var: np.ndarray,
-    training: bool,
-    momentum: float | None = 0.1,
-    eps: float = 1e-5,
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, running_mean: np.ndarray,
+    running_var: np.ndarray, training: bool, momentum: float | None = 0.1, eps: float = 1e-5,
     num_batches_tracked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, BatchNormReLUMaxPoolCache]:
-    """``max_pool2d(relu(batch_norm(x)), 2, 2)``; the batch-norm arguments are ``batchnorm_forward``'s.
+    """``max_pool2d(relu(batch_norm(x)), 2, 2)``; the arguments are ``batchnorm_forward``'s, handled by
+    the same ``_forward_statistics``.
 
     Parameters
     ----------
@@ -67,9 +61,9 @@ def batchnorm_relu_maxpool2d_forward(
     """
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
-    mean, inv_std = _statistics(x, running_mean, running_var, training, momentum, eps, num_batches_tracked, channel_stats)
-    gamma = np.ones(c) if weight is None else weight.astype(np.float64)
-    beta = np.zeros(c) if bias is None else bias.astype(np.float64)
+    mean, inv_std, gamma, beta = _forward_statistics(
+        x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked
+    )
     scale = inv_std * gamma
     shift = beta - mean * scale
     out = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
@@ -113,7 +107,8 @@ def batchnorm_relu_maxpool2d_backward(
 # ---------------------------------------------------------------------------------------------
 def batchnorm_relu_maxpool2d_forward_reference(x, weight, bias, running_mean, running_var, training,
                                                momentum=0.1, eps=1e-5, num_batches_tracked=None):
-    """Same arguments as ``batchnorm_relu_maxpool2d_forward``; returns ``out`` and the three caches."""
+    """Same arguments as ``batchnorm_relu_maxpool2d_forward``; returns ``out`` and the three caches (the
+    reference the fused fast path is tested against)."""
     y, bn_cache = batchnorm_forward_reference(x, weight, bias, running_mean, running_var, training, momentum, eps,
                                               num_batches_tracked)
     z, relu_cache = relu_forward_reference(y)

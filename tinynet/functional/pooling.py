@@ -30,7 +30,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .._checks import ShapeError, check_float_array, check_ndim, pair
-from ..kernels.im2col import conv_output_size
+from .im2col import conv_output_size, padded_windows
 from ..kernels.maxpool import maxpool2d_backward_kernel, maxpool2d_forward_kernel
 
 #: dtype of the argmax indices the forward returns
@@ -176,23 +176,21 @@ def maxpool2d_forward_reference(
     out : (N, C, OH, OW)
     argmax : (N, C, OH, OW) int32, flat index ``h*W + w`` into the unpadded plane
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    xpad, (oh, ow), offsets = padded_windows(x, kernel_size, stride, padding, fill=-np.inf)
     rows = np.arange(oh) * sh - ph  # top row of each window (in unpadded coordinates)
     cols = np.arange(ow) * sw - pw  # left column of each window
     best = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
     # start at the first pixel of the window that lies inside the image, as PyTorch does
     first = np.maximum(rows, 0)[:, None] * w + np.maximum(cols, 0)[None, :]
     argmax = np.broadcast_to(first, (n, c, oh, ow)).astype(INDEX_DTYPE)
-    for i in range(kh):
-        for j in range(kw):
-            val = xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
-            index = (rows + i)[:, None] * w + (cols + j)[None, :]  # (OH, OW)
-            update = (val > best) | np.isnan(val)
-            best = np.where(update, val, best)
-            argmax = np.where(update, index, argmax)
+    for i, j, window in offsets:
+        val = xpad[window]
+        index = (rows + i)[:, None] * w + (cols + j)[None, :]  # (OH, OW)
+        update = (val > best) | np.isnan(val)
+        best = np.where(update, val, best)
+        argmax = np.where(update, index, argmax)
     return best, argmax
 
 

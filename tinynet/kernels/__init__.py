@@ -1,8 +1,9 @@
-"""Numba kernels, each called by one function of ``tinynet.functional`` (or ``tinynet.optim``) that
-checks its arguments, and compared in the tests with a plain NumPy reference.
+"""Numba kernels: jitted bodies only. Each is called by one function of ``tinynet.functional`` (or
+``tinynet.optim``) that checks its arguments once, and is compared in the tests with the plain NumPy
+reference that stands beside that function.
 
 =========================  ====================================================================
-``im2col.py``              im2col / col2im for the convolution (``tinynet.functional.conv``)
+``im2col.py``              im2col / col2im for the convolution (``tinynet.functional.im2col``)
 ``conv_single_channel.py`` direct loops of the 1-channel first convolution (``functional.conv``)
 ``maxpool.py``             max pooling forward / backward (``tinynet.functional.pooling``)
 ``batchnorm.py``           batch-norm statistics, normalisation, backward (``functional.batchnorm``)
@@ -10,8 +11,4 @@ checks its arguments, and compared in the tests with a plain NumPy reference.
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
 =========================  ====================================================================
-
-``maxpool.py``, ``fused.py``, ``conv_single_channel.py`` and ``adam.py`` hold jitted bodies only;
-``im2col.py``, ``batchnorm.py`` and ``elementwise.py`` still keep small validating wrappers (and
-im2col its reference) beside their kernels.
 """

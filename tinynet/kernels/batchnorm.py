@@ -1,7 +1,8 @@
-"""Batch-norm kernels: per-channel statistics, normalisation and the backward pass in few memory passes.
+"""Batch norm's jitted bodies: per-channel statistics, normalisation and the backward pass in few memory passes.
 
-The NumPy version in ``tinynet.functional.batchnorm`` (``*_reference``) is the algorithm as written in
-the textbook and what the tests compare these against. NumPy needs a separate pass (and often a
+The wrappers that check and reshape their arguments, and the NumPy reference (``*_reference``: the
+algorithm as written in the textbook, which the tests compare these against), are in
+``tinynet.functional.batchnorm``. NumPy needs a separate pass (and often a
 fresh temporary) for each of ``mean``, ``x - mean``, ``square``, ``mean``, ``* inv_std``, ``* gamma``,
 ``+ beta``; on a 64 x 32 x 93 x 93 feature map (71 MB) each pass costs about as much as the
 convolution that made it. Here:
@@ -22,7 +23,7 @@ from .._numba import parallel_kernel, prange
 
 
 @parallel_kernel()
-def _channel_stats_kernel(x, mean, var):
+def channel_stats_kernel(x, mean, var):
     """``mean[c]``, biased ``var[c]`` over axes (0, 2) of ``x (N, C, L)``."""
     n_img, n_ch, length = x.shape
     count = n_img * length
@@ -41,7 +42,7 @@ def _channel_stats_kernel(x, mean, var):
 
 
 @parallel_kernel()
-def _normalize_kernel(x, mean, inv_std, weight, bias, out):
+def normalize_kernel(x, mean, inv_std, weight, bias, out):
     """``out = (x - mean) * inv_std * weight + bias`` per channel (weight/bias already folded in by the caller)."""
     n_img, n_ch, length = x.shape
     for c in prange(n_ch):
@@ -55,7 +56,7 @@ def _normalize_kernel(x, mean, inv_std, weight, bias, out):
 
 
 @parallel_kernel()
-def _backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
+def batchnorm_backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
     """``dbias[c] = sum dout``, ``dweight[c] = sum dout * x_hat`` with ``x_hat = (x - mean) * inv_std``."""
     n_img, n_ch, length = x.shape
     for c in prange(n_ch):
@@ -74,7 +75,7 @@ def _backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
 
 
 @parallel_kernel()
-def _backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
+def batchnorm_backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
     """Train: ``dx = scale * (dout - dbias/M - x_hat * dweight/M)``; eval: ``dx = scale * dout``.
 
     ``scale = weight * inv_std`` per channel.
@@ -99,46 +100,3 @@ def _backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, tr
                 dst = dx[n, c]
                 for i in range(length):
                     dst[i] = k * g[i]
-
-
-def _as_ncl(x: np.ndarray) -> np.ndarray:
-    """A contiguous ``(N, C, L)`` view (a copy only if ``x`` is not C-contiguous)."""
-    x = np.ascontiguousarray(x)
-    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))  # not -1: N may be 0
-
-
-def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and biased variance of ``x (N, C, ...)``, float64 ``(C,)`` each."""
-    x3 = _as_ncl(x)
-    if x3.shape[0] * x3.shape[2] == 0:
-        raise ValueError(f"channel_stats: the statistics of an empty batch are undefined, got shape {x.shape}")
-    mean = np.empty(x3.shape[1], dtype=np.float64)
-    var = np.empty(x3.shape[1], dtype=np.float64)
-    _channel_stats_kernel(x3, mean, var)
-    return mean, var
-
-
-def normalize(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``(x - mean) * inv_std * weight + bias`` per channel; ``(C,)`` vectors, output in ``x``'s dtype."""
-    x3 = _as_ncl(x)
-    out = np.empty_like(x3)
-    _normalize_kernel(x3, mean, inv_std, weight, bias, out)
-    return out.reshape(x.shape)
-
-
-def batchnorm_backward_kernel(
-    dout: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray, training: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dx, dweight, dbias)`` of batch norm, recomputing ``x_hat`` from ``x``; dweight/dbias float64."""
-    x3 = _as_ncl(x)
-    d3 = _as_ncl(dout).astype(x3.dtype, copy=False)
-    n_ch = x3.shape[1]
-    if x3.size == 0:  # an empty batch: nothing to sum, and the kernels would divide by M = 0
-        return np.empty_like(x), np.zeros(n_ch), np.zeros(n_ch)
-    dbias = np.empty(n_ch, dtype=np.float64)
-    dweight = np.empty(n_ch, dtype=np.float64)
-    _backward_sums_kernel(d3, x3, mean, inv_std, dbias, dweight)
-    dx = np.empty_like(x3)
-    scale = (weight * inv_std).astype(np.float64)
-    _backward_dx_kernel(d3, x3, mean, inv_std, scale, dbias, dweight, float(x3.shape[0] * x3.shape[2]), training, dx)
-    return dx.reshape(x.shape), dweight, dbias

@@ -1,4 +1,5 @@
-"""Element-wise kernels for the activations on large feature maps.
+"""ReLU's jitted bodies, for the activations on large feature maps; the wrappers and the NumPy
+references are in ``tinynet.functional.activation``.
 
 NumPy's ``np.where(out > 0, dout, 0)`` makes a boolean temporary and a result in two passes, each
 single-threaded; these kernels read each input once and write the result once, on every core. The
@@ -9,12 +10,11 @@ measured 9x slower: LLVM cannot prove those indices non-negative and does not ve
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .._numba import parallel_kernel, prange
 
+
 @parallel_kernel()
-def _relu_forward_kernel(x, out):
+def relu_forward_kernel(x, out):
     for i in prange(x.size):
         v = x[i]
         # v > 0 is False for NaN, so NaN must be passed on explicitly (as np.maximum does)
@@ -22,25 +22,6 @@ def _relu_forward_kernel(x, out):
 
 
 @parallel_kernel()
-def _relu_backward_kernel(dout, out, dx):
+def relu_backward_kernel(dout, out, dx):
     for i in prange(dout.size):
         dx[i] = dout[i] if out[i] > 0 else 0
-
-
-def relu_forward(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)``, NaN kept; same shape and dtype."""
-    x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
-    _relu_forward_kernel(x.reshape(-1), out.reshape(-1))
-    return out
-
-
-def relu_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``dout * [out > 0]``; same shape and dtype as ``dout``."""
-    dout = np.ascontiguousarray(dout)
-    out = np.ascontiguousarray(out)
-    if dout.shape != out.shape:
-        raise ValueError(f"relu_backward: dout shape {dout.shape} does not match the output shape {out.shape}")
-    dx = np.empty_like(dout)
-    _relu_backward_kernel(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
-    return dx

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import init
 from .._grad_mode import is_grad_enabled
-from .._checks import ShapeError, check_dim, check_float_array, check_ndim, check_same_dtype, pair
+from .._checks import ShapeError, check_layer_input, pair
 from ..functional.conv import conv2d_backward, conv2d_forward
 from .module import Module
 from .parameter import Parameter
@@ -99,10 +99,7 @@ class Conv2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         where = self._describe()
-        check_float_array(where, x)
-        check_ndim(where, x, 4, "(N, C, H, W)")
-        check_dim(where, x, 1, self.in_channels, "channels", "(N, C, H, W)")
-        check_same_dtype(where, x, self.weight.data)
+        check_layer_input(where, x, 4, "(N, C, H, W)", self.in_channels, "channels", self.weight.data)
         (h, w), (kh, kw), (ph, pw) = x.shape[2:], self.kernel_size, self.padding
         if x.shape[0] > 0 and h * w == 0:  # as PyTorch: only an empty batch may have an empty image
             raise ShapeError(f"{where}: expected an input with H and W at least 1 (only the batch N may be 0), got shape {x.shape}")

@@ -82,29 +82,13 @@ class BatchNormReLUMaxPool2d(BatchNorm2d):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}; fused BatchNorm2d -> ReLU -> MaxPool2d(2, 2)"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x)  # BatchNorm2d's checks, then the pool's: each error names this block
-        check_pool_input(self._describe(), x, self.pool_size, self.pool_padding)
-        out, cache = batchnorm_relu_maxpool2d_forward(
-            x,
-            None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data,
-            self.running_mean,
-            self.running_var,
-            self.training,
-            self.momentum,
-            self.eps,
-            self.num_batches_tracked,
-        )
-        self._save_for_backward(cache, out)
-        return out
+    # forward and backward are BatchNorm2d's, running this pair: same arguments, same gradients to accumulate
+    _forward = staticmethod(batchnorm_relu_maxpool2d_forward)
+    _backward = staticmethod(batchnorm_relu_maxpool2d_backward)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = batchnorm_relu_maxpool2d_backward(dout, self._saved_cache(dout))
-        if self.weight is not None:
-            self.weight.accumulate_grad(dweight)
-            self.bias.accumulate_grad(dbias)
-        return dx
+    def _check_input(self, x: np.ndarray) -> None:
+        super()._check_input(x)  # BatchNorm2d's checks, then the pool's: each error names this block
+        check_pool_input(self._describe(), x, self.pool_size, self.pool_padding)
 
 
 def fuse(model: Module) -> Module:

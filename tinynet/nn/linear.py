@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
-from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
+from .._checks import check_layer_input
 from ..functional.linear import linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
@@ -57,10 +57,7 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         where = self._describe()
-        check_float_array(where, x)
-        check_ndim(where, x, 2, "(N, in_features)")
-        check_dim(where, x, 1, self.in_features, "features", "(N, in_features)")
-        check_same_dtype(where, x, self.weight.data)
+        check_layer_input(where, x, 2, "(N, in_features)", self.in_features, "features", self.weight.data)
         bias = None if self.bias is None else self.bias.data
         out, cache = linear_forward(x, self.weight.data, bias)
         self._save_for_backward(cache, out)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_dim, check_float_array, check_ndim, check_same_dtype
+from .._checks import check_layer_input
 from ..functional.batchnorm import batchnorm_backward, batchnorm_forward
 from .module import Module
 from .parameter import Parameter
@@ -16,6 +16,10 @@ class _BatchNorm(Module):
 
     _ranks: tuple[int, ...] = ()
     _layout: str = ""
+    #: the functional pair ``forward``/``backward`` run; the fused ``BatchNormReLUMaxPool2d`` names its own,
+    #: which takes the same arguments, so the argument list below is written once for both
+    _forward = staticmethod(batchnorm_forward)
+    _backward = staticmethod(batchnorm_backward)
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True, dtype=np.float32):
         super().__init__()
@@ -46,10 +50,7 @@ class _BatchNorm(Module):
     def _check_input(self, x: np.ndarray) -> None:
         """Raise a readable error, naming this layer, for an input it cannot normalise."""
         where = self._describe()
-        check_float_array(where, x)
-        check_ndim(where, x, self._ranks, self._layout)
-        check_dim(where, x, 1, self.num_features, "channels", self._layout)
-        check_same_dtype(where, x, self.running_mean, "running_mean")
+        check_layer_input(where, x, self._ranks, self._layout, self.num_features, "channels", self.running_mean, "running_mean")
         if self.training and x.size // x.shape[1] == 1:  # 0 is an empty batch, which PyTorch allows
             # checked here too so the message names the layer (the functional check cannot)
             raise ValueError(
@@ -59,7 +60,7 @@ class _BatchNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
-        out, cache = batchnorm_forward(
+        out, cache = self._forward(
             x,
             None if self.weight is None else self.weight.data,
             None if self.bias is None else self.bias.data,
@@ -74,7 +75,7 @@ class _BatchNorm(Module):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = batchnorm_backward(dout, self._saved_cache(dout))
+        dx, dweight, dbias = self._backward(dout, self._saved_cache(dout))
         if self.weight is not None:
             self.weight.accumulate_grad(dweight)
             self.bias.accumulate_grad(dbias)
