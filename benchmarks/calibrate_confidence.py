@@ -3,7 +3,7 @@
     python benchmarks/calibrate_confidence.py [--data DIR] [--model CKPT] [--share 0.1] [--write]
 
 1. The validation faces: the 10 % of the training set the model's recipe held out (``val_fraction``,
-   split with ``seed``, exactly as ``keypoints.train`` splits), predicted with flip averaging.
+   split with ``seed`` by ``keypoints.recipes.validation_split``, as training splits), predicted with flip averaging.
 2. The flip disagreement of each face (``keypoints.wild.confidence.flip_disagreement``) and whether its
    NME is at most 10 %; a logistic fit of one on the log of the other gives the calibration ``(a, b)``
    (``keypoints.wild.confidence.calibrate``, what training runs at its end). ``--write`` stores it in the
@@ -25,13 +25,8 @@ from keypoints.checkpoint import update_meta
 from keypoints.data import FacialKeypointsDataset
 from keypoints.metrics import FAILURE_THRESHOLD
 from keypoints.predictor import PRETRAINED, load_predictor
+from keypoints.recipes import recipe_from_dict, validation_split
 from keypoints.wild.confidence import calibrate, confidence_from_disagreement, ranking_report
-
-
-def validation_indices(n: int, recipe: dict) -> np.ndarray:
-    """The training-set indices ``keypoints.train`` held out for validation (sorted)."""
-    order = np.random.default_rng([int(recipe["seed"])]).permutation(n)
-    return np.sort(order[: int(round(float(recipe["val_fraction"]) * n))])
 
 
 def faces(dataset: FacialKeypointsDataset, indices) -> tuple[list, np.ndarray]:
@@ -53,7 +48,7 @@ def main() -> None:
     if not recipe.get("val_fraction"):
         raise SystemExit(f"{args.model}: its recipe held out no validation faces (val_fraction 0): nothing to calibrate on")
     training = FacialKeypointsDataset(args.data, "training")
-    val = validation_indices(len(training), recipe)
+    _, val = validation_split(len(training), recipe_from_dict(recipe))  # the faces its training held out
     fitted = calibrate(predictor, *faces(training, val))
     if fitted.calibration is None:
         raise SystemExit(f"no calibration: {fitted.reason}")

@@ -159,7 +159,7 @@ def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray])
             )
 
 
-def check_training_recipe(where: str, meta: dict, structure: dict) -> None:
+def check_training_recipe(where: str, meta: dict, structure: dict, state_dict: dict) -> None:
     """A ``last.npz``'s ``meta.recipe`` (what resuming rebuilds the network from) must be a recipe for the
     network the checkpoint holds (the same input size and head as ``meta``), and its training state the
     one that recipe writes (:func:`check_training_state`)."""
@@ -174,10 +174,10 @@ def check_training_recipe(where: str, meta: dict, structure: dict) -> None:
             f"{where}: meta.recipe asks for naimishnet({recipe.size}) with the {recipe.head!r} head, but the saved"
             f" network is naimishnet({meta['input_size']}) with the {meta['head']!r} head"
         )
-    check_training_state(where, structure, recipe)
+    check_training_state(where, structure, recipe, state_dict)
 
 
-def check_training_state(where: str, structure: dict, recipe) -> None:
+def check_training_state(where: str, structure: dict, recipe, state_dict: dict) -> None:
     """The training-state entries of a ``last.npz`` (from ``load_structure``, before any array is read)
     must be what :func:`save_checkpoint` writes for ``recipe``: a scheduler state exactly when
     the recipe has a schedule, an averaged model exactly when it averages (``ema``), counters that fit
@@ -208,9 +208,8 @@ def check_training_state(where: str, structure: dict, recipe) -> None:
         if epoch > 0:
             refuse("best_model", f"the kept weights after {epoch} finished epoch(s)", None)
     else:
-        expected_entries = build_model({**DEFAULTS, "input_size": recipe.size, "head": recipe.head,
-                                        "dropout": recipe.dropout}).state_dict()
-        check_model_entries(f"{where}: best_model", structure["best_model"], expected_entries)
+        # the recipe's network is the meta's (checked above), whose ``state_dict`` the caller built
+        check_model_entries(f"{where}: best_model", structure["best_model"], state_dict)
 
 
 def build_model(meta: dict):
@@ -247,9 +246,9 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
             f"{where}: not a keypoints training checkpoint (use the last.npz that training writes)"
         )
     meta = validate_meta(structure["meta"], where)
-    if training:
-        check_training_recipe(where, meta, structure)
     model = build_model(meta)
+    if training:
+        check_training_recipe(where, meta, structure, model.state_dict())
     check_model_entries(where, structure["model"], model.state_dict())
     try:
         checkpoint = tinynet.load(path)
@@ -270,10 +269,10 @@ def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
     read_checkpoint(path)  # validates the file as it is
     stored = tinynet.load(path)  # as stored: read_checkpoint's meta has its defaults filled in
     meta = dict(stored["meta"], **fields)
-    validate_meta(meta, str(path))
+    checked = validate_meta(meta, str(path))  # before anything is written
     stored["meta"] = meta
     tinynet.save(stored, path)
-    return validate_meta(meta, str(path))
+    return checked
 
 
 # ---------------------------------------------------------------------------------------------- writing

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tinynet.nn import L1Loss, MSELoss, SmoothL1Loss, WingLoss
 from tinynet.optim import SGD, Adam, AdamW
 
@@ -115,6 +117,16 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 
+
+
+def validation_split(n: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """``(training, validation)`` sorted indices into ``n`` faces: the ``recipe.val_fraction`` share held out,
+    drawn with ``recipe.seed`` (the one split: training, and whatever later needs its held-out faces)."""
+    order = np.random.default_rng([recipe.seed]).permutation(n)
+    n_val = int(round(recipe.val_fraction * n))
+    if recipe.val_fraction > 0 and n_val < 2:
+        raise ValueError(f"val_fraction {recipe.val_fraction} of {n} faces leaves fewer than 2 for validation")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 # ---------------------------------------------------------------------------------------------- parts
 def build_loss(recipe: Recipe):

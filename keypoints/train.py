@@ -30,7 +30,7 @@ from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_
 from .checkpoint import TrainState, read_checkpoint, save_checkpoint, save_weights
 from .data import FacialKeypointsDataset, ensure_data, prepare_faces
 from .loader import DataLoader
-from .recipes import Recipe, build_loss, build_optimizer, recipe_from_dict
+from .recipes import Recipe, build_loss, build_optimizer, recipe_from_dict, validation_split
 from .framing import measure_point_framing
 from .models import naimishnet
 from .geometry import denormalize_keypoints
@@ -142,13 +142,10 @@ def train(
     train_set = FacialKeypointsDataset(data_dir, "training")
     indices = np.arange(len(train_set)) if limit is None else np.arange(min(limit, len(train_set)))
     faces = prepare_faces(train_set, recipe.size, indices=indices)
-    split_rng = np.random.default_rng([recipe.seed])
-    order = split_rng.permutation(len(faces))
-    n_val = int(round(recipe.val_fraction * len(faces)))
-    if recipe.val_fraction > 0 and n_val < 2:
-        raise ValueError(f"val_fraction {recipe.val_fraction} of {len(faces)} faces leaves fewer than 2 for validation")
-    train_faces = faces.subset(np.sort(order[n_val:]))
-    val_faces = faces.subset(np.sort(order[:n_val])) if n_val else None
+    train_index, val_index = validation_split(len(faces), recipe)
+    n_val = len(val_index)
+    train_faces = faces.subset(train_index)
+    val_faces = faces.subset(val_index) if n_val else None
     framing = dataclasses.replace(
         measure_point_framing(train_faces.images, train_faces.keypoints, recipe.size), upright=recipe.upright
     )
@@ -279,7 +276,7 @@ def train(
     if recipe.flip_test and val_faces is not None and not interrupted:
         from .wild.confidence import calibrate_checkpoint  # the per-face confidence, from the held-out faces
 
-        found = calibrate_checkpoint(best_path, train_set, indices[np.sort(order[:n_val])])
+        found = calibrate_checkpoint(best_path, train_set, indices[val_index])
         log(f"confidence calibrated on the {n_val} validation faces: (a, b) = {found.calibration}" if found.calibration
             else f"no confidence calibration: {found.reason}")
     metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit)

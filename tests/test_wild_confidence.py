@@ -160,6 +160,7 @@ def test_calibrate_checkpoint_stores_the_fit_and_keeps_the_weights(tmp_path):
     import tinynet
     from keypoints.data import FacialKeypointsDataset
     from keypoints.predictor import PRETRAINED
+    from keypoints.recipes import RECIPES, validation_split
 
     path = tmp_path / "model.npz"
     shutil.copy(PRETRAINED, path)
@@ -167,7 +168,8 @@ def test_calibrate_checkpoint_stores_the_fit_and_keeps_the_weights(tmp_path):
     before["meta"].pop("confidence_calibration", None)
     tinynet.save(before, path)
     training = FacialKeypointsDataset(real_data_dir(), "training")
-    held_out = np.sort(np.random.default_rng([0]).permutation(len(training))[:346])  # as keypoints.train splits, seed 0
+    _, held_out = validation_split(len(training), RECIPES["default"])  # the faces the shipped run held out
+    assert len(held_out) == 346
     found = calibrate_checkpoint(path, training, held_out)
     after = tinynet.load(path)
     assert found.calibration is not None and found.calibration[1] < 0
