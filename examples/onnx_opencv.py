@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import cv2
@@ -205,6 +206,18 @@ def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_pas
     return apply(points, np.linalg.inv(frames @ np.stack(to_rescaled)))
 
 
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to a hidden temporary file beside ``path``, then rename it: never half a file."""
+    temporary = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="exit codes: 0 done; 1 no face found; 2 an unreadable model or photo")
@@ -216,13 +229,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirrored face")
     parser.add_argument("--no-test-frames", action="store_true", help="the last pass reads the canonical frame only")
     args = parser.parse_args(argv)
+    for flag, output in (("-o", args.output), ("--json", args.json)):
+        if output and output != "-" and os.path.realpath(output) in map(os.path.realpath, (args.model, args.photo)):
+            print(f"error: {flag} {output}: this is an input; writing there would destroy it", file=sys.stderr)
+            return 2
     try:
         meta = read_metadata(args.model)
         net = cv2.dnn.readNetFromONNX(args.model)
     except (OSError, ValueError, cv2.error) as exc:
         print(f"error: {args.model}: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    photo = cv2.imread(args.photo, cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(args.photo, dtype=np.uint8)
+    except OSError as exc:
+        print(f"error: {args.photo}: cannot read it ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    photo = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # as keypoints: EXIF orientation applied
     if photo is None:
         print(f"error: {args.photo}: not an image OpenCV can read", file=sys.stderr)
         return 2
@@ -240,16 +262,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.json == "-":
             sys.stdout.write(text)
         else:
-            with open(args.json, "w", encoding="utf-8") as file:
-                file.write(text)
+            write_file(args.json, text.encode("utf-8"))
     if args.output:
         for (x, y, w, h), face in zip(boxes, points):
             cv2.rectangle(photo, (int(x), int(y)), (int(x + w - 1), int(y + h - 1)), (255, 128, 0), 2)
             for px, py in face:
                 cv2.circle(photo, (int(round(px)), int(round(py))), 2, (0, 255, 0), -1, cv2.LINE_AA)
-        if not cv2.imwrite(args.output, photo):
-            print(f"error: -o {args.output}: OpenCV cannot write this file", file=sys.stderr)
+        try:
+            encoded, picture = cv2.imencode(os.path.splitext(args.output)[1] or ".png", photo)
+        except cv2.error:
+            encoded = False
+        if not encoded:
+            print(f"error: -o {args.output}: OpenCV cannot write this kind of file (use .png or .jpg)", file=sys.stderr)
             return 2
+        write_file(args.output, picture.tobytes())
     if not args.json or args.json != "-":
         print(f"{args.photo}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
               + (f" -> {args.output}" if args.output else ""))

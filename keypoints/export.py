@@ -84,34 +84,31 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
     return {key: json.dumps(value) for key, value in values.items()}
 
 
-def checkpoint_to_onnx(checkpoint: str | os.PathLike | None = None):
-    """``(onnx.ModelProto, checkpoint path)``: the network of ``checkpoint`` (None: the shipped model) with
-    :func:`onnx_metadata`. A missing or bad checkpoint raises what :func:`keypoints.checkpoint.read_checkpoint`
-    raises; a missing ``onnx`` package an ``ImportError`` saying how to install it."""
-    from .predictor import PRETRAINED
-
+def checkpoint_to_onnx(checkpoint: str | os.PathLike):
+    """The ``onnx.ModelProto`` of the network in ``checkpoint``, with :func:`onnx_metadata`. A missing or bad
+    checkpoint raises what :func:`keypoints.checkpoint.read_checkpoint` raises (as for every command); a
+    missing ``onnx`` package an ``ImportError`` saying how to install it."""
     require_onnx()  # before reading a checkpoint that could not be exported anyway
-    path = PRETRAINED if checkpoint is None else Path(checkpoint)
-    stored, model = read_checkpoint(path)
+    stored, model = read_checkpoint(checkpoint)
     meta = stored["meta"]
     size = int(meta["input_size"])
-    proto = to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, path),
-                    graph_name=f"naimishnet{size}")
-    return proto, path
+    return to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, checkpoint),
+                   graph_name=f"naimishnet{size}")
 
 
 def export_onnx(output: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
-    """Write :func:`checkpoint_to_onnx` to ``output`` through a temporary file renamed at the end; an
-    ``output`` that is the checkpoint itself is refused (:class:`keypoints.files.OutputError`). Returns the
-    checkpoint path used."""
+    """Write :func:`checkpoint_to_onnx` of ``checkpoint`` (None: the shipped model) to ``output`` through a
+    temporary file renamed at the end. An ``output`` that is the checkpoint itself is refused
+    (:class:`keypoints.files.OutputError`). Returns the checkpoint's path."""
+    from .predictor import PRETRAINED
+
     onnx = require_onnx()
-    if checkpoint is not None:
-        refuse_input_as_output(output, [checkpoint], flag="output")
-    proto, path = checkpoint_to_onnx(checkpoint)
-    refuse_input_as_output(output, [path], flag="output")  # also the shipped model
+    source = PRETRAINED if checkpoint is None else Path(checkpoint)
+    refuse_input_as_output(output, [source], flag="output")
+    proto = checkpoint_to_onnx(source)
     with atomic_output(output, flag="output") as temporary:
         onnx.save(proto, str(temporary))
-    return path
+    return source
 
 
 def export_command(args) -> int:

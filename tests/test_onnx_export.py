@@ -136,6 +136,14 @@ def test_graph_names_shapes_and_opset(rng):
     assert fixed.dim_value == 3
 
 
+def test_a_model_that_is_the_identity(tmp_path, rng):
+    path = tmp_path / "identity.onnx"
+    onnx.save(to_onnx(nn.Sequential(nn.Dropout(0.5), nn.Identity()).eval(), (3, 4)), str(path))
+    x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    for engine, out in run_onnx(path, x).items():
+        np.testing.assert_array_equal(out, x, err_msg=engine)
+
+
 def test_refusals(rng):
     model = every_layer_model(rng)
     with pytest.raises(ValueError, match=r"eval mode.*model\.eval\(\)"):
@@ -230,7 +238,7 @@ def test_example_imports_only_opencv_and_numpy():
     tree = ast.parse(EXAMPLE.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "argparse", "json", "sys", "cv2", "numpy"}
+    assert imported == {"__future__", "argparse", "json", "os", "sys", "cv2", "numpy"}
 
 
 @pytest.fixture(scope="module")
@@ -250,11 +258,36 @@ def astronaut(tmp_path_factory) -> Path:
 
 
 def run_example(model: Path, photo: Path, *options: str) -> list[dict]:
+    """The example's faces on ``photo``; it also draws them (the picture has the photo's shape)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # it needs nothing of this project
-    done = subprocess.run([sys.executable, str(EXAMPLE), str(model), str(photo), "--json", "-", *options],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=photo.parent)
+    out = photo.parent / "out"
+    out.mkdir(exist_ok=True)
+    done = subprocess.run([sys.executable, str(EXAMPLE), str(model), str(photo), "--json", str(out / "faces.json"),
+                           "-o", str(out / "drawn.png"), *options], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["faces"]
+    assert sorted(p.name for p in out.iterdir()) == ["drawn.png", "faces.json"]  # no temporary left
+    assert cv2.imread(str(out / "drawn.png")).shape == cv2.imread(str(photo)).shape
+    return json.loads((out / "faces.json").read_text())["faces"]
+
+
+def test_example_errors(shipped_onnx, tmp_path, rng):
+    plain = tmp_path / "plain.onnx"  # a graph without the keypoints metadata
+    onnx.save(to_onnx(nn.Sequential(nn.Flatten()).eval(), (1, 4, 4)), str(plain))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 100, 3), 128, np.uint8))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for model, photo, code, message in ((plain, blank, 2, "not a model written by 'python -m keypoints export'"),
+                                        (shipped_onnx, tmp_path / "none.png", 2, "none.png: cannot read it"),
+                                        (shipped_onnx, plain, 2, "plain.onnx: not an image OpenCV can read"),
+                                        (shipped_onnx, blank, 1, "no face found")):
+        done = subprocess.run([sys.executable, str(EXAMPLE), str(model), str(photo)], capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == code and message in done.stderr, done.stderr
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    before = blank.read_bytes()
+    done = subprocess.run([sys.executable, str(EXAMPLE), str(shipped_onnx), str(blank), "-o", str(blank)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "this is an input" in done.stderr and blank.read_bytes() == before
 
 
 def test_example_pipeline_is_keypoints_pipeline(shipped_onnx, astronaut):
