@@ -13,11 +13,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from tinynet.onnx import GraphBuilder, register_converter, require_onnx, to_onnx
 
 from .checkpoint import read_checkpoint
 from .files import atomic_output, refuse_input_as_output
-from .geometry import FLIP_PERMUTATION, NUM_KEYPOINTS
+from .geometry import FLIP_PERMUTATION, NUM_KEYPOINTS, denormalize_keypoints
 from .models import NaimishNet
 from .wild.face_crop import FRAME_OFFSET, FRAME_SCALE
 
@@ -63,13 +65,16 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
 
     size = int(meta["input_size"])
     framing = DATASET_FRAMING if meta.get("framing") is None else PointFraming.from_dict(meta["framing"])
+    # the network's output q is crop pixels q * scale + offset (keypoints.geometry, the one home of the normalisation)
+    offset = float(denormalize_keypoints(np.zeros(2), size)[0])
+    scale = float(denormalize_keypoints(np.ones(2), size)[0]) - offset
     values = {
         "format": {"name": FORMAT, "version": VERSION},
         "input": f"(N, 1, {size}, {size}) float32 gray crops, values in [0, 1]",
         "output": f"(N, {2 * NUM_KEYPOINTS}): {NUM_KEYPOINTS} points x0, y0, x1, y1, ... in normalised crop units",
         "input_size": size,
-        "output_scale": 50.0 * size / 224.0,  # keypoints.geometry.denormalize_keypoints
-        "output_offset": 100.0 * size / 224.0,
+        "output_scale": scale,
+        "output_offset": offset,
         "gray": "BGR / 255, then cv2.COLOR_BGR2GRAY",
         "rescale": int(meta["rescale"]),
         "face_box_scale": FRAME_SCALE,
