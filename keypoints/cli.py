@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     from .wild.cli import add_commands
 
     add_commands(commands)  # predict, filter, video, show-filters, show-maps, align
+    from .export import add_export_command
+
+    add_export_command(commands)  # export: the network as an ONNX file
     if argv is None:
         argv = sys.argv[1:]
     skip = 1 if argv[:1] == ["--debug"] else 0  # --debug goes before or after the command
