@@ -145,25 +145,32 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
 def _point_layout(meta: dict, where: str) -> tuple[int, list | None]:
     """``(num_points, flip_permutation)`` of ``meta``, checked: ``K`` in ``1..MAX_POINTS``; the permutation a
     mirror permutation of ``K`` points, or null (the iBUG one for 68 points, else no mirror, so no flip
-    averaging); the refinement frame turned upright only for the 68 points, whose eyes it reads."""
+    averaging; :func:`flip_permutation_of`); the refinement frame turned upright only for the 68 points,
+    whose eyes it reads."""
     num_points = meta["num_points"]
     if not (_is_int(num_points) and 1 <= int(num_points) <= MAX_POINTS):
         raise CheckpointError(f"{where}: meta.num_points must be an integer in [1, {MAX_POINTS}], got {num_points!r}")
     num_points = int(num_points)
     permutation = meta["flip_permutation"]
-    if permutation is None:
-        permutation = default_flip_permutation(num_points)
-    else:
+    if permutation is not None:
         try:
             permutation = checked_flip_permutation(permutation, num_points, f"{where}: meta.flip_permutation")
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
-    if permutation is None and meta["flip_test"]:
+    if permutation is None and default_flip_permutation(num_points) is None and meta["flip_test"]:
         raise CheckpointError(f"{where}: meta.flip_test is true but {num_points} points have no meta.flip_permutation")
     if num_points != IBUG_POINTS and (meta["framing"] or {}).get("upright"):
         raise CheckpointError(f"{where}: meta.framing.upright needs the eyes of the {IBUG_POINTS} iBUG points,"
                               f" the model has {num_points} points")
     return num_points, None if permutation is None else [int(i) for i in permutation]
+
+
+def flip_permutation_of(meta: dict) -> np.ndarray | None:
+    """The ``(K,)`` mirror permutation a validated ``meta`` describes: its own, else for 68 points the iBUG
+    one, else None (the model's points have no mirror: no flip averaging)."""
+    if meta["flip_permutation"] is not None:
+        return np.asarray(meta["flip_permutation"], dtype=np.intp)
+    return default_flip_permutation(meta["num_points"])
 
 
 def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:

@@ -215,7 +215,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     # a bad checkpoint fails before any download
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
                                test_frames=() if args.no_test_frames else None)
-    metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
+    if args.data_format == "pts" and args.data is None:
+        raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
+    data_dir = ensure_data(args.data) if args.data_format == "csv" else args.data
+    metrics = evaluate_predictor(predictor, data_dir, limit=args.limit, data_format=args.data_format)
     metrics["checkpoint"] = str(args.checkpoint)
     broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if broken:  # never print "NME nan %" as if it were a result
@@ -242,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     evaluate.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
+    evaluate.add_argument("--format", dest="data_format", choices=("csv", "pts"), default="csv",
+                          help="csv: the 68-point data set; pts: the test split of a folder of .pts files (as training)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                           help="average with the mirrored face (default: as the checkpoint's recipe)")

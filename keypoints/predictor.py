@@ -19,11 +19,11 @@ import numpy as np
 
 import tinynet
 
+from .checkpoint import flip_permutation_of
 from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, warp_crop
 from .models import NaimishNet
 from .geometry import (
     NUM_KEYPOINTS,
-    default_flip_permutation,
     denormalize_keypoints,
     flip_image,
     flip_keypoints,
@@ -82,8 +82,7 @@ class Predictor:
         self.input_size = int(meta["input_size"])
         self.rescale = int(meta["rescale"])
         self.num_points = int(meta.get("num_points", NUM_KEYPOINTS))
-        permutation = meta.get("flip_permutation", default_flip_permutation(self.num_points))
-        self.flip_permutation = None if permutation is None else np.asarray(permutation, dtype=np.intp)
+        self.flip_permutation = flip_permutation_of({"flip_permutation": None, **meta, "num_points": self.num_points})
         self.flip = bool(meta.get("flip_test", False)) if flip is None else bool(flip)
         if self.flip and self.flip_permutation is None:
             raise ValueError(f"Predictor: flip averaging needs the mirror permutation of the model's {self.num_points}"

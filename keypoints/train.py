@@ -32,7 +32,7 @@ import tinynet
 from tinynet.optim import CosineAnnealingLR
 from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
-from .checkpoint import TrainState, read_checkpoint, save_checkpoint, save_weights
+from .checkpoint import TrainState, flip_permutation_of, read_checkpoint, save_checkpoint, save_weights
 from .data import ensure_data, open_split, prepare_faces
 from .data.pts import flip_permutation_for
 from .loader import DataLoader
@@ -106,12 +106,13 @@ def evaluate_loader(model, loader: DataLoader, criterion) -> tuple[float, float]
 
 def check_resumed_points(resume, meta: dict, num_points: int, flip_permutation: np.ndarray | None) -> None:
     """A run resumes on the points it was trained on: the same count and mirror permutation as ``meta``'s."""
-    wanted = None if flip_permutation is None else [int(i) for i in flip_permutation]
-    if (meta["num_points"], meta["flip_permutation"]) != (num_points, wanted):
+    saved = flip_permutation_of(meta)
+    same = (saved is None) == (flip_permutation is None) and (saved is None or np.array_equal(saved, flip_permutation))
+    if meta["num_points"] != num_points or not same:
         raise ValueError(f"--resume {resume}: the checkpoint was trained on {meta['num_points']} points"
-                         f" {'with' if meta['flip_permutation'] else 'without'} a flip permutation; the data and"
-                         f" --flip-file give {num_points} points {'with' if wanted else 'without'} one"
-                         f"{' (a different one)' if meta['flip_permutation'] and wanted else ''}")
+                         f" {'without' if saved is None else 'with'} a flip permutation; the data and --flip-file"
+                         f" give {num_points} points {'without' if flip_permutation is None else 'with'} one"
+                         f"{' (a different one)' if saved is not None and flip_permutation is not None else ''}")
 
 
 def recipe_for_points(recipe: Recipe, num_points: int, flip_permutation: np.ndarray | None) -> Recipe:

@@ -7,7 +7,8 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
      "faces": [{"box": [x, y, w, h], "crop": [x, y, side, side], "confidence": c or null,
                 "pose": {"yaw": ..., "pitch": ..., "roll": ..., "reprojection_error": ...} or null,
                 "pose_error": null or why there is no pose,
-                "eyes": {"right_ear": ..., "left_ear": ..., "right_open": ..., "left_open": ...},
+                "eyes": {"right_ear": ..., "left_ear": ..., "right_open": ..., "left_open": ...} or null
+                        (a model of another point layout than the 68 iBUG points: no pose, no eyes),
                 "points": [[x0, y0], ..., [x67, y67]]}, ...]}
 
 - ``json``: one document ``{"model", "detector", "images": [records], "summary"}``;
@@ -63,7 +64,7 @@ def face_record(face, rect, image_shape) -> dict:
         }, None
     except PoseError as exc:
         pose_json, pose_error = None, str(exc)
-    eyes = eye_aspects(points)
+    eyes = eye_aspects(points) if len(points) == 68 else None  # the eyes of the iBUG layout; other models: null
     confidence = getattr(face, "confidence", None)
     return {
         "box": [int(v) for v in face.box],
@@ -71,7 +72,7 @@ def face_record(face, rect, image_shape) -> dict:
         "confidence": None if confidence is None else round(float(confidence), 4),
         "pose": pose_json,
         "pose_error": pose_error,
-        "eyes": {
+        "eyes": None if eyes is None else {
             "right_ear": round(eyes.right, 4), "left_ear": round(eyes.left, 4),
             "right_open": eyes.right_open, "left_open": eyes.left_open,
         },
