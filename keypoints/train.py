@@ -115,6 +115,26 @@ def check_resumed_points(resume, meta: dict, num_points: int, flip_permutation: 
                          f"{' (a different one)' if saved is not None and flip_permutation is not None else ''}")
 
 
+def open_training_data(data, data_format: str, flip_file, log: Callable[[str], None]) -> tuple:
+    """``(data folder, training split, flip permutation or None, a note saying where it came from)``.
+
+    ``"csv"``: ``data`` or the folder :func:`keypoints.data.ensure_data` finds or downloads; ``"pts"``: the
+    folder ``data`` (required). The test split is opened too, so that a test file with another number of
+    points fails now, not after training. Images left out for want of a ``.pts`` file are logged.
+    """
+    if data_format == "pts" and data is None:
+        raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
+    data_dir = ensure_data(data) if data_format == "csv" else Path(data)
+    train_set = open_split(data_dir, "training", data_format)
+    num_points = train_set.keypoints.shape[1]
+    open_split(data_dir, "test", data_format, num_points)
+    flip_permutation, flip_note = flip_permutation_for(num_points, flip_file)
+    if getattr(train_set, "unannotated", None):
+        log(f"left out {len(train_set.unannotated)} training images without a .pts file beside them"
+            f" (e.g. {train_set.unannotated[0]})")
+    return data_dir, train_set, flip_permutation, flip_note
+
+
 def recipe_for_points(recipe: Recipe, num_points: int, flip_permutation: np.ndarray | None) -> Recipe:
     """``recipe`` for ``num_points`` points: without a mirror permutation, flip augmentation and flip test
     averaging turned off; an upright refinement frame (which reads the 68 iBUG points' eyes) refused."""
@@ -168,14 +188,9 @@ def train(
         checkpoint = resumed if resumed is not None else read_checkpoint(resume, training=True)[0]
         recipe = recipe_from_dict(checkpoint["meta"]["recipe"]) if recipe is None else recipe
 
-    if data_format == "pts" and data is None:
-        raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
-    data_dir = ensure_data(data) if data_format == "csv" else Path(data)
     started = time.perf_counter()
-    train_set = open_split(data_dir, "training", data_format)
+    data_dir, train_set, flip_permutation, flip_note = open_training_data(data, data_format, flip_file, log)
     num_points = train_set.keypoints.shape[1]
-    open_split(data_dir, "test", data_format, num_points)  # a test file with another count fails now, not after training
-    flip_permutation, flip_note = flip_permutation_for(num_points, flip_file)
     recipe = recipe_for_points(recipe, num_points, flip_permutation)
     points_meta = {"num_points": num_points, "flip_permutation": flip_permutation}
     if checkpoint is not None:
@@ -186,9 +201,6 @@ def train(
                 " resume with the same options (only --epochs may change)"
             )
         check_resumed_points(resume, checkpoint["meta"], num_points, flip_permutation)
-    if getattr(train_set, "unannotated", None):
-        log(f"left out {len(train_set.unannotated)} training images without a .pts file beside them"
-            f" (e.g. {train_set.unannotated[0]})")
     indices = np.arange(len(train_set)) if limit is None else np.arange(min(limit, len(train_set)))
     faces = prepare_faces(train_set, recipe.size, indices=indices)
     train_index, val_index = validation_split(len(faces), recipe)
@@ -203,8 +215,8 @@ def train(
         f" | prepared in {time.perf_counter() - started:.1f} s"
     )
 
-    log(f"points: {num_points} per face; {flip_note}; NME normalised by the"
-        f" {'outer eye corners (36, 45)' if nme_normalization(num_points) == INTEROCULAR else 'true points box diagonal'}")
+    by = "outer eye corners (36, 45)" if nme_normalization(num_points) == INTEROCULAR else "true points' box diagonal"
+    log(f"points: {num_points} per face; {flip_note}; NME normalised by the {by}")
     model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head,
                        num_points=num_points).skip_input_grad()
     criterion = build_loss(recipe)

@@ -108,7 +108,8 @@ def _declared_count(path: Path, value: str | None) -> int:
 
 
 def _point(path: Path, number: int, line: str) -> tuple[float, float]:
-    """One body line ``x y`` -> two finite coordinates within ``MAX_COORDINATE`` (``number``: its line among the non-blank ones)."""
+    """One body line ``x y`` -> two finite coordinates within ``MAX_COORDINATE`` (``number``: its line among
+    the non-blank ones)."""
     cells = line.split()
     try:
         x, y = (float(cell) for cell in cells)
@@ -219,8 +220,7 @@ def split_images(root: Path, split: str) -> list[Path]:
         return _images_under(root / SPLIT_FOLDERS[split])
     images = _images_under(root)
     order = np.random.default_rng([TEST_SEED]).permutation(len(images))
-    n_test = int(round(TEST_SHARE * len(images))) if len(images) > 1 else 0
-    n_test = max(n_test, 1) if len(images) > 1 else 0
+    n_test = max(1, int(round(TEST_SHARE * len(images)))) if len(images) > 1 else 0
     chosen = order[:n_test] if split == "test" else order[n_test:]
     return [images[i] for i in np.sort(chosen)]
 
