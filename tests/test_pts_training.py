@@ -21,6 +21,7 @@ from keypoint_fixtures import mirror_permutation, real_data_dir
 import tinynet
 from keypoints.checkpoint import CheckpointError, checkpoint_meta, validate_meta
 from keypoints.cli import main, run, train_main
+from keypoints.crops import crop_sample
 from keypoints.data import DataError, PtsDataset, read_flip_file, read_pts, to_pts
 from keypoints.data.pts import MAX_PTS_BYTES
 from keypoints.framing import PointFraming
@@ -135,6 +136,18 @@ def test_the_ibug_permutation_is_a_valid_mirror_and_flips_by_hand():
     points = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     # width 10: x' = 9 - x; point i of the result is point perm[i] of the input
     np.testing.assert_array_equal(flip_keypoints(points, 10, np.array([2, 1, 0])), [[4, 6], [6, 4], [8, 2]])
+
+
+def test_a_flipped_training_crop_swaps_the_points_with_the_given_permutation():
+    image = np.random.default_rng(0).random((100, 100), dtype=np.float32)
+    points = np.array([[10, 20], [30, 40], [50, 60], [70, 80], [90, 95]], np.float32)
+    crop, moved = crop_sample(image, points, 96, None, center=True, flip=1.0, flip_permutation=np.array(FLIP))
+    np.testing.assert_array_equal(crop, image[2:98, 2:98][:, ::-1])
+    # by hand: the centre crop starts at (2, 2), the mirror is x' = 95 - x, then point i is old point FLIP[i]
+    by_hand = np.array([[95 - (x - 2), y - 2] for x, y in points])[FLIP]
+    np.testing.assert_allclose(moved, by_hand)
+    with pytest.raises(ValueError, match="permutation of 68 points needs 68 keypoints, got 5"):
+        crop_sample(image, points, 96, None, center=True, flip=1.0)
 
 
 @pytest.mark.parametrize("text", ["1\n0\n2\n4\n3\n", "1 0 2 4 3", "# pairs\n1 0  # eyes\n2\n4 3\n"])
