@@ -194,13 +194,13 @@ def train(
     recipe = recipe_for_points(recipe, num_points, flip_permutation)
     points_meta = {"num_points": num_points, "flip_permutation": flip_permutation}
     if checkpoint is not None:
+        check_resumed_points(resume, checkpoint["meta"], num_points, flip_permutation)  # before the recipe it changes
         saved = recipe_from_dict(checkpoint["meta"]["recipe"])
         if dataclasses.replace(saved, epochs=recipe.epochs) != recipe:
             raise ValueError(
                 f"--resume {resume}: the checkpoint was trained with a different recipe;"
                 " resume with the same options (only --epochs may change)"
             )
-        check_resumed_points(resume, checkpoint["meta"], num_points, flip_permutation)
     indices = np.arange(len(train_set)) if limit is None else np.arange(min(limit, len(train_set)))
     faces = prepare_faces(train_set, recipe.size, indices=indices)
     train_index, val_index = validation_split(len(faces), recipe)

@@ -29,6 +29,7 @@ from keypoints.geometry import FLIP_PERMUTATION, checked_flip_permutation, flip_
 from keypoints.metrics import nme_per_face, summarize
 from keypoints.predictor import load_predictor
 from keypoints.recipes import Recipe
+from keypoints.train import check_resumed_points
 
 K = 5  # right eye, left eye, nose, right and left mouth corner (as seen in the picture)
 FLIP = [1, 0, 2, 4, 3]
@@ -246,6 +247,18 @@ def test_checkpoint_meta_carries_the_points_and_validates_them():
         with pytest.raises(CheckpointError, match="x.npz: ") as info:
             validate_meta(dict(meta, **fields), "x.npz")
         assert message in str(info.value), case
+
+
+def test_a_run_resumes_only_on_the_points_it_was_trained_on():
+    meta = validate_meta(checkpoint_meta(Recipe(), num_points=K, flip_permutation=np.array(FLIP)))
+    check_resumed_points("last.npz", meta, K, np.array(FLIP))  # the same points: fine
+    for points, permutation, message in ((K, None, "on 5 points with a flip permutation; the data and --flip-file"
+                                          " give 5 points without one"),
+                                         (K, np.array([0, 1, 2, 4, 3]), "give 5 points with one (a different one)"),
+                                         (6, None, "give 6 points without one")):
+        with pytest.raises(ValueError, match="--resume last.npz: the checkpoint was trained") as info:
+            check_resumed_points("last.npz", meta, points, permutation)
+        assert message in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------------
