@@ -136,7 +136,7 @@ def cut(gray: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
 
 
 def point_frame(points: np.ndarray, meta: dict) -> np.ndarray:
-    """Points ``(68, 2)`` -> the matrix framing them: their centroid and RMS spread put where training put them."""
+    """Points ``(K, 2)`` -> the matrix framing them: their centroid and RMS spread put where training put them."""
     size, framing = meta["input_size"], meta["point_framing"]
     centre = points.mean(axis=0)
     spread = np.sqrt(((points - centre) ** 2).sum(axis=1).mean())
@@ -158,12 +158,12 @@ def frame_jitter(frame: list, meta: dict) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- the network
 def read(net, crops: np.ndarray, meta: dict, flip: bool) -> np.ndarray:
-    """Crops ``(F, S, S)`` -> points ``(F, 68, 2)`` in crop pixels, averaged with the mirrored crops' if ``flip``."""
+    """Crops ``(F, S, S)`` -> points ``(F, K, 2)`` in crop pixels, averaged with the mirrored crops' if ``flip``."""
     size = meta["input_size"]
 
     def network(batch: np.ndarray) -> np.ndarray:
         net.setInput(np.ascontiguousarray(batch[:, None], dtype=np.float32))
-        out = net.forward().reshape(len(batch), 68, 2).astype(np.float64)
+        out = net.forward().reshape(len(batch), meta["num_points"], 2).astype(np.float64)
         return out * meta["output_scale"] + meta["output_offset"]
 
     points = network(crops)
@@ -176,7 +176,7 @@ def read(net, crops: np.ndarray, meta: dict, flip: bool) -> np.ndarray:
 
 def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_passes: int, flip: bool,
                 test_frames: list) -> np.ndarray:
-    """The 68 points ``(F, 68, 2)`` of each detected face, in the photo's pixels."""
+    """The K points ``(F, K, 2)`` of each detected face, in the photo's pixels (68 for the shipped model)."""
     size, rescale = meta["input_size"], meta["rescale"]
     squares = [frame_box(box, meta) for box in boxes]
     rescaled, to_rescaled = [], []
@@ -191,7 +191,7 @@ def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_pas
     offset = int(round((rescale - size) / 2.0))  # the centre crop (Python rounds halves to even, as keypoints)
     frames = np.stack([translation(-offset, -offset)] * len(boxes))  # rescaled -> crop pixels
     crops = np.stack([image[offset : offset + size, offset : offset + size] for image in rescaled])
-    points = read(net, crops, meta, flip)  # (F, 68, 2) in crop pixels
+    points = read(net, crops, meta, flip)  # (F, K, 2) in crop pixels
     for index in range(refine_passes):
         frames = np.stack([point_frame(p, meta) for p in apply(points, np.linalg.inv(frames))])
         last = index == refine_passes - 1

@@ -23,7 +23,7 @@ from .wild.confidence import face_confidence
 from .wild.detection import detect_faces
 from .wild.drawing import draw_keypoints
 from .wild.faces import FaceKeypoints, predict_faces
-from .wild.formats import read_pts, to_pts
+from .data.pts import read_pts, to_pts
 from .wild.overlay import add_sunglasses, make_sunglasses
 from .wild.pose import HeadPose, PoseError, draw_pose, head_pose
 

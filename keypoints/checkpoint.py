@@ -16,7 +16,8 @@ message naming the field before it costs memory or time:
    and only then ``tinynet.load``.
 
 The model spec (``meta``, :func:`checkpoint_meta`) says everything a reader needs: architecture, input
-size, preprocessing (``rescale``), point framing, refinement passes, flip averaging, the recipe.
+size, preprocessing (``rescale``), point framing, refinement passes, flip averaging, the number of points
+``K`` and how they swap sides in a mirror (``flip_permutation``), the recipe.
 :func:`build_model` builds the network from it; training, evaluation, the predictor and the command
 lines all go through :func:`read_checkpoint`.
 """
@@ -35,6 +36,7 @@ from tinynet.serialization import ArrayInfo, load_structure
 
 from .crops import rescale_size
 from .framing import DATASET_FRAMING, PointFraming
+from .geometry import checked_flip_permutation, default_flip_permutation
 from .recipes import recipe_from_dict
 
 FORMAT = "keypoints-checkpoint"
@@ -45,10 +47,12 @@ HEADS = ("classic", "dropout-last")
 MAX_REFINE_PASSES = 4
 #: the rescaled shorter side is S * RESCALE_RANGE[0] .. S * RESCALE_RANGE[1] (training uses S * 250 / 224)
 RESCALE_RANGE = (1.0, 2.0)
+#: the number of points of a model: the iBUG 68, or 1..MAX_POINTS of your own (keypoints.data.pts)
+IBUG_POINTS, MAX_POINTS = 68, 1000
 
 #: optional fields and the value a checkpoint without them (an older one) means
 DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
-            "confidence_calibration": None, "test_frames": None}
+            "confidence_calibration": None, "test_frames": None, "num_points": IBUG_POINTS, "flip_permutation": None}
 
 
 class CheckpointError(ValueError):
@@ -118,7 +122,11 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             frames = [list(frame) for frame in checked_test_frames(frames)]
         except ValueError as exc:
             raise CheckpointError(f"{where}: meta.{exc}") from None
+    num_points, permutation = _point_layout(meta, where)
     calibration = meta["confidence_calibration"]
+    if calibration is not None and num_points != IBUG_POINTS:
+        raise CheckpointError(f"{where}: meta.confidence_calibration must be null for {num_points} points (the"
+                              f" confidence reads the eye corners of the {IBUG_POINTS} iBUG points)")
     if calibration is not None:
         # (a, b) of keypoints.wild.confidence: a finite intercept and a negative slope (more disagreement
         # between the plain and the mirrored pass must mean less confidence)
@@ -130,7 +138,39 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             )
         calibration = [float(calibration[0]), float(calibration[1])]
     return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
-                refine_passes=int(passes), framing=framing, confidence_calibration=calibration, test_frames=frames)
+                refine_passes=int(passes), framing=framing, confidence_calibration=calibration, test_frames=frames,
+                num_points=num_points, flip_permutation=permutation)
+
+
+def _point_layout(meta: dict, where: str) -> tuple[int, list | None]:
+    """``(num_points, flip_permutation)`` of ``meta``, checked: ``K`` in ``1..MAX_POINTS``; the permutation a
+    mirror permutation of ``K`` points, or null (the iBUG one for 68 points, else no mirror, so no flip
+    averaging; :func:`flip_permutation_of`); the refinement frame turned upright only for the 68 points,
+    whose eyes it reads."""
+    num_points = meta["num_points"]
+    if not (_is_int(num_points) and 1 <= int(num_points) <= MAX_POINTS):
+        raise CheckpointError(f"{where}: meta.num_points must be an integer in [1, {MAX_POINTS}], got {num_points!r}")
+    num_points = int(num_points)
+    permutation = meta["flip_permutation"]
+    if permutation is not None:
+        try:
+            permutation = checked_flip_permutation(permutation, num_points, f"{where}: meta.flip_permutation")
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+    if permutation is None and default_flip_permutation(num_points) is None and meta["flip_test"]:
+        raise CheckpointError(f"{where}: meta.flip_test is true but {num_points} points have no meta.flip_permutation")
+    if num_points != IBUG_POINTS and (meta["framing"] or {}).get("upright"):
+        raise CheckpointError(f"{where}: meta.framing.upright needs the eyes of the {IBUG_POINTS} iBUG points,"
+                              f" the model has {num_points} points")
+    return num_points, None if permutation is None else [int(i) for i in permutation]
+
+
+def flip_permutation_of(meta: dict) -> np.ndarray | None:
+    """The ``(K,)`` mirror permutation a validated ``meta`` describes: its own, else for 68 points the iBUG
+    one, else None (the model's points have no mirror: no flip averaging)."""
+    if meta["flip_permutation"] is not None:
+        return np.asarray(meta["flip_permutation"], dtype=np.intp)
+    return default_flip_permutation(meta["num_points"])
 
 
 def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:
@@ -216,7 +256,8 @@ def build_model(meta: dict):
     """The untrained network ``meta`` (validated) describes."""
     from .models import NaimishNet
 
-    return NaimishNet(meta["input_size"], dropout=meta["dropout"], rng=np.random.default_rng(0), head=meta["head"])
+    return NaimishNet(meta["input_size"], dropout=meta["dropout"], rng=np.random.default_rng(0), head=meta["head"],
+                      num_points=meta["num_points"])
 
 
 def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[dict, Any]:
@@ -276,13 +317,15 @@ def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
+def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING, num_points: int = IBUG_POINTS,
+                    flip_permutation=None) -> dict:
     """The model spec a checkpoint carries, from a training ``Recipe``: what it needs to be used on its own.
 
     Architecture (``arch``, ``dropout``, ``head``), input size ``S`` and the preprocessing (``rescale``:
     the shorter side before the centre crop, ``keypoints.crops.rescale_size``), the canonical point
     framing with the number of refinement passes and the test frames (``keypoints.framing``), test-time
-    flip averaging, and the recipe itself. The keypoint normalisation is a function of ``S`` alone
+    flip averaging, the number of points and their mirror permutation (``None``: the iBUG one for 68
+    points, else none), and the recipe itself. The keypoint normalisation is a function of ``S`` alone
     (``keypoints.geometry.normalize_keypoints``), so it is not stored; older checkpoints that store it as
     ``keypoint_mean`` / ``keypoint_std`` still load (the fields are ignored).
     """
@@ -296,6 +339,8 @@ def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING) -> dict:
         "framing": framing.to_dict(),
         "rescale": rescale_size(recipe.size),
         "flip_test": recipe.flip_test,
+        "num_points": int(num_points),
+        "flip_permutation": None if flip_permutation is None else [int(i) for i in flip_permutation],
         "recipe": dataclasses.asdict(recipe),
         "tinynet_version": tinynet.__version__,
     }
@@ -321,13 +366,17 @@ def save_checkpoint(
     state: TrainState,
     framing: PointFraming = DATASET_FRAMING,
     averaged=None,
+    *,
+    num_points: int = IBUG_POINTS,
+    flip_permutation=None,
 ) -> None:
-    """The full training state (atomic write: an interrupted save keeps the previous file)."""
+    """The full training state (atomic write: an interrupted save keeps the previous file); ``num_points``
+    and ``flip_permutation`` as :func:`checkpoint_meta`."""
     tinynet.save(
         {
             "format": FORMAT,
             "version": VERSION,
-            "meta": checkpoint_meta(recipe, framing),
+            "meta": checkpoint_meta(recipe, framing, num_points, flip_permutation),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -343,14 +392,16 @@ def save_checkpoint(
 
 
 def save_weights(
-    path: Path, recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING
+    path: Path, recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING, *,
+    num_points: int = IBUG_POINTS, flip_permutation=None,
 ) -> None:
-    """A compact checkpoint for inference: metadata + weights."""
+    """A compact checkpoint for inference: metadata (``num_points`` and ``flip_permutation`` as
+    :func:`checkpoint_meta`) + weights."""
     tinynet.save(
         {
             "format": FORMAT,
             "version": VERSION,
-            "meta": checkpoint_meta(recipe, framing),
+            "meta": checkpoint_meta(recipe, framing, num_points, flip_permutation),
             "model": weights,
             "epoch": epoch,
             "selection_loss": loss,

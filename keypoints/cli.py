@@ -83,12 +83,21 @@ _RECIPE_FLAGS = {
 def train_parser(prog: str = "train_keypoints.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train the 68-point facial keypoint network (tinynet NaimishNet) and evaluate it on the test set.",
+        description="Train the facial keypoint network (tinynet NaimishNet) on the 68-point data set or on your own"
+                    " .pts annotations, and evaluate it on the test set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=EXIT_CODES,
     )
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="starting point; flags below override it")
-    parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data; downloaded if absent)")
+    parser.add_argument("--data", help="data folder (csv: else $KEYPOINTS_DATA, else ./data, downloaded if absent;"
+                        " pts: required)")
+    parser.add_argument("--format", dest="data_format", choices=("csv", "pts"), default="csv",
+                        help="csv: the 68-point keypoint data set; pts: images with iBUG .pts files beside them,"
+                        " any number of points (DIR/train and DIR/test if present, else a fixed 10 %% held out for test)")
+    parser.add_argument("--flip-file", metavar="FILE",
+                        help="how the points swap sides in a mirror: K 0-based indices, the i-th naming the point"
+                        " that plays point i on the mirrored face (default: the iBUG one for 68 points; for other"
+                        " counts none, and flip augmentation and flip averaging are off)")
     parser.add_argument("--out", default="runs/keypoints", help="where checkpoints, plots and metrics go")
     parser.add_argument("--size", type=int, choices=(96, 224), help="input size S of the network")
     parser.add_argument("--epochs", type=_number(int, 1))
@@ -169,7 +178,8 @@ def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") 
                          " lower --batch-size")
     try:
         metrics = train(recipe, data=args.data, out=args.out, limit=args.limit, resume=args.resume,
-                        show_progress=not args.no_progress, overwrite=args.overwrite, resumed=resumed)
+                        show_progress=not args.no_progress, overwrite=args.overwrite, resumed=resumed,
+                        data_format=args.data_format, flip_file=args.flip_file)
     except (DataError, OutputError, ValueError, OSError) as error:  # bad data, --out, --resume, --data
         if args.debug:
             raise
@@ -205,7 +215,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     # a bad checkpoint fails before any download
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
                                test_frames=() if args.no_test_frames else None)
-    metrics = evaluate_predictor(predictor, ensure_data(args.data), limit=args.limit)
+    if args.data_format == "pts" and args.data is None:
+        raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
+    data_dir = ensure_data(args.data) if args.data_format == "csv" else args.data
+    metrics = evaluate_predictor(predictor, data_dir, limit=args.limit, data_format=args.data_format)
     metrics["checkpoint"] = str(args.checkpoint)
     broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if broken:  # never print "NME nan %" as if it were a result
@@ -232,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     evaluate.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
+    evaluate.add_argument("--format", dest="data_format", choices=("csv", "pts"), default="csv",
+                          help="csv: the 68-point data set; pts: the test split of a folder of .pts files (as training)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                           help="average with the mirrored face (default: as the checkpoint's recipe)")

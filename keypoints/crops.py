@@ -24,7 +24,6 @@ import numpy as np
 
 from .geometry import (
     FLIP_PERMUTATION,
-    NUM_KEYPOINTS,
     apply_affine,
     center_crop_offset,
     flip_matrix,
@@ -114,6 +113,7 @@ def crop_sample(
     contrast: float = 0.0,
     center: bool = False,
     return_affine: bool = False,
+    flip_permutation: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Random crop + flip + rotation/scale/shift + brightness/contrast of one cached, rescaled face.
 
@@ -129,7 +129,7 @@ def crop_sample(
     image : (H, W) float32
         A rescaled face (``Faces.images[i]``); ``H, W >= size``.
     keypoints : (K, 2) float32
-        In ``image``'s pixels. ``K = 68`` when flipping.
+        In ``image``'s pixels. ``K = 68`` when flipping without ``flip_permutation``.
     size : int
         ``S``, the side of the square crop.
     rng : np.random.Generator
@@ -143,7 +143,10 @@ def crop_sample(
         Centred crop (evaluation) instead of a random one.
     return_affine : bool
         Also return the 3x3 matrix ``M`` (rescaled pixels -> crop pixels, float64) and whether the
-        sample was flipped (then point ``j`` of the crop is point ``FLIP_PERMUTATION[j]`` of the input).
+        sample was flipped (then point ``j`` of the crop is point ``flip_permutation[j]`` of the input).
+    flip_permutation : (K,) int, optional
+        The mirror permutation of the points (``keypoints.geometry.checked_flip_permutation``); None: the
+        iBUG 68-point :data:`~keypoints.geometry.FLIP_PERMUTATION`.
 
     Returns
     -------
@@ -176,8 +179,10 @@ def crop_sample(
 
     matrix = translation(-left, -top)
     if flipped:
-        if keypoints.shape[0] != NUM_KEYPOINTS:
-            raise ValueError(f"crop_sample: flipping needs {NUM_KEYPOINTS} keypoints, got {keypoints.shape[0]}")
+        permutation = FLIP_PERMUTATION if flip_permutation is None else flip_permutation
+        if keypoints.shape[0] != len(permutation):
+            raise ValueError(f"crop_sample: flipping with a permutation of {len(permutation)} points needs"
+                             f" {len(permutation)} keypoints, got {keypoints.shape[0]}")
         matrix = flip_matrix(size) @ matrix
     if angle == 0.0 and zoom == 1.0 and not shift.any():
         crop = image[top : top + size, left : left + size]
@@ -191,7 +196,7 @@ def crop_sample(
 
     moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)
     if flipped:
-        moved = moved[FLIP_PERMUTATION]
+        moved = moved[permutation]
     if brightness > 0 or contrast > 0:
         crop = photometric_jitter(crop, jitter_factor(rng, brightness), jitter_factor(rng, contrast))
     if return_affine:

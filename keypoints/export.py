@@ -1,7 +1,7 @@
 """``python -m keypoints export model.onnx [--model CKPT]``: a checkpoint's network as an ONNX file.
 
 The graph is the network alone (``tinynet.onnx.to_onnx``: input ``(N, 1, S, S)`` gray crops in [0, 1], output
-``(N, 136)``), built from the checkpoint's weights with the ``onnx`` package. Everything else a user needs to
+``(N, 2K)`` for K points, 136 for the shipped model), built from the checkpoint's weights with the ``onnx`` package. Everything else a user needs to
 run it as ``keypoints predict`` does (how a face is framed and cropped, how the outputs map to pixels, the
 refinement passes, flip averaging and test frames the checkpoint asks for) travels with it as the model's
 ``metadata_props``: :data:`METADATA_FIELDS` lists the keys; every value is JSON. ``examples/onnx_opencv.py``
@@ -17,9 +17,9 @@ import numpy as np
 
 from tinynet.onnx import GraphBuilder, register_converter, require_onnx, to_onnx
 
-from .checkpoint import read_checkpoint
+from .checkpoint import flip_permutation_of, read_checkpoint
 from .files import atomic_output, refuse_input_as_output
-from .geometry import FLIP_PERMUTATION, NUM_KEYPOINTS, denormalize_keypoints
+from .geometry import denormalize_keypoints
 from .models import NaimishNet
 from .wild.face_crop import FRAME_OFFSET, FRAME_SCALE
 
@@ -30,7 +30,8 @@ VERSION = 1
 METADATA_FIELDS = {
     "format": f'{{"name": "{FORMAT}", "version": {VERSION}}}: this layout of the fields',
     "input": "what the input tensor holds: (N, 1, S, S) float32 gray crops, values in [0, 1]",
-    "output": "what the output tensor holds: (N, 136), 68 points as x0, y0, x1, y1, ... in normalised crop units",
+    "output": "what the output tensor holds: (N, 2K), K points as x0, y0, x1, y1, ... in normalised crop units",
+    "num_points": "K, the number of points (68: the iBUG layout)",
     "input_size": "S, the side of the square crop the network reads",
     "output_scale": "crop pixels = output * output_scale + output_offset (50 S / 224)",
     "output_offset": "(100 S / 224); pixel centres sit at integer coordinates",
@@ -46,7 +47,8 @@ METADATA_FIELDS = {
                    " pass reads and averages ([]: the canonical frame only)",
     "flip_test": "average each read with the mirrored crop's (its points mirrored back: x -> S - 1 - x, then"
                  " reordered by flip_permutation)",
-    "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (iBUG 68 points)",
+    "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (the iBUG one for 68"
+                        " points); null for a model whose points have no mirror (then flip_test is false)",
     "checkpoint": "the checkpoint file the network came from",
 }
 
@@ -63,7 +65,7 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
     """The ``metadata_props`` (:data:`METADATA_FIELDS`, JSON values) of a checkpoint's validated ``meta``."""
     from .framing import DATASET_FRAMING, PointFraming
 
-    size = int(meta["input_size"])
+    size, num_points, permutation = int(meta["input_size"]), int(meta["num_points"]), flip_permutation_of(meta)
     framing = DATASET_FRAMING if meta.get("framing") is None else PointFraming.from_dict(meta["framing"])
     # the network's output q is crop pixels q * scale + offset (keypoints.geometry, the one home of the normalisation)
     offset = float(denormalize_keypoints(np.zeros(2), size)[0])
@@ -71,7 +73,8 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
     values = {
         "format": {"name": FORMAT, "version": VERSION},
         "input": f"(N, 1, {size}, {size}) float32 gray crops, values in [0, 1]",
-        "output": f"(N, {2 * NUM_KEYPOINTS}): {NUM_KEYPOINTS} points x0, y0, x1, y1, ... in normalised crop units",
+        "output": f"(N, {2 * num_points}): {num_points} points x0, y0, x1, y1, ... in normalised crop units",
+        "num_points": num_points,
         "input_size": size,
         "output_scale": scale,
         "output_offset": offset,
@@ -83,7 +86,7 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
         "point_framing": framing.to_dict(),
         "test_frames": [list(frame) for frame in meta.get("test_frames") or []],
         "flip_test": bool(meta["flip_test"]),
-        "flip_permutation": [int(i) for i in FLIP_PERMUTATION],
+        "flip_permutation": None if permutation is None else [int(i) for i in permutation],
         "checkpoint": Path(checkpoint).name,
     }
     return {key: json.dumps(value) for key, value in values.items()}
@@ -129,7 +132,7 @@ def export_command(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.output}: the network of {source} (input 'input' (N, 1, S, S) gray crops in [0, 1],"
-          " output 'output' (N, 136)); its metadata says how to frame a face and map the points back"
+          " output 'output' (N, 2K) for K points); its metadata says how to frame a face and map the points back"
           " (examples/onnx_opencv.py runs it with OpenCV alone)")
     return 0
 

@@ -204,6 +204,7 @@ def framed_sample(
     zoom: float = 0.0,
     brightness: float = 0.0,
     contrast: float = 0.0,
+    flip_permutation: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training crop framed from the true points with a random framing error (what refinement reads).
 
@@ -211,8 +212,8 @@ def framed_sample(
     per axis (a fraction of ``size``), zoom ``exp(N(0, zoom))``, then brightness/contrast as
     ``keypoints.crops.crop_sample``. A flipped sample is framed from the mirrored points, so it is framed canonically too.
 
-    Returns ``crop (size, size) float32`` and ``keypoints (K, 2) float32`` in crop pixels (68 points,
-    left/right swapped when flipped).
+    Returns ``crop (size, size) float32`` and ``keypoints (K, 2) float32`` in crop pixels (left/right
+    swapped when flipped, with ``flip_permutation``: ``(K,)``, None for the iBUG 68-point one).
     """
     keypoints = np.asarray(keypoints)
     p_flip = flip_probability(flip)
@@ -223,12 +224,12 @@ def framed_sample(
     mirror = flip_matrix(image.shape[1]) if flipped else np.eye(3)
     source = keypoints.astype(np.float64)
     if flipped:
-        source = flip_keypoints(source, image.shape[1])  # the mirrored face's own left and right (upright framing reads the eyes)
+        source = flip_keypoints(source, image.shape[1], flip_permutation)  # the mirrored face's own left and right (upright framing reads the eyes)
     matrix = frame_matrix(source, size, framing, shift=offset, zoom=factor, degrees=angle) @ mirror
     crop = warp_crop(image, matrix, size)
     moved = apply_affine(keypoints.astype(np.float32, copy=False), matrix)
     if flipped:
-        moved = moved[FLIP_PERMUTATION]
+        moved = moved[FLIP_PERMUTATION if flip_permutation is None else flip_permutation]
     if brightness > 0 or contrast > 0:
         crop = photometric_jitter(crop, jitter_factor(rng, brightness), jitter_factor(rng, contrast))
     return crop, moved

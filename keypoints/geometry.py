@@ -14,7 +14,8 @@ use. Every map here is a 3x3 float64 matrix ``A`` acting on ``(x, y, 1)``:
 
 The horizontal flip of a face is written once, here: the image (:func:`flip_image`), the keypoints
 (:func:`flip_keypoints`: ``x' = W - 1 - x`` and the left/right landmark indices swapped with
-:data:`FLIP_PERMUTATION`) and the matrix (:func:`flip_matrix`). Training augmentation
+:data:`FLIP_PERMUTATION`, or the permutation of another point layout, :func:`checked_flip_permutation`)
+and the matrix (:func:`flip_matrix`). Training augmentation
 (``keypoints.transforms``, ``keypoints.crops.crop_sample``, ``keypoints.framing.framed_sample``), evaluation
 and the predictor's flip averaging all use them.
 """
@@ -44,6 +45,36 @@ FLIP_PERMUTATION = np.array(
 )
 
 
+def checked_flip_permutation(permutation, num_points: int, where: str = "flip permutation") -> np.ndarray:
+    """``permutation`` as a ``(K,)`` intp array if it is a mirror permutation of ``K = num_points`` points.
+
+    A mirror permutation says, for each index ``i``, which point plays the role of ``i`` on the mirrored face
+    (as :data:`FLIP_PERMUTATION`). It must hold each of ``0 .. K-1`` exactly once and be its own inverse
+    (``p[p[i]] == i``: mirroring twice gives the face back). Raises ``ValueError`` starting with ``where``
+    and saying what was expected and what came.
+    """
+    values = np.asarray(permutation)
+    if values.ndim != 1 or (values.size and values.dtype.kind not in "iu"):
+        raise ValueError(f"{where}: expected a list of {num_points} integer indices, got {str(permutation)[:200]}")
+    if len(values) != num_points:
+        raise ValueError(f"{where}: expected {num_points} indices (one per point), got {len(values)}")
+    values = values.astype(np.intp)
+    if sorted(values.tolist()) != list(range(num_points)):
+        missing = sorted(set(range(num_points)) - set(values.tolist()))
+        raise ValueError(f"{where}: expected each index 0..{num_points - 1} exactly once; missing {missing[:10]}")
+    broken = np.flatnonzero(values[values] != np.arange(num_points))
+    if broken.size:
+        i = int(broken[0])
+        raise ValueError(
+            f"{where}: not its own inverse: point {i} mirrors to {values[i]}, which mirrors to {values[values[i]]}"
+            f" (expected {i}; a mirror swaps pairs of points and keeps points on the axis)"
+        )
+    return values
+
+
+def default_flip_permutation(num_points: int) -> np.ndarray | None:
+    """The mirror permutation used when none is given: the iBUG one for 68 points, else None (no flip)."""
+    return FLIP_PERMUTATION if num_points == NUM_KEYPOINTS else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -63,19 +94,21 @@ def flip_image(image: np.ndarray, batched: bool = False) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1] if batched else image[:, ::-1])
 
 
-def flip_keypoints(points: np.ndarray, width: int) -> np.ndarray:
-    """The 68 points of a face mirrored in an image of width ``W``: ``(..., 68, 2) -> (..., 68, 2)``.
+def flip_keypoints(points: np.ndarray, width: int, permutation: np.ndarray | None = None) -> np.ndarray:
+    """The ``K`` points of a face mirrored in an image of width ``W``: ``(..., K, 2) -> (..., K, 2)``.
 
-    ``x' = W - 1 - x`` and the points are re-indexed with :data:`FLIP_PERMUTATION` (point ``i`` of the
-    result is point ``FLIP_PERMUTATION[i]`` of the input, moved), so the mirrored face's right eye is
-    again indices 36-41. Its own inverse (the permutation is an involution): flipping the points a
-    network found on a mirrored face gives them back on the face. Computed in ``points``' float dtype
-    (exact: ``W - 1 - x`` is one rounding).
+    ``x' = W - 1 - x`` and the points are re-indexed with ``permutation`` (``(K,)``, a mirror permutation
+    as :func:`checked_flip_permutation` accepts; None: :data:`FLIP_PERMUTATION`, ``K = 68``): point ``i`` of
+    the result is point ``permutation[i]`` of the input, moved, so the mirrored face's right eye is again
+    indices 36-41. Its own inverse (the permutation is an involution): flipping the points a network found
+    on a mirrored face gives them back on the face. Computed in ``points``' float dtype (exact:
+    ``W - 1 - x`` is one rounding).
     """
     points = np.asarray(points)
-    if points.ndim < 2 or points.shape[-2:] != (NUM_KEYPOINTS, 2):
-        raise ValueError(f"flip_keypoints: expected points of shape (..., {NUM_KEYPOINTS}, 2), got {points.shape}")
-    mirrored = points[..., FLIP_PERMUTATION, :]  # a copy (fancy indexing)
+    permutation = FLIP_PERMUTATION if permutation is None else permutation
+    if points.ndim < 2 or points.shape[-2:] != (len(permutation), 2):
+        raise ValueError(f"flip_keypoints: expected points of shape (..., {len(permutation)}, 2), got {points.shape}")
+    mirrored = points[..., permutation, :]  # a copy (fancy indexing)
     mirrored[..., 0] = (width - 1) - mirrored[..., 0]
     return mirrored
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .data import Faces
 from .framing import PointFraming, framed_sample
-from .geometry import NUM_KEYPOINTS, normalize_keypoints
+from .geometry import normalize_keypoints
 from .crops import crop_sample
 
 AUGMENT_KEYS = (
@@ -56,6 +56,9 @@ class DataLoader:
         Needs ``framing``.
     framing : PointFraming, optional
         The canonical framing of ``refine`` samples.
+    flip_permutation : (K,) int, optional
+        How the ``K`` points swap sides when a crop is flipped (``keypoints.geometry.checked_flip_permutation``);
+        None: the iBUG 68-point one.
     center : bool
         Centred crops (evaluation) instead of random ones.
     prefetch : bool
@@ -64,7 +67,7 @@ class DataLoader:
     Yields
     ------
     x : (B, 1, S, S) float32, gray in [0, 1]
-    y : (B, 136) float32, the crop's keypoints ``(x0, y0, x1, y1, ...)`` normalised with
+    y : (B, 2K) float32, the crop's keypoints ``(x0, y0, x1, y1, ...)`` normalised with
         ``normalize_keypoints(points, S)``
 
     With ``shuffle=False`` batch ``b`` holds faces ``b * batch_size ...`` in order, so predictions map back
@@ -83,6 +86,7 @@ class DataLoader:
         center: bool = False,
         prefetch: bool = True,
         framing: PointFraming | None = None,
+        flip_permutation: np.ndarray | None = None,
     ):
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
@@ -111,7 +115,9 @@ class DataLoader:
         self.framing = framing
         self.refine = refine
         self._crop_args = {k: v for k, v in augment.items() if k not in _FRAMED_ONLY}
+        self._crop_args["flip_permutation"] = flip_permutation
         self._framed_args = {k: augment[k] for k in _SHARED if k in augment}
+        self._framed_args["flip_permutation"] = flip_permutation
         self._framed_args.update({name: augment[k] for k, name in _FRAMED_ONLY.items() if name and k in augment})
         self.center = bool(center)
         self.prefetch = bool(prefetch)
@@ -133,7 +139,7 @@ class DataLoader:
     def _make_batch(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         size = self.faces.size
         x = np.empty((len(indices), 1, size, size), dtype=np.float32)
-        y = np.empty((len(indices), 2 * NUM_KEYPOINTS), dtype=np.float32)
+        y = np.empty((len(indices), 2 * self.faces.keypoints.shape[1]), dtype=np.float32)
         for row, i in enumerate(indices):
             image, keypoints = self.faces.images[i], self.faces.keypoints[i]
             # the coin is drawn only when refine > 0, so recipes without it keep their random streams

@@ -9,7 +9,7 @@ channels, then three fully connected layers::
     block(1 -> 32, k1) block(32 -> 64, k2) block(64 -> 128, k3) block(128 -> 256, k4)
     flatten -> Linear(F, 1000) -> BN1d -> ReLU -> Dropout(0.4)
             -> Linear(1000, 1000) -> BN1d -> ReLU -> Dropout(0.4)
-            -> Linear(1000, 136)                      68 (x, y) pairs, normalised coordinates
+            -> Linear(1000, 2K)                       K (x, y) pairs, normalised coordinates (K = 68 by default)
 
 That is the ``"classic"`` head. Its first Dropout feeds a BatchNorm1d, and that costs accuracy: in training
 the batch norm's running variance is collected from inputs that carry dropout's extra variance (the kept
@@ -22,7 +22,7 @@ test NME 8.25 -> 7.93 % (single pass), with dropout on again 0.968. The ``"dropo
 keeps a single Dropout after the last batch norm, where no running statistic sees it::
 
     flatten -> Linear(F, 1000) -> BN1d -> ReLU -> Linear(1000, 1000) -> BN1d -> ReLU -> Dropout(p)
-            -> Linear(1000, 136)
+            -> Linear(1000, 2K)
 
 =====  ===============  ==================  ===========
 S      kernels k1..k4   feature map after    F
@@ -54,7 +54,7 @@ from tinynet.nn import (
 
 KERNELS = {96: (4, 3, 2, 1), 224: (5, 4, 3, 2)}
 CHANNELS = (32, 64, 128, 256)
-NUM_OUTPUTS = 136
+NUM_POINTS = 68  # the iBUG layout of the data set; a model trained on other annotations has its own K
 HEADS = ("classic", "dropout-last")
 
 
@@ -67,7 +67,7 @@ def feature_size(input_size: int, kernels: tuple[int, ...]) -> int:
 
 
 class NaimishNet(Module):
-    """The 4-conv / 3-FC keypoint regressor. Input ``(N, 1, S, S)`` in [0, 1]; output ``(N, 136)``.
+    """The 4-conv / 3-FC keypoint regressor. Input ``(N, 1, S, S)`` in [0, 1]; output ``(N, 2K)``.
 
     Parameters
     ----------
@@ -81,6 +81,7 @@ class NaimishNet(Module):
     fused : run each ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one ``BatchNormReLUMaxPool2d`` (the
         default). False keeps the three layers: same state dict, same results, more memory traffic; a
         model whose batch-norm and ReLU outputs can be looked at one by one (``keypoints.visualize``).
+    num_points : K, the number of keypoints (the output is their ``(x, y)`` pairs, ``2K`` values)
     """
 
     def __init__(
@@ -92,12 +93,16 @@ class NaimishNet(Module):
         dtype=np.float32,
         head: str = "classic",
         fused: bool = True,
+        num_points: int = NUM_POINTS,
     ):
         super().__init__()
         if input_size not in KERNELS:
             raise ValueError(f"NaimishNet: input_size must be one of {sorted(KERNELS)}, got {input_size}")
         if head not in HEADS:
             raise ValueError(f"NaimishNet: head must be one of {HEADS}, got {head!r}")
+        if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
+            raise ValueError(f"NaimishNet: num_points must be a positive integer, got {num_points!r}")
+        self.num_points = int(num_points)
         rng = np.random.default_rng() if rng is None else rng
         self.input_size = int(input_size)
         self.kernels = KERNELS[input_size]
@@ -128,18 +133,19 @@ class NaimishNet(Module):
             BatchNorm1d(hidden, dtype=dtype),
             ReLU(),
             Dropout(dropout, rng=rng),
-            Linear(hidden, NUM_OUTPUTS, rng=rng, dtype=dtype),
+            Linear(hidden, 2 * self.num_points, rng=rng, dtype=dtype),
         )
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, head={self.head!r}"
+        points = "" if self.num_points == NUM_POINTS else f", num_points={self.num_points}"
+        return f"input_size={self.input_size}, head={self.head!r}{points}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """``(N, 1, S, S) -> (N, 136)``."""
+        """``(N, 1, S, S) -> (N, 2K)``."""
         return self.regressor(self.flatten(self.features(x)))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        """``(N, 136) -> (N, 1, S, S)``, accumulating every parameter's gradient."""
+        """``(N, 2K) -> (N, 1, S, S)``, accumulating every parameter's gradient."""
         return self.features.backward(self.flatten.backward(self.regressor.backward(dout)))
 
     def skip_input_grad(self, skip: bool = True) -> "NaimishNet":
@@ -156,7 +162,9 @@ class NaimishNet(Module):
 
 
 def naimishnet(
-    input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32, head: str = "classic"
+    input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32, head: str = "classic",
+    num_points: int = NUM_POINTS,
 ) -> NaimishNet:
     """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
-    return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head)
+    return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head,
+                      num_points=num_points)

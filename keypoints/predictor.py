@@ -19,9 +19,11 @@ import numpy as np
 
 import tinynet
 
+from .checkpoint import flip_permutation_of
 from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, warp_crop
 from .models import NaimishNet
 from .geometry import (
+    NUM_KEYPOINTS,
     denormalize_keypoints,
     flip_image,
     flip_keypoints,
@@ -37,10 +39,10 @@ PRETRAINED = Path(__file__).resolve().parent / "weights" / "naimishnet96.npz"
 
 
 class Prediction(NamedTuple):
-    points: np.ndarray  # (N, 68, 2) in the input images' pixels
-    normalized: np.ndarray  # (N, 136) network outputs (normalised crop coordinates)
+    points: np.ndarray  # (N, K, 2) in the input images' pixels (K = 68 for the iBUG layout)
+    normalized: np.ndarray  # (N, 2K) network outputs (normalised crop coordinates)
     affines: np.ndarray  # (N, 3, 3) input pixels -> crop pixels
-    # with flip averaging, the last pass's plain and mirrored points before averaging, (N, 68, 2) in input
+    # with flip averaging, the last pass's plain and mirrored points before averaging, (N, K, 2) in input
     # pixels (keypoints.wild.confidence reads their disagreement); None without
     plain: np.ndarray | None = None
     mirrored: np.ndarray | None = None
@@ -67,6 +69,10 @@ class Predictor:
     test_frames : tuple of (shift_x, shift_y, zoom, degrees)
         Frames around the canonical one that the last refinement pass reads, averaging the points
         (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
+    num_points : int
+        K, the points of each face (68 for the iBUG layout; another K for a model trained on your own points).
+    flip_permutation : (K,) int or None
+        How the points swap sides in a mirror (``meta.flip_permutation``); None: the model cannot flip-average.
     """
 
     def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
@@ -75,7 +81,12 @@ class Predictor:
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
         self.rescale = int(meta["rescale"])
+        self.num_points = int(meta.get("num_points", NUM_KEYPOINTS))
+        self.flip_permutation = flip_permutation_of({"flip_permutation": None, **meta, "num_points": self.num_points})
         self.flip = bool(meta.get("flip_test", False)) if flip is None else bool(flip)
+        if self.flip and self.flip_permutation is None:
+            raise ValueError(f"Predictor: flip averaging needs the mirror permutation of the model's {self.num_points}"
+                             " points, and its checkpoint has none (train with --flip-file, or predict without flip)")
         passes = meta.get("refine_passes", 0) if refine_passes is None else refine_passes
         if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= 4:
             raise ValueError(f"Predictor: refine_passes must be an int in 0..4, got {passes!r}")
@@ -112,28 +123,29 @@ class Predictor:
         return crop, crop_matrix @ to_rescaled
 
     def _network(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
-        """``(N, S, S) -> (N, 136)`` in batches, eval mode, nothing cached."""
+        """``(N, S, S) -> (N, 2K)`` in batches, eval mode, nothing cached."""
         outputs = []
         with tinynet.no_grad():
             for start in range(0, len(crops), batch_size):
                 outputs.append(self.model(crops[start : start + batch_size, None]))
-        return np.concatenate(outputs) if outputs else np.zeros((0, 136), np.float32)
+        return np.concatenate(outputs) if outputs else np.zeros((0, 2 * self.num_points), np.float32)
 
     def _crop_outputs(self, crops: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(N, S, S)`` crops -> ``(out (N, 136) normalised outputs, passes)``.
+        """``(N, S, S)`` crops -> ``(out (N, 2K) normalised outputs, passes)``.
 
         With ``self.flip``, ``out`` is the average (in crop pixels) of the plain and the mirrored pass and
-        ``passes`` is ``(2, N, 68, 2)``: those two passes in crop pixels, the mirrored one mapped back onto
+        ``passes`` is ``(2, N, K, 2)``: those two passes in crop pixels, the mirrored one mapped back onto
         the face (their disagreement is what :mod:`keypoints.wild.confidence` reads). Without, ``passes`` is None.
         """
         out = self._network(crops, batch_size)
         if not self.flip:
             return out, None
-        mirrored = self._network(flip_image(crops, batched=True), batch_size).reshape(-1, 68, 2)
+        k = self.num_points
+        mirrored = self._network(flip_image(crops, batched=True), batch_size).reshape(-1, k, 2)
         # the points found on the mirrored face, flipped back onto the face (the flip is its own inverse)
-        unmirrored = flip_keypoints(denormalize_keypoints(mirrored, self.input_size), self.input_size)
-        plain = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
-        averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 136)
+        unmirrored = flip_keypoints(denormalize_keypoints(mirrored, self.input_size), self.input_size, self.flip_permutation)
+        plain = denormalize_keypoints(out.reshape(-1, k, 2), self.input_size)
+        averaged = normalize_keypoints(0.5 * (plain + unmirrored), self.input_size).reshape(-1, 2 * k)
         return averaged, np.stack([plain, unmirrored])
 
     def _test_frame_outputs(self, rescaled: list, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -146,23 +158,23 @@ class Predictor:
         so of the image pixels): it is the mean in either. ``passes`` (the plain and the mirrored reads, for
         the confidence) are averaged the same way, in crop pixels.
         """
-        size, n = self.input_size, len(rescaled)
+        size, n, k = self.input_size, len(rescaled), self.num_points
         jitters = [frame_jitter(size, self.framing, (dx, dy), zoom, degrees) for dx, dy, zoom, degrees in self.test_frames]
         crops = np.stack([warp_crop(image, jitter @ frame, size) for jitter in jitters
                           for image, frame in zip(rescaled, frames)])  # (J * N, S, S), frame by frame
         outs, reads = self._crop_outputs(crops, batch_size)  # one batch: fewer calls
-        outs = outs.reshape(len(jitters), n, 136)
-        reads = None if reads is None else reads.reshape(2, len(jitters), n, 68, 2).astype(np.float64)
-        total = np.zeros((n, 136))
+        outs = outs.reshape(len(jitters), n, 2 * k)
+        reads = None if reads is None else reads.reshape(2, len(jitters), n, k, 2).astype(np.float64)
+        total = np.zeros((n, 2 * k))
         for j, (test_frame, jitter) in enumerate(zip(self.test_frames, jitters)):
             out = outs[j]
             if test_frame != (0.0, 0.0, 1.0, 0.0):  # the canonical frame needs no way back
-                back = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2).astype(np.float64), size), jitter)
-                out = normalize_keypoints(back, size).reshape(-1, 136)
+                back = map_to_original(denormalize_keypoints(out.reshape(-1, k, 2).astype(np.float64), size), jitter)
+                out = normalize_keypoints(back, size).reshape(-1, 2 * k)
                 if reads is not None:
                     reads[:, j] = [map_to_original(read, jitter) for read in reads[:, j]]
             total += out
-        passes = None if reads is None else reads.mean(axis=1)  # (2, N, 68, 2)
+        passes = None if reads is None else reads.mean(axis=1)  # (2, N, K, 2)
         return (total / len(self.test_frames)).astype(np.float32), passes
 
     def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
@@ -174,8 +186,8 @@ class Predictor:
             raise ValueError(f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}")
         prepared = [self._rescaled(_checked_image(index, image)) for index, image in enumerate(images)]
         if not prepared:
-            empty = np.zeros((0, 68, 2), np.float32)
-            return Prediction(empty, np.zeros((0, 136), np.float32), np.zeros((0, 3, 3)))
+            empty = np.zeros((0, self.num_points, 2), np.float32)
+            return Prediction(empty, np.zeros((0, 2 * self.num_points), np.float32), np.zeros((0, 3, 3)))
         rescaled = [image for image, _ in prepared]
         to_rescaled = np.stack([matrix for _, matrix in prepared])  # (N, 3, 3) image -> rescaled pixels
         centred = [self._center_crop(image) for image in rescaled]
@@ -183,7 +195,7 @@ class Predictor:
         frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
         out, passes = self._crop_outputs(crops, batch_size)
         for index in range(self.refine_passes):
-            source = map_to_original(denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size), frames)
+            source = map_to_original(denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size), frames)
             frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
             if self.test_frames and index == self.refine_passes - 1:
                 out, passes = self._test_frame_outputs(rescaled, frames, batch_size)
@@ -191,7 +203,7 @@ class Predictor:
             crops = np.stack([warp_crop(image, frame, self.input_size) for image, frame in zip(rescaled, frames)])
             out, passes = self._crop_outputs(crops, batch_size)
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
-        crop_points = denormalize_keypoints(out.reshape(-1, 68, 2), self.input_size)
+        crop_points = denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
         if passes is None:
             return Prediction(points, out, affines)
@@ -199,7 +211,7 @@ class Predictor:
         return Prediction(points, out, affines, plain, mirrored)
 
     def predict(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Face crops -> keypoints ``(N, 68, 2)`` (x, y) in each crop's own pixel coordinates.
+        """Face crops -> keypoints ``(N, K, 2)`` (x, y) in each crop's own pixel coordinates.
 
         ``images``: a list of images of any sizes, or an array ``(N, H, W)`` / ``(N, H, W, C)``; uint8,
         uint16 or float in [0, 1]; gray, BGR or BGRA (OpenCV's channel order).

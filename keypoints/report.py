@@ -55,13 +55,16 @@ def plot_face_grid(images: list[np.ndarray], predicted: np.ndarray, true: np.nda
     plt.close(fig)
 
 
-def write_report(out: Path, history: list[dict], metrics: dict, best_path: Path, data_dir: Path, limit: int | None = None, faces: int = 16) -> None:
+def write_report(out: Path, history: list[dict], metrics: dict, best_path: Path, data_dir: Path, limit: int | None = None,
+                 faces: int = 16, data_format: str = "csv") -> None:
+    """The loss curve, ``faces`` test faces with their points (``data_format``: ``keypoints.data.open_split``)
+    and ``metrics.json`` (``metrics`` with the ``history``) in ``out``."""
     from .evaluate import load_split
     from .predictor import load_predictor
 
     plot_loss_curve(history, out / "loss_curve.png")
     predictor = load_predictor(best_path, flip=metrics.get("flip_test"))
-    images, true, _ = load_split(data_dir, "test", min(faces, limit) if limit else faces)
+    images, true, _ = load_split(data_dir, "test", min(faces, limit) if limit else faces, data_format)
     plot_face_grid(images, predictor.predict(images), true, out / "test_faces.png")
     metrics = dict(metrics, history=history)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n", flag="--out")

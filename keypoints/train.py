@@ -7,6 +7,11 @@ The recipes are in ``keypoints.recipes``, the checkpoint format in ``keypoints.c
   keeping the weights with the lowest training loss.
 - ``default``: the best recipe we found within 30 minutes on 2 cores (see README.md for the figures).
 
+The data is the 68-point keypoint CSV data set (``data_format="csv"``) or a folder of images with iBUG
+``.pts`` files beside them (``"pts"``, any number of points K: ``keypoints.data.pts``). Points without a
+mirror permutation (no flip file, K != 68) train without flip augmentation and without flip test averaging
+(:func:`recipe_for_points`); features that read named landmarks (the confidence calibration) need K = 68.
+
 Everything random derives from the recipe's seed: the validation split from ``(seed,)``, the batches and
 augmentations of epoch ``e`` from ``(seed, e)`` (see ``keypoints.loader``), the dropout masks of epoch
 ``e`` from ``(seed, e, DROPOUT_STREAM)``. A run resumed from the checkpoint written after epoch ``e``
@@ -27,13 +32,15 @@ import tinynet
 from tinynet.optim import CosineAnnealingLR
 from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
-from .checkpoint import TrainState, read_checkpoint, save_checkpoint, save_weights
-from .data import FacialKeypointsDataset, ensure_data, prepare_faces
+from .checkpoint import TrainState, flip_permutation_of, read_checkpoint, save_checkpoint, save_weights
+from .data import ensure_data, open_split, prepare_faces
+from .data.pts import flip_permutation_for
 from .loader import DataLoader
 from .recipes import Recipe, build_loss, build_optimizer, recipe_from_dict, validation_split
 from .framing import measure_point_framing
 from .models import naimishnet
-from .geometry import denormalize_keypoints
+from .geometry import NUM_KEYPOINTS, denormalize_keypoints
+from .metrics import INTEROCULAR, nme_normalization
 
 DROPOUT_STREAM = 7  # a third seed word so dropout masks never share a stream with the data loader
 
@@ -89,12 +96,55 @@ def evaluate_loader(model, loader: DataLoader, criterion) -> tuple[float, float]
                 raise FloatingPointError(
                     f"the network output became NaN or infinite on the validation set: {error}"
                 ) from None
-            size = x.shape[-1]
-            pred = denormalize_keypoints(out.reshape(-1, 68, 2), size)
-            true = denormalize_keypoints(y.reshape(-1, 68, 2), size)
+            size, k = x.shape[-1], out.shape[1] // 2
+            pred = denormalize_keypoints(out.reshape(-1, k, 2), size)
+            true = denormalize_keypoints(y.reshape(-1, k, 2), size)
             nme_sum += float(nme_per_face(pred, true).sum())
             count += len(x)
     return total / max(count, 1), nme_sum / max(count, 1)
+
+
+def check_resumed_points(resume, meta: dict, num_points: int, flip_permutation: np.ndarray | None) -> None:
+    """A run resumes on the points it was trained on: the same count and mirror permutation as ``meta``'s."""
+    saved = flip_permutation_of(meta)
+    same = (saved is None) == (flip_permutation is None) and (saved is None or np.array_equal(saved, flip_permutation))
+    if meta["num_points"] != num_points or not same:
+        raise ValueError(f"--resume {resume}: the checkpoint was trained on {meta['num_points']} points"
+                         f" {'without' if saved is None else 'with'} a flip permutation; the data and --flip-file"
+                         f" give {num_points} points {'without' if flip_permutation is None else 'with'} one"
+                         f"{' (a different one)' if saved is not None and flip_permutation is not None else ''}")
+
+
+def open_training_data(data, data_format: str, flip_file, log: Callable[[str], None]) -> tuple:
+    """``(data folder, training split, flip permutation or None, a note saying where it came from)``.
+
+    ``"csv"``: ``data`` or the folder :func:`keypoints.data.ensure_data` finds or downloads; ``"pts"``: the
+    folder ``data`` (required). The test split is opened too, so that a test file with another number of
+    points fails now, not after training. Images left out for want of a ``.pts`` file are logged.
+    """
+    if data_format == "pts" and data is None:
+        raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
+    data_dir = ensure_data(data) if data_format == "csv" else Path(data)
+    train_set = open_split(data_dir, "training", data_format)
+    num_points = train_set.keypoints.shape[1]
+    open_split(data_dir, "test", data_format, num_points)
+    flip_permutation, flip_note = flip_permutation_for(num_points, flip_file)
+    if getattr(train_set, "unannotated", None):
+        log(f"left out {len(train_set.unannotated)} training images without a .pts file beside them"
+            f" (e.g. {train_set.unannotated[0]})")
+    return data_dir, train_set, flip_permutation, flip_note
+
+
+def recipe_for_points(recipe: Recipe, num_points: int, flip_permutation: np.ndarray | None) -> Recipe:
+    """``recipe`` for ``num_points`` points: without a mirror permutation, flip augmentation and flip test
+    averaging turned off; an upright refinement frame (which reads the 68 iBUG points' eyes) refused."""
+    if recipe.upright and num_points != NUM_KEYPOINTS:
+        raise ValueError(f"the recipe's upright framing reads the eyes of the {NUM_KEYPOINTS} iBUG points;"
+                         f" the data has {num_points} points")
+    if flip_permutation is not None:
+        return recipe
+    augment = dict(recipe.augment, flip=False) if "flip" in recipe.augment else recipe.augment
+    return dataclasses.replace(recipe, augment=augment, flip_test=False)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -108,8 +158,15 @@ def train(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     resumed: dict | None = None,
+    data_format: str = "csv",
+    flip_file: str | Path | None = None,
 ) -> dict:
     """Train, keep the best weights, evaluate on the test set and write the report into ``out``.
+
+    ``data_format``: ``"csv"`` (the keypoint data set, ``data`` or else ``$KEYPOINTS_DATA``, downloaded if
+    absent) or ``"pts"`` (the folder ``data`` of images with ``.pts`` files, ``keypoints.data.pts``).
+    ``flip_file``: the points' mirror permutation (``keypoints.data.pts.read_flip_file``); without it the
+    iBUG one for 68 points, for other counts none (:func:`recipe_for_points`).
 
     A folder holding an earlier run is refused unless ``overwrite`` or ``resume`` is its own ``last.npz``
     (see :func:`keypoints.files.claim_run_folder`). ``resumed``: the checkpoint at ``resume`` if the caller
@@ -130,16 +187,20 @@ def train(
     if resume is not None:
         checkpoint = resumed if resumed is not None else read_checkpoint(resume, training=True)[0]
         recipe = recipe_from_dict(checkpoint["meta"]["recipe"]) if recipe is None else recipe
+
+    started = time.perf_counter()
+    data_dir, train_set, flip_permutation, flip_note = open_training_data(data, data_format, flip_file, log)
+    num_points = train_set.keypoints.shape[1]
+    recipe = recipe_for_points(recipe, num_points, flip_permutation)
+    points_meta = {"num_points": num_points, "flip_permutation": flip_permutation}
+    if checkpoint is not None:
+        check_resumed_points(resume, checkpoint["meta"], num_points, flip_permutation)  # before the recipe it changes
         saved = recipe_from_dict(checkpoint["meta"]["recipe"])
         if dataclasses.replace(saved, epochs=recipe.epochs) != recipe:
             raise ValueError(
                 f"--resume {resume}: the checkpoint was trained with a different recipe;"
                 " resume with the same options (only --epochs may change)"
             )
-
-    data_dir = ensure_data(data)
-    started = time.perf_counter()
-    train_set = FacialKeypointsDataset(data_dir, "training")
     indices = np.arange(len(train_set)) if limit is None else np.arange(min(limit, len(train_set)))
     faces = prepare_faces(train_set, recipe.size, indices=indices)
     train_index, val_index = validation_split(len(faces), recipe)
@@ -154,7 +215,10 @@ def train(
         f" | prepared in {time.perf_counter() - started:.1f} s"
     )
 
-    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head).skip_input_grad()
+    by = "outer eye corners (36, 45)" if nme_normalization(num_points) == INTEROCULAR else "true points' box diagonal"
+    log(f"points: {num_points} per face; {flip_note}; NME normalised by the {by}")
+    model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head,
+                       num_points=num_points).skip_input_grad()
     criterion = build_loss(recipe)
     optimizer = build_optimizer(model, recipe)
     train_loader = DataLoader(
@@ -165,6 +229,7 @@ def train(
         seed=recipe.seed,
         augment=recipe.augment or None,
         framing=framing,
+        flip_permutation=flip_permutation,
     )
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_faces)} training faces make no full batch of {recipe.batch_size}")
@@ -198,8 +263,8 @@ def train(
         if not (last_path.exists() and last_path.samefile(resume)):
             # resumed into another --out: make it self-contained, so the final evaluation finds best.npz
             # (even if no later epoch improves) and the messages below name files that exist
-            save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss, framing)
-            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged)
+            save_weights(best_path, recipe, state.best_model, state.best_epoch, state.best_loss, framing, **points_meta)
+            save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged, **points_meta)
 
     selection = "validation loss" if val_loader is not None else "training loss"
     log(f"recipe {recipe.name}: {json.dumps(dataclasses.asdict(recipe))}")
@@ -252,10 +317,10 @@ def train(
         improved = selection_loss < state.best_loss
         if improved:
             state.best_loss, state.best_epoch, state.best_model = selection_loss, epoch + 1, snapshot(kept)
-            save_weights(best_path, recipe, state.best_model, epoch + 1, selection_loss, framing)
+            save_weights(best_path, recipe, state.best_model, epoch + 1, selection_loss, framing, **points_meta)
         state.epoch = epoch + 1
         state.history.append(record)
-        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged)
+        save_checkpoint(last_path, recipe, model, optimizer, scheduler, state, framing, averaged, **points_meta)
         val_text = f" | val loss {record['val_loss']:.4f}, val NME {record['val_nme_percent']:.2f} %" if "val_loss" in record else ""
         log(
             f"epoch {epoch + 1:3d}/{recipe.epochs} | train loss {train_loss:.4f}{val_text}"
@@ -266,20 +331,22 @@ def train(
         raise SystemExit("no epoch finished, nothing to evaluate")
     if averaged is not None and not interrupted:
         # the averaged weights' own batch-norm statistics: one pass of augmented crops no epoch has used
-        best = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head)
+        best = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head, num_points=num_points)
         best.load_state_dict(state.best_model)
         train_loader.set_epoch(recipe.epochs)
         update_bn(train_loader, best)
-        save_weights(best_path, recipe, snapshot(best), state.best_epoch, state.best_loss, framing)
+        save_weights(best_path, recipe, snapshot(best), state.best_epoch, state.best_loss, framing, **points_meta)
         log(f"recomputed the batch-norm statistics of the averaged weights of epoch {state.best_epoch}")
     train_seconds = time.perf_counter() - train_started
-    if recipe.flip_test and val_faces is not None and not interrupted:
+    if recipe.flip_test and val_faces is not None and not interrupted and num_points != NUM_KEYPOINTS:
+        log(f"no confidence calibration: the confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points")
+    elif recipe.flip_test and val_faces is not None and not interrupted:
         from .wild.confidence import calibrate_checkpoint  # the per-face confidence, from the held-out faces
 
         found = calibrate_checkpoint(best_path, train_set, indices[val_index])
         log(f"confidence calibrated on the {n_val} validation faces: (a, b) = {found.calibration}" if found.calibration
             else f"no confidence calibration: {found.reason}")
-    metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit)
+    metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit, data_format=data_format)
     metrics.update(
         recipe=recipe.name,
         best_epoch=state.best_epoch,
@@ -287,6 +354,9 @@ def train(
         selection=selection,
         train_seconds_this_run=round(train_seconds, 1),
         interrupted=interrupted,
+        data_format=data_format,
+        num_points=num_points,
+        flip=flip_note,
     )
-    write_report(out, state.history, metrics, best_path, data_dir, limit=limit)
+    write_report(out, state.history, metrics, best_path, data_dir, limit=limit, data_format=data_format)
     return metrics

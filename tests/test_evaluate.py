@@ -65,8 +65,8 @@ def test_summarize_against_hand_values():
     pred = true + (wanted * 40.0)[:, None, None] * np.array([0.6, 0.8])  # |shift| = NME * 40
     true_norm = rng.normal(size=(10, 136))
     result = summarize(pred, true, true_norm + 0.25, true_norm)
-    assert set(result) == {"faces", *METRIC_KEYS}
-    assert result["faces"] == 10
+    assert set(result) == {"faces", "nme_normalization", *METRIC_KEYS}
+    assert result["faces"] == 10 and result["nme_normalization"] == "interocular"
     assert result["nme_percent"] == pytest.approx(6.8)  # (1+...+8+12+20) / 10
     assert result["nme_median_percent"] == pytest.approx(5.5)  # (5 + 6) / 2
     assert result["nme_p90_percent"] == pytest.approx(12.8)  # linear: rank 0.9 * 9 = 8.1 -> 12 + 0.1 * 8
@@ -80,10 +80,10 @@ def test_summarize_against_hand_values():
 
 @pytest.mark.parametrize(
     "pred_shape, true_shape",
-    [((2, 68, 2), (3, 68, 2)), ((2, 68, 3), (2, 68, 3)), ((2, 5, 2), (2, 5, 2)), ((68, 2), (68, 2))],
+    [((2, 68, 2), (3, 68, 2)), ((2, 68, 3), (2, 68, 3)), ((2, 5, 2), (2, 6, 2)), ((68, 2), (68, 2))],
 )
 def test_nme_shape_errors(pred_shape, true_shape):
-    with pytest.raises(ValueError, match=r"\(N, 68, 2\)"):
+    with pytest.raises(ValueError, match=r"\(N, K, 2\)"):
         nme_per_face(np.ones(pred_shape), np.ones(true_shape))
 
 

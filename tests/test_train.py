@@ -88,7 +88,7 @@ def stub_evaluation(monkeypatch):
     """Replace the final test-set evaluation and report by stubs that record the checkpoint they got."""
     seen = []
 
-    def evaluate_checkpoint(path, data_dir, flip=None, limit=None):
+    def evaluate_checkpoint(path, data_dir, flip=None, limit=None, data_format="csv"):
         checkpoint = tinynet.load(path)  # fails if best.npz is missing
         seen.append(checkpoint)
         return {"checkpoint": str(path), "flip_test": bool(flip), "faces": 0}

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..geometry import NUM_KEYPOINTS, center_crop_offset
+from ..geometry import center_crop_offset
 from ..crops import rescale_face, rescale_size
 from ..geometry import apply_affine
 from .dataset import FacialKeypointsDataset, read_image
@@ -21,7 +21,7 @@ class Faces:
     Attributes
     ----------
     images : list of (h, w) float32 arrays in [0, 1]; the shorter side is ``rescale_size(size)``
-    keypoints : (N, 68, 2) float32, in the rescaled images' pixels
+    keypoints : (N, K, 2) float32, in the rescaled images' pixels
     names : list[str]
     original_sizes : (N, 2) int64, ``(height, width)`` of the original images
     size : int, ``S``, the side of the crops the network sees
@@ -82,7 +82,7 @@ def prepare_faces(
 
     Parameters
     ----------
-    dataset : FacialKeypointsDataset (its ``transform`` is not used)
+    dataset : FacialKeypointsDataset or PtsDataset (a ``transform`` is not used)
     size : int, the crop size ``S`` the network will see
     indices : optional subset of the dataset (in that order)
     workers : threads, default ``min(8, os.cpu_count())``
@@ -105,7 +105,7 @@ def prepare_faces(
         images=[r[0] for r in results],
         keypoints=np.stack([r[1] for r in results]).astype(np.float32)
         if n
-        else np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+        else np.zeros((0, dataset.keypoints.shape[1], 2), np.float32),
         names=[dataset.names[i] for i in chosen],
         original_sizes=np.array([r[3] for r in results], dtype=np.int64).reshape(n, 2),
         size=int(size),

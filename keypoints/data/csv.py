@@ -17,7 +17,7 @@ import numpy as np
 from ..geometry import NUM_KEYPOINTS
 
 SPLITS = ("training", "test")
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _NUM_COLUMNS = 1 + 2 * NUM_KEYPOINTS  # image name + (x, y) per point
 
 #: a keypoint coordinate beyond this many pixels is refused when the CSV is read
@@ -51,7 +51,7 @@ def _is_header(row: list[str]) -> bool:
     first = row[0].strip()
     if not first:
         return True
-    return not first.lower().endswith(_IMAGE_EXTENSIONS) and _parse_floats(row[1:]) is None
+    return not first.lower().endswith(IMAGE_EXTENSIONS) and _parse_floats(row[1:]) is None
 
 
 def _row_problem(row: list[str]) -> tuple[str, np.ndarray | None]:

@@ -7,7 +7,8 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
      "faces": [{"box": [x, y, w, h], "crop": [x, y, side, side], "confidence": c or null,
                 "pose": {"yaw": ..., "pitch": ..., "roll": ..., "reprojection_error": ...} or null,
                 "pose_error": null or why there is no pose,
-                "eyes": {"right_ear": ..., "left_ear": ..., "right_open": ..., "left_open": ...},
+                "eyes": {"right_ear": ..., "left_ear": ..., "right_open": ..., "left_open": ...} or null
+                        (a model of another point layout than the 68 iBUG points: no pose, no eyes),
                 "points": [[x0, y0], ..., [x67, y67]]}, ...]}
 
 - ``json``: one document ``{"model", "detector", "images": [records], "summary"}``;
@@ -17,7 +18,8 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
   and its ``error``;
 - ``pts``: the 300-W / iBUG format other landmark tools read, one file per face. Its coordinates are
   1-based (the 300-W annotations were made in Matlab: the top-left pixel's centre is (1, 1)), so a
-  point ``(x, y)`` of this package is written as ``(x + 1, y + 1)`` and :func:`read_pts` subtracts 1.
+  point ``(x, y)`` of this package is written as ``(x + 1, y + 1)`` and ``read_pts`` subtracts 1
+  (:mod:`keypoints.data.pts`, the one home of the format).
 
 Every file is written to a temporary file beside its target and renamed over it (:func:`keypoints.files.write_text`):
 a reader never sees half a file, and an interrupted run leaves the old file intact.
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.pts import read_pts, to_pts  # noqa: F401 (the one home of the .pts format; re-exported)
 from ..files import write_text
 
 FORMATS = ("json", "jsonl", "csv", "pts")
@@ -61,7 +64,7 @@ def face_record(face, rect, image_shape) -> dict:
         }, None
     except PoseError as exc:
         pose_json, pose_error = None, str(exc)
-    eyes = eye_aspects(points)
+    eyes = eye_aspects(points) if len(points) == 68 else None  # the eyes of the iBUG layout; other models: null
     confidence = getattr(face, "confidence", None)
     return {
         "box": [int(v) for v in face.box],
@@ -69,7 +72,7 @@ def face_record(face, rect, image_shape) -> dict:
         "confidence": None if confidence is None else round(float(confidence), 4),
         "pose": pose_json,
         "pose_error": pose_error,
-        "eyes": {
+        "eyes": None if eyes is None else {
             "right_ear": round(eyes.right, 4), "left_ear": round(eyes.left, 4),
             "right_open": eyes.right_open, "left_open": eyes.left_open,
         },
@@ -113,28 +116,6 @@ def to_csv(records: list[dict]) -> str:
                 + [v for point in face["points"] for v in point]
             )
     return buffer.getvalue()
-
-
-def to_pts(points) -> str:
-    """``(K, 2)`` points (0-based pixel centres) -> the text of an iBUG ``.pts`` file (1-based)."""
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
-        raise ValueError(f"to_pts: expected finite points of shape (K, 2), got shape {points.shape}")
-    rows = "".join(f"{x + 1:.3f} {y + 1:.3f}\n" for x, y in points)
-    return f"version: 1\nn_points: {len(points)}\n{{\n{rows}}}\n"
-
-
-def read_pts(path: str | os.PathLike) -> np.ndarray:
-    """An iBUG ``.pts`` file -> ``(n_points, 2)`` float64 in 0-based pixel coordinates."""
-    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    header = dict(line.split(":", 1) for line in lines[: lines.index("{")] if ":" in line) if "{" in lines else {}
-    if "n_points" not in header or "}" not in lines:
-        raise ValueError(f"{path}: not an iBUG .pts file (expected 'n_points: K' and the points between {{ and }})")
-    body = lines[lines.index("{") + 1 : lines.index("}")]
-    points = np.array([[float(v) for v in line.split()] for line in body], dtype=np.float64).reshape(-1, 2)
-    if len(points) != int(header["n_points"]):
-        raise ValueError(f"{path}: n_points says {int(header['n_points'])}, the file holds {len(points)} points")
-    return points - 1.0
 
 
 # ----------------------------------------------------------------------------------------------------

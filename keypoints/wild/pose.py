@@ -114,6 +114,8 @@ def angles_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
 
 def _check_points(points) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 2 and points.shape[1] == 2 and len(points) != 68:  # a model of another point layout
+        raise PoseError(f"head_pose: needs the 68 iBUG keypoints, shape (68, 2); the model gives {len(points)} points")
     if points.shape != (68, 2):
         raise ValueError(f"head_pose: expected 68 keypoints of shape (68, 2), got shape {points.shape}")
     return points
