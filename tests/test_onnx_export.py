@@ -208,6 +208,30 @@ def test_export_command_writes_the_checkpoint_network_and_its_pipeline(tmp_path,
     assert_close(run_onnx(path, x), tinynet_forward(model.eval(), x))
 
 
+@pytest.mark.parametrize("permutation", [None, [1, 0, 2, 4, 3]])
+def test_a_model_of_your_own_points_exports_its_count_and_mirror(tmp_path, rng, permutation):
+    """A 5-point model (trained on .pts files): the graph gives 10 numbers per face, the metadata says K = 5 and
+    carries the model's own mirror permutation, or null when it has none."""
+    from keypoints.checkpoint import save_weights
+    from keypoints.models import naimishnet
+    from keypoints.recipes import Recipe
+
+    model = naimishnet(96, seed=3, num_points=5)
+    state = {name: value.copy() for name, value in model.state_dict().items()}
+    checkpoint = tmp_path / "five.npz"
+    save_weights(checkpoint, Recipe(size=96, flip_test=permutation is not None), state, epoch=1, loss=0.5,
+                 num_points=5, flip_permutation=permutation)
+    path = tmp_path / "five.onnx"
+    assert main(["export", str(path), "--model", str(checkpoint)]) == 0
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    assert meta["num_points"] == 5 and meta["flip_permutation"] == permutation
+    assert meta["flip_test"] is (permutation is not None) and meta["output"].startswith("(N, 10): 5 points")
+    x = rng.random((3, 1, 96, 96), dtype=np.float32)
+    outputs = run_onnx(path, x)
+    assert all(out.shape == (3, 10) for out in outputs.values())
+    assert_close(outputs, tinynet_forward(model.eval(), x))
+
+
 def test_export_command_errors(tmp_path, capsys, monkeypatch):
     checkpoint = tmp_path / "best.npz"
     write_checkpoint(checkpoint)
