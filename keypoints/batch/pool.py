@@ -60,16 +60,19 @@ def _worker_main(connection, options: PredictOptions, threads: int) -> None:
     except Exception as exc:  # the parent reports it: a fresh worker would fail the same way
         connection.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    connection.send(("ready", os.getpid()))
-    while (job := connection.recv()) is not None:
-        index, path, output = job
-        exit_if_told(path)
-        try:
-            result = predict_photo(predictor, path, options, output)
-        except Exception as exc:  # not the photo's own problem (predict_photo records those): name it, go on
-            result = PhotoResult({"path": str(path), "faces": [],
-                                  "error": f"unexpected error in the worker: {type(exc).__name__}: {exc}"})
-        connection.send((index, result))
+    try:
+        connection.send(("ready", os.getpid()))
+        while (job := connection.recv()) is not None:
+            index, path, output = job
+            exit_if_told(path)
+            try:
+                result = predict_photo(predictor, path, options, output)
+            except Exception as exc:  # not the photo's own problem (predict_photo records those): name it, go on
+                result = PhotoResult({"path": str(path), "faces": [],
+                                      "error": f"unexpected error in the worker: {type(exc).__name__}: {exc}"})
+            connection.send((index, result))
+    except (EOFError, OSError):  # the parent is gone (killed): nobody to answer, stop quietly
+        return
 
 
 @contextlib.contextmanager

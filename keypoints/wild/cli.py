@@ -99,6 +99,12 @@ def predict_command(args: argparse.Namespace) -> int:
         files, outputs = [files[k] for k in todo], [outputs[k] for k in todo]
         if skipped:
             print(f"skipping {skipped} photo{'s' if skipped != 1 else ''} already in {args.json}", file=info)
+        if not files:
+            stream.close()
+            if client is not None:
+                client.close()
+            print(f"nothing to do: every photo is already in {args.json}", file=info)
+            return 0
     options = PredictOptions(model=args.model, flip=args.flip, detector=args.detector, max_side=args.max_side,
                              max_pixels=args.max_pixels, min_confidence=args.min_confidence, indices=args.indices,
                              boxes=not args.no_boxes, pose=args.pose)
