@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinynet  # noqa: E402,F401  (first: it configures the thread pools before NumPy loads)
 
 
-def test_photos(data: str | os.PathLike, limit: int) -> list[Path]:
+def first_test_photos(data: str | os.PathLike, limit: int) -> list[Path]:
     """The first ``limit`` test images named by ``test_frames_keypoints.csv`` (each once), in ``data/test``."""
     from keypoints.data.csv import csv_name, read_keypoints_csv
 
@@ -104,7 +104,7 @@ def main() -> None:
 
     from keypoints.batch import PredictOptions, available_cores
 
-    photos = test_photos(args.data, args.limit)
+    photos = first_test_photos(args.data, args.limit)
     options = PredictOptions(model=args.model)
     rows = [measure("--workers 1", photos, args.turns, options=options, workers=1),
             measure("--workers 2", photos, args.turns, options=options, workers=2)]

@@ -28,6 +28,10 @@ from keypoints.wild import cli as wild_cli
 from keypoints.wild.formats import JsonlStream, settings_path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_batch  # noqa: E402
+from keypoint_fixtures import write_dataset  # noqa: E402
 PHOTOS = ["notes.jpg", "pair.jpg", "portrait.jpg", "portrait_mirrored.jpg", "portrait_small.jpg", "wall.png"]
 
 
@@ -60,6 +64,20 @@ def single(photos, tmp_path_factory) -> bytes:
 
 def records_of(jsonl: bytes) -> list[dict]:
     return [json.loads(line) for line in jsonl.decode().splitlines()]
+
+
+def test_benchmark_reads_the_first_test_photos_in_csv_order_and_tabulates(tmp_path):
+    """bench_batch's choice of photos (in place, each once) and its table, on a generated data set."""
+    data = write_dataset(tmp_path, n_train=2, n_test=4)
+    names = [line.split(",")[0] for line in (data / "test_frames_keypoints.csv").read_text().splitlines()[1:]]
+    assert bench_batch.first_test_photos(data, 3) == [data / "test" / name for name in names[:3]]
+    (data / "test" / names[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=f"1 test images .* missing, e.g. .*{names[1]}"):
+        bench_batch.first_test_photos(data, 3)
+    rows = [{"way": "--workers 1", "photos": 20, "photos_per_second": 8.0, "first_record_seconds": 0.1},
+            {"way": "--workers 2", "photos": 20, "photos_per_second": 12.0, "first_record_seconds": 2.5}]
+    assert bench_batch.table(rows).splitlines()[2:] == ["| --workers 1 | 20 | 8.0 | 1.00x | 0.10 s |",
+                                                        "| --workers 2 | 20 | 12.0 | 1.50x | 2.50 s |"]
 
 
 def test_threads_per_worker_share_the_cores():
