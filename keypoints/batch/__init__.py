@@ -61,6 +61,21 @@ class PredictOptions:
     boxes: bool = True
     pose: bool = False
 
+    def __post_init__(self):
+        """Refuse settings that would fail every photo alike (a usage error, not a bad photo)."""
+        from ..wild.detection import DETECTORS
+
+        if self.detector is not None and self.detector not in DETECTORS:
+            raise ValueError(f"PredictOptions: detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
+        for name in ("max_side", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"PredictOptions: {name} must be a positive integer, got {value!r}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
+        if self.model is not None and not isinstance(self.model, str):
+            raise TypeError(f"PredictOptions: model must be a path as str or None, got {type(self.model).__name__}")
+
     def detection(self) -> dict:
         """The ``detect_faces`` keyword arguments (the detector module's defaults for None)."""
         from ..wild.detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE
@@ -204,8 +219,8 @@ def blas_threads_as_one_process() -> None:
 def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions | None = None, *,
                      outputs: Iterable[str | os.PathLike | None] | None = None, workers: int = 1,
                      client=None, predictor=None) -> Iterator[PhotoResult]:
-    """Yield each photo's :class:`PhotoResult` in the order of ``paths``, as soon as it and every photo
-    before it are done.
+    """An iterator over each photo's :class:`PhotoResult` in the order of ``paths``, each as soon as it and
+    every photo before it are done (the arguments are checked at the call, the photos read as it is iterated).
 
     Parameters
     ----------
@@ -214,27 +229,39 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
     outputs : one drawn picture path (or None) per photo; default none.
     workers : 1 runs here (with ``predictor`` if given, else :func:`cached_predictor`); N > 1 runs N
         worker processes (:mod:`keypoints.batch.pool`).
-    client : a ``dask.distributed.Client``: one task per photo on its cluster (``workers`` is then unused).
+    client : a ``dask.distributed.Client``: one task per photo on its cluster (with ``workers`` left at 1).
+    predictor : the in-process path's model, when the caller has loaded it already.
+
+    Raises ``WorkerStartError`` (:mod:`keypoints.batch.pool`) when a worker process cannot load the model.
     """
     options = options or PredictOptions()
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"iter_predictions: expected a list of photo paths, got the single path {str(paths)!r}"
+                        " (wrap it in a list)")
     paths = [Path(p) for p in paths]
     outputs = [None] * len(paths) if outputs is None else list(outputs)
     if len(outputs) != len(paths):
         raise ValueError(f"iter_predictions: expected one output per photo ({len(paths)}), got {len(outputs)}")
-    if not isinstance(workers, int) or workers < 1:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"iter_predictions: workers must be a positive integer, got {workers!r}")
+    if client is not None and workers != 1:
+        raise ValueError("iter_predictions: workers runs processes on this machine, client a Dask cluster: choose one")
+    if client is None and options.model is not None and not Path(options.model).is_file():
+        raise FileNotFoundError(f"{options.model}: no such model file (train one with examples/train_keypoints.py)")
     if client is not None:
         from .cluster import dask_predictions
 
-        yield from dask_predictions(client, paths, outputs, options)
-    elif workers > 1 and len(paths) > 1:
+        return dask_predictions(client, paths, outputs, options)
+    if workers > 1 and len(paths) > 1:
         from .pool import pool_predictions
 
-        yield from pool_predictions(paths, outputs, options, workers)
-    else:
-        predictor = predictor or cached_predictor(options.model, options.flip)
-        for path, output in zip(paths, outputs):
-            yield predict_photo(predictor, path, options, output)
+        return pool_predictions(paths, outputs, options, workers)
+    return _in_process(paths, outputs, options, predictor or cached_predictor(options.model, options.flip))
+
+
+def _in_process(paths: list[Path], outputs: list, options: PredictOptions, predictor) -> Iterator[PhotoResult]:
+    for path, output in zip(paths, outputs):
+        yield predict_photo(predictor, path, options, output)
 
 
 def predict_files(paths: Iterable[str | os.PathLike], *, model: str | os.PathLike | None = None,

@@ -113,11 +113,12 @@ def pool_predictions(paths: list[Path], outputs: list, options: PredictOptions, 
     """Yield each photo's :class:`PhotoResult` in input order, from ``workers`` spawned processes (each
     with :func:`threads_per_worker` threads), as soon as it and every photo before it are done."""
     context = multiprocessing.get_context("spawn")  # Numba's threads and fork do not mix
+    workers = min(workers, len(paths))
     threads = threads_per_worker(workers)
     pending = deque(range(len(paths)))
     done: dict[int, PhotoResult] = {}
     next_index = 0
-    pool = [_Worker(context, options, threads) for _ in range(min(workers, len(paths)))]
+    pool = [_Worker(context, options, threads) for _ in range(workers)]
     try:
         while next_index < len(paths):
             for worker in pool:

@@ -75,6 +75,9 @@ def predict_command(args: argparse.Namespace) -> int:
     stream = client = None
     try:
         predictor = load_model(args.model, args.flip)
+        options = PredictOptions(model=args.model, flip=args.flip, detector=args.detector, max_side=args.max_side,
+                                 max_pixels=args.max_pixels, min_confidence=args.min_confidence,
+                                 indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
         commands.check_predict_outputs(args, predictor.flip, several)
         outputs = output_paths(files, several, args.output, "_keypoints")
@@ -105,9 +108,6 @@ def predict_command(args: argparse.Namespace) -> int:
                 client.close()
             print(f"nothing to do: every photo is already in {args.json}", file=info)
             return 0
-    options = PredictOptions(model=args.model, flip=args.flip, detector=args.detector, max_side=args.max_side,
-                             max_pixels=args.max_pixels, min_confidence=args.min_confidence, indices=args.indices,
-                             boxes=not args.no_boxes, pose=args.pose)
     records, failures = [], []
     faces_total, images_with_faces = 0, 0
     detect_seconds = keypoint_seconds = 0.0
@@ -296,7 +296,7 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool 
     if detector:
         parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
                             help="face detector (default %(default)s)")
-        parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+        parser.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE,
                             help="larger photos are shrunk to this longest side for detection only"
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
