@@ -211,10 +211,10 @@ def test_a_scheduler_that_is_not_there_is_an_error_not_a_hang(photos, capsys):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = time.monotonic()
-    code = run("predict", photos / "portrait.jpg", "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "2")
+    code = run("predict", photos / "portrait.jpg", "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "1")
     assert code == 2 and time.monotonic() - start < 15
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"error: --scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 2 s")
+    assert line.startswith(f"error: --scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 1 s")
     assert run("predict", photos / "portrait.jpg", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2") == 2
     assert "choose one" in capsys.readouterr().err
 
