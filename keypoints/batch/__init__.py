@@ -19,9 +19,9 @@ local workers, Numba and OpenCV use ``max(1, cores // N)`` threads in each (:fun
 ``NUMBA_NUM_THREADS`` is in the worker's environment before Numba loads). OpenBLAS keeps the thread count a
 single process uses (all cores), on purpose: its results depend on it (a two-face photo's points moved by up
 to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the records of ``--workers 1`` to
-the byte. Its threads sleep as soon as a product ends (``OPENBLAS_THREAD_TIMEOUT``, set by tinynet) and
-the products are a small part of a photo's time (the detector's is the larger), so they oversubscribe
-only briefly. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``, which a
+the byte. The price: while the network's products run, N workers oversubscribe the cores (their idle
+BLAS threads sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py``
+measures it against one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``, which a
 Dask nanny sets to 1; OpenBLAS: all cores, through ``threadpoolctl``, part of the ``dask`` extra) and
 runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at a time): give
 Dask one thread per worker process and as many processes as cores. The records are then the same as a
