@@ -231,14 +231,18 @@ def test_scheduler_without_dask_says_how_to_install_it(photos, monkeypatch, caps
 def cluster():
     """Two worker processes, one thread each, on 127.0.0.1; a worker handed ``dies.jpg`` exits (the hook is
     in the workers' environment from their start), and the scheduler gives up on a task at its first death
-    (``allowed-failures`` 0, default 3: each death would cost a worker restart)."""
+    (``allowed-failures`` 0, default 3: each death would cost a worker restart). With 0, a photo that
+    merely waits on the worker that dies fails too, so the scheduler neither moves waiting photos between
+    workers (work stealing once put one behind the photo that kills) nor sends a worker more than one."""
     distributed = pytest.importorskip("distributed")
     import dask
 
     saved = os.environ.get(TEST_EXIT_VARIABLE)
     os.environ[TEST_EXIT_VARIABLE] = "dies.jpg"
     try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.scheduler.work-stealing": False,
+                              "distributed.scheduler.worker-saturation": 1.0}):
             local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                              dashboard_address=None)
     finally:
@@ -267,10 +271,10 @@ def test_dask_cluster_gives_the_records_of_one_process(cluster, photos, single, 
 
 @pytest.mark.slow
 def test_dask_worker_that_dies_mid_photo_costs_that_photo_only(cluster, photos, single, tmp_path):
-    """Through the API: predict_files(paths, client=...). The photo that kills its worker comes last: a
-    worker runs its tasks in submission order, so no other photo is still waiting on it when it dies (one
-    that was would be failed too, by allowed-failures 0; with Dask's default 3 it would be retried).
-    Results the dead worker held are recomputed by the scheduler."""
+    """Through the API: predict_files(paths, client=...). The photo that kills its worker comes last, so no
+    other photo is waiting on that worker when it dies (one that was would be failed too, by the fixture's
+    allowed-failures 0; with Dask's default 3 it would be retried). Results the dead worker held are
+    recomputed by the scheduler."""
     local, client = cluster
     shutil.copy(photos / "portrait.jpg", tmp_path / "dies.jpg")
     records = predict_files(sorted(photos.iterdir()) + [tmp_path / "dies.jpg"], client=client)

@@ -22,7 +22,8 @@ to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the reco
 the byte. The price: while the network's products run, N workers oversubscribe the cores (their idle
 BLAS threads sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py``
 measures it against one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``, which a
-Dask nanny sets to 1; OpenBLAS: all cores, through ``threadpoolctl``, part of the ``dask`` extra) and
+Dask nanny sets to 1; OpenBLAS: the client process's count, through ``threadpoolctl``, part of the ``dask``
+extra) and
 runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at a time): give
 Dask one thread per worker process and as many processes as cores. The records are then the same as a
 single process's on the same machine; another machine's OpenBLAS may pick other kernels for its CPU,
@@ -200,15 +201,25 @@ def limit_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def blas_threads_as_one_process() -> None:
-    """OpenBLAS's threads back to what a single process uses (all cores), where something (a Dask nanny's
-    ``OPENBLAS_NUM_THREADS=1``) lowered them: its results depend on the count. Needs ``threadpoolctl``;
-    without it the limit stays (and points may differ from a single process's in the third decimal)."""
+def blas_threads() -> int:
+    """This process's OpenBLAS (BLAS) thread count, as ``threadpoolctl`` reads it; all cores without it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return available_cores()
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else available_cores()
+
+
+def set_blas_threads(threads: int) -> None:
+    """OpenBLAS's threads in this process (``threadpoolctl``, process-wide), e.g. back to what the client
+    process uses where a Dask nanny set ``OPENBLAS_NUM_THREADS=1``: its results depend on the count.
+    Without ``threadpoolctl`` the limit stays (and points may differ in the third decimal)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    threadpool_limits(available_cores(), user_api="blas")
+    threadpool_limits(threads, user_api="blas")
 
 
 # ----------------------------------------------------------------------------------------------------
