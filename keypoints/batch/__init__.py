@@ -18,16 +18,15 @@ Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the 
 local workers, Numba and OpenCV use ``max(1, cores // N)`` threads in each (:func:`threads_per_worker`;
 ``NUMBA_NUM_THREADS`` is in the worker's environment before Numba loads). OpenBLAS keeps the thread count a
 single process uses (all cores), on purpose: its results depend on it (a two-face photo's points moved by up
-to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the records of ``--workers 1`` to
-the byte. The price: while the network's products run, N workers oversubscribe the cores (their idle
-BLAS threads sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py``
-measures it against one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``, which a
-Dask nanny sets to 1; OpenBLAS: the client process's count, through ``threadpoolctl``, part of the ``dask``
-extra) and
-runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at a time): give
-Dask one thread per worker process and as many processes as cores. The records are then the same as a
-single process's on the same machine; another machine's OpenBLAS may pick other kernels for its CPU,
-and points may then differ in the third decimal.
+to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the records of ``--workers 1`` to the
+byte. The price: while the network's products run, N workers oversubscribe the cores (their idle BLAS threads
+sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py`` measures it against
+one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``,
+which a Dask nanny sets to 1; OpenBLAS: the client process's count, through ``threadpoolctl``, part of the
+``dask`` extra) and runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at
+a time): give Dask one thread per worker process and as many processes as cores. The records are then the same
+as a single process's on the same machine; another machine's OpenBLAS may pick other kernels for its CPU, and
+points may then differ in the third decimal.
 """
 from __future__ import annotations
 

@@ -40,8 +40,9 @@ def connect(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:  # CommClosedError and asyncio's TimeoutError are OSErrors or TimeoutErrors
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
         raise ConnectionError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s"
-                              f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+                              f" ({type(exc).__name__}: {detail})") from exc
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--scheduler {address}: not a scheduler address, expected tcp://HOST:PORT ({exc})") from exc
 

@@ -123,15 +123,20 @@ def pool_predictions(paths: list[Path], outputs: list, options: PredictOptions, 
         while next_index < len(paths):
             for worker in pool:
                 if worker.ready and worker.job is None and pending:
-                    worker.job = pending.popleft()
-                    worker.connection.send((worker.job, str(paths[worker.job]), outputs[worker.job]))
+                    job = pending.popleft()
+                    try:
+                        worker.connection.send((job, str(paths[job]), outputs[job]))
+                        worker.job = job
+                    except OSError:  # it died idle: the photo waits for the next worker, the death is seen below
+                        pending.appendleft(job)
             wait([worker.connection for worker in pool] + [worker.process.sentinel for worker in pool])
             for k, worker in enumerate(pool):
                 alive = _receive(worker, done)
                 if not alive:
                     worker.process.join()
                     if not worker.ready:
-                        raise WorkerStartError(f"a worker process could not start: {death_reason(worker.process.exitcode)}")
+                        reason = death_reason(worker.process.exitcode)
+                        raise WorkerStartError(f"a worker process could not start: {reason}")
                     if worker.job is not None:  # it died on this photo: report it, go on in a fresh worker
                         done[worker.job] = died_on(paths[worker.job], death_reason(worker.process.exitcode))
                     worker.connection.close()
