@@ -6,12 +6,18 @@ returns the exit code. ``main(argv)`` runs them on their own (``python -m keypoi
 
 Exit codes
 ----------
-0   done (for ``predict``: at least one input image gave at least one face);
+0   done (for ``predict``: at least one input image gave at least one face, or every photo was already in
+    the ``--format jsonl`` file being resumed);
 1   ``predict``: *every* input failed (unreadable, not an image, or no face found). A batch with some
     failures still exits 0: each failure is reported as it happens and listed again at the end, and a
     folder of holiday photos with one cat picture in it should not fail a script. ``filter``: no face;
 2   a usage problem that stops everything: a missing or invalid model file, an unreadable overlay or
-    video, a bad layer name.
+    video, a bad layer name, a ``--scheduler`` that does not answer within ``--scheduler-timeout``, a
+    ``--format jsonl`` file written with another model or settings;
+130 interrupted (Ctrl-C); ``--format jsonl`` keeps every line written: the same command resumes it.
+
+A photo whose worker process dies while reading it (``--workers``, ``--scheduler``) fails like an
+unreadable photo: reported, recorded with the reason, and the batch goes on in a fresh worker.
 
 Photos are read by ``keypoints.wild.photos.read_photo``: the EXIF orientation applied, so points refer to the
 picture as a viewer shows it; a JPEG over ``--max-pixels`` (read from the header) is decoded at 1/2, 1/4 or
@@ -21,15 +27,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..files import OutputError, check_image_output, refuse_input_as_output, write_image
 from ..image import DEFAULT_MAX_PIXELS
-from .photos import InputError, expand_inputs, in_photo_pixels, output_paths, read_photo
+from .photos import expand_inputs, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
@@ -59,76 +63,92 @@ def load_model(path: str | None, flip: bool | None = None):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """``predict PHOTO...``: detect the faces, predict, draw, summarise."""
+    """``predict PHOTO...``: detect the faces, predict, draw, summarise; each photo through
+    :func:`keypoints.batch.predict_photo`, here or in ``--workers`` processes or on a ``--scheduler`` cluster."""
     from tqdm.auto import tqdm
 
-    from .detection import detect_faces
-    from .drawing import draw_faces
-    from .face_crop import pad_box
-    from .faces import predict_faces
+    from ..batch import PredictOptions, iter_predictions
+    from ..batch.pool import WorkerStartError
     from . import commands
-    from .formats import face_record
 
     info = commands.print_to(args)
+    stream = client = None
     try:
         predictor = load_model(args.model, args.flip)
+        options = PredictOptions(model=args.model, flip=args.flip, detector=args.detector, max_side=args.max_side,
+                                 max_pixels=args.max_pixels, min_confidence=args.min_confidence,
+                                 indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
         commands.check_predict_outputs(args, predictor.flip, several)
         outputs = output_paths(files, several, args.output, "_keypoints")
         if args.json and args.json != "-":
             refuse_input_as_output(args.json, files + outputs, flag="--json")
-    except (FileNotFoundError, ValueError, OSError) as exc:
+        stream = commands.open_jsonl(args, predictor.flip)
+        client = commands.connect_scheduler(args)
+    except (FileNotFoundError, ValueError, OSError, ImportError) as exc:  # ConnectionError is an OSError
+        if stream is not None:
+            stream.close()
         _error(str(exc), args)
         return 2
     if not files:
         _error(f"no image files in {', '.join(args.photos)}")
         return 1
+    skipped = 0
+    if stream is not None:
+        for note in stream.notes:
+            print(note, file=info)
+        todo = [k for k, file in enumerate(files) if str(file) not in stream.done]
+        skipped = len(files) - len(todo)
+        files, outputs = [files[k] for k in todo], [outputs[k] for k in todo]
+        if skipped:
+            print(f"skipping {skipped} photo{'s' if skipped != 1 else ''} already in {args.json}", file=info)
+        if not files:
+            stream.close()
+            if client is not None:
+                client.close()
+            print(f"nothing to do: every photo is already in {args.json}", file=info)
+            return 0
     records, failures = [], []
     faces_total, images_with_faces = 0, 0
     detect_seconds = keypoint_seconds = 0.0
     detected_images = 0
-    bar = tqdm(files, unit="image", disable=args.no_progress or len(files) == 1)
-    for file, output in zip(bar, outputs):
-        record = {"path": str(file), "faces": [], "error": None}
-        records.append(record)
-        try:
-            image, factor, (height, width) = read_photo(file, args.max_pixels)
-            record["height"], record["width"] = height, width  # the photo's: boxes and points are in its pixels
-            record["reduced"] = factor  # 1, or 2/4/8: decoded at 1/factor size (over --max-pixels)
-            start = time.perf_counter()
-            boxes = detect_faces(image, detector=args.detector, max_side=args.max_side)
-            detect_seconds += time.perf_counter() - start
-            detected_images += 1
-            if len(boxes) == 0:
-                raise InputError(file, "no face found")
-            start = time.perf_counter()
-            detected = predict_faces(predictor, image, boxes=boxes)
-            keypoint_seconds += time.perf_counter() - start
-            faces = commands.confident(detected, args.min_confidence)
-            record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
-            if not faces:
-                raise InputError(file, f"no face with confidence >= {args.min_confidence} ({len(detected)} below)")
-            # in the photo's pixels (a photo over --max-pixels was decoded at 1/factor size)
-            record["faces"] = [face_record(in_photo_pixels(face, factor), pad_box(face.box) * factor, (height, width))
-                               for face in faces]
-            faces_total += len(faces)
+    bar = tqdm(total=len(files), unit="image", disable=args.no_progress or len(files) <= 1)
+    try:
+        for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=args.workers,
+                                                   client=client, predictor=predictor), outputs):
+            bar.update()
+            records.append(result.record)
+            if stream is not None:
+                stream.write(result.record)
+            if result.detect_seconds is not None:
+                detect_seconds += result.detect_seconds
+                detected_images += 1
+            if result.failure is not None:
+                failures.append(result.failure)
+                bar.write(f"warning: {result.failure}", file=sys.stderr)
+                continue
+            keypoint_seconds += result.keypoint_seconds
+            faces_total += result.faces
             images_with_faces += 1
-            if output is not None:
-                picture = draw_faces(image, faces, indices=args.indices, boxes=not args.no_boxes)
-                write_image(output, commands.draw_poses(picture, faces) if args.pose else picture)
-                record["output"] = str(output)
             if len(files) == 1 or args.verbose:
-                bar.write(f"{file}: {len(faces)} face{'s' if len(faces) != 1 else ''}"
-                          + (f" (decoded at 1/{factor} size)" if factor > 1 else "")
+                bar.write(f"{result.record['path']}: {result.faces} face{'s' if result.faces != 1 else ''}"
+                          + (f" (decoded at 1/{result.factor} size)" if result.factor > 1 else "")
                           + (f" -> {output}" if output is not None else ""), file=info)
-        except (InputError, ValueError, cv2.error) as exc:
-            # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
-            # process (e.g. too small for the detector). Either way this input fails, the batch goes on.
-            message = str(exc) if isinstance(exc, InputError) else f"{file}: {exc}"
-            record["error"] = exc.reason if isinstance(exc, InputError) else str(exc)
-            failures.append(message)
-            bar.write(f"warning: {message}", file=sys.stderr)
-    bar.close()
+    except WorkerStartError as exc:
+        _error(str(exc), args)
+        return 1
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False) or stream is None or args.json == "-":
+            raise
+        print(f"\ninterrupted; {len(records)} photo{'s' if len(records) != 1 else ''} of this run recorded in"
+              f" {args.json}: run the same command again to continue", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        if stream is not None:
+            stream.close()
+        if client is not None:
+            client.close()
 
     ms_detect = 1000.0 * detect_seconds / detected_images if detected_images else float("nan")
     ms_face = 1000.0 * keypoint_seconds / faces_total if faces_total else float("nan")
@@ -147,14 +167,15 @@ def predict_command(args: argparse.Namespace) -> int:
         return 2
     print(
         f"{len(files)} image{'s' if len(files) != 1 else ''}, {faces_total} face{'s' if faces_total != 1 else ''}"
-        f" in {images_with_faces}; detection {ms_detect:.1f} ms per image, keypoints {ms_face:.1f} ms per face",
+        f" in {images_with_faces}; detection {ms_detect:.1f} ms per image, keypoints {ms_face:.1f} ms per face"
+        + (f"; {skipped} skipped (already in {args.json})" if skipped else ""),
         file=info,
     )
     if failures:
         print(f"{len(failures)} of {len(files)} input{'s' if len(files) != 1 else ''} failed:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
-    return 1 if len(failures) == len(files) else 0
+    return 1 if files and len(failures) == len(files) else 0
 
 
 def filter_command(args: argparse.Namespace) -> int:
@@ -275,7 +296,7 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool 
     if detector:
         parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
                             help="face detector (default %(default)s)")
-        parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+        parser.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE,
                             help="larger photos are shrunk to this longest side for detection only"
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
@@ -295,9 +316,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
     _common(p)
     p.add_argument("-o", "--output", metavar="OUT", help="picture with the keypoints (a folder when several inputs)")
-    from .commands import add_align_command, add_blink_options, add_predict_outputs
+    from .commands import add_align_command, add_batch_options, add_blink_options, add_predict_outputs
 
     add_predict_outputs(p)
+    add_batch_options(p)
     p.add_argument("--indices", action="store_true", help="number the points on the picture")
     p.add_argument("--no-boxes", action="store_true", help="do not draw the detector's boxes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,9 +1,10 @@
 """The face-toolkit parts of ``python -m keypoints``: the ``align`` command, and ``predict``'s output
-options (``--format``, ``--json -``, ``--pose``, ``--min-confidence``), registered by
-:mod:`keypoints.wild.cli`."""
+options (``--format``, ``--json -``, ``--pose``, ``--min-confidence``) and how it runs many photos
+(``--workers``, ``--scheduler``: :mod:`keypoints.batch`), registered by :mod:`keypoints.wild.cli`."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .formats import FORMATS, write_pts_files, write_table
+from .formats import FORMATS, JsonlStream, write_pts_files, write_table
 
 
 def _probability(text: str) -> float:
@@ -29,10 +30,76 @@ def add_predict_outputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="json",
                         help="json: one document; jsonl: one photo a line; csv: one face a row; pts: iBUG .pts"
                              " files beside each photo, or in the -o folder (default %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="--format pts: replace .pts files beside the photos")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--format pts: replace .pts files beside the photos; --format jsonl: start the --json"
+                             " file afresh instead of resuming it")
     parser.add_argument("--pose", action="store_true", help="draw each face's head-pose axes on the picture")
     parser.add_argument("--min-confidence", type=_probability, metavar="C",
                         help="keep only faces whose confidence is at least C (0..1; needs flip averaging)")
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 worker process, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """``predict``'s options for many photos (:mod:`keypoints.batch`)."""
+    from ..batch.cluster import DEFAULT_CONNECT_TIMEOUT
+
+    parser.add_argument("--workers", type=_workers, default=1, metavar="N",
+                        help="N worker processes, each loading the model once, with cores/N threads; same records,"
+                             " same order as 1 (default %(default)s: in this process)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on a Dask cluster (pip install -e '.[dask]'); the photos, -o and --model must be"
+                             " at the same paths on its workers")
+    parser.add_argument("--scheduler-timeout", type=_seconds, default=DEFAULT_CONNECT_TIMEOUT, metavar="S",
+                        help="give up when the scheduler does not answer within S seconds (default %(default)s)")
+
+
+def connect_scheduler(args: argparse.Namespace):
+    """A Dask client for ``--scheduler`` (None without it); ``ImportError``/``ConnectionError``/``ValueError``
+    with the one-line reason otherwise."""
+    if args.scheduler is None:
+        return None
+    if args.workers != 1:
+        raise ValueError("--workers runs processes on this machine, --scheduler on a Dask cluster: choose one")
+    from ..batch.cluster import connect
+
+    return connect(args.scheduler, args.scheduler_timeout)
+
+
+def run_settings(args: argparse.Namespace, flip: bool) -> dict:
+    """What decides a photo's record, kept beside a JSON Lines output so that resuming it with another model
+    or other settings is refused: the model (by content), the detector and the limits."""
+    from ..predictor import PRETRAINED
+
+    model = PRETRAINED if args.model is None else Path(args.model)
+    return {"model": str(model), "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+            "detector": args.detector, "max_side": args.max_side, "max_pixels": args.max_pixels, "flip": flip,
+            "min_confidence": args.min_confidence}
+
+
+def open_jsonl(args: argparse.Namespace, flip: bool) -> JsonlStream | None:
+    """``--format jsonl``: the stream its records are appended to as photos finish (None for other formats)."""
+    if args.format != "jsonl":
+        return None
+    return JsonlStream(args.json, run_settings(args, flip), overwrite=args.overwrite)
 
 
 def check_predict_outputs(args: argparse.Namespace, flip: bool, several: bool) -> None:
@@ -88,7 +155,7 @@ def write_predict_outputs(args: argparse.Namespace, records: list[dict], summary
                     record["pts"] = [str(p) for p in write_pts_files(record, folder, overwrite=args.overwrite)]
                 except FileExistsError as exc:
                     problems.append(str(exc))
-    elif args.json:
+    elif args.json and args.format != "jsonl":  # JSON Lines went out line by line (open_jsonl)
         write_table(records, args.format, args.json, header, summary)
     return problems
 

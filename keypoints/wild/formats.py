@@ -12,7 +12,8 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
                 "points": [[x0, y0], ..., [x67, y67]]}, ...]}
 
 - ``json``: one document ``{"model", "detector", "images": [records], "summary"}``;
-- ``jsonl``: one record per line (streamable: a reader can start before the file ends);
+- ``jsonl``: one record per line, appended as photos finish (:class:`JsonlStream`: a re-run resumes the
+  file, skipping the photos it already records);
 - ``csv``: one face per row, ``file, face, box_x, box_y, box_w, box_h, confidence, yaw, pitch, roll,
   error, pose_error, x0, y0, ..., x67, y67``; a photo without faces is one row with an empty ``face``
   and its ``error``;
@@ -21,7 +22,7 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
   point ``(x, y)`` of this package is written as ``(x + 1, y + 1)`` and ``read_pts`` subtracts 1
   (:mod:`keypoints.data.pts`, the one home of the format).
 
-Every file is written to a temporary file beside its target and renamed over it (:func:`keypoints.files.write_text`):
+Every other file is written to a temporary file beside its target and renamed over it (:func:`keypoints.files.write_text`):
 a reader never sees half a file, and an interrupted run leaves the old file intact.
 """
 from __future__ import annotations
@@ -163,3 +164,111 @@ def write_pts_files(record: dict, folder: str | os.PathLike | None = None, overw
     for path, face in zip(paths, record["faces"]):
         write_text(path, to_pts(face["points"]), flag="--format pts")
     return paths
+
+
+# ----------------------------------------------------------------------------------------------------
+# JSON Lines as photos finish: resumable
+# ----------------------------------------------------------------------------------------------------
+
+
+def settings_path(target: str | os.PathLike) -> Path:
+    """The file beside a JSON Lines output that says which model and settings wrote it: ``<target>.run.json``."""
+    target = Path(target)
+    return target.with_name(target.name + ".run.json")
+
+
+class JsonlStream:
+    """Records appended to a JSON Lines file (or standard output, ``"-"``) one line at a time, as photos finish.
+
+    Each line goes out in one ``write`` (``O_APPEND``) and is flushed, so a killed run leaves complete lines
+    only, except when the kill lands inside that one write (or the power goes): a re-run drops such a last
+    line and says so. A re-run on an existing file resumes it: :attr:`done` holds the paths it already
+    records, which the caller skips. The file's ``settings`` (model digest, detector, ...) are kept beside
+    it (:func:`settings_path`); a run with other settings is refused (``ValueError``), since its lines
+    would mix two models' answers, unless ``overwrite`` starts the file afresh.
+
+    Attributes
+    ----------
+    done : set of str
+        ``record["path"]`` of every complete line already in the file.
+    notes : list of str
+        What resuming did (lines kept, a partial line dropped), for the user.
+    """
+
+    def __init__(self, target: str, settings: dict, overwrite: bool = False):
+        self.target, self.done, self.notes = target, set(), []
+        if target == "-":
+            self._fd = None
+            return
+        path = Path(target)
+        if path.is_dir():
+            raise ValueError(f"--json {target}: is a folder; give a file name (e.g. {path / 'faces.jsonl'})")
+        if overwrite or not path.exists() or path.stat().st_size == 0:
+            write_text(settings_path(path), json.dumps(settings, indent=1) + "\n", flag="--json")
+            write_text(path, "", flag="--json")  # an earlier file (with --overwrite) replaced in one step
+        else:
+            self._check_settings(path, settings)
+            self._resume(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    @staticmethod
+    def _check_settings(path: Path, settings: dict) -> None:
+        recorded = settings_path(path)
+        advice = f"choose another --json, or pass --overwrite to start {path} afresh"
+        try:
+            earlier = json.loads(recorded.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"--json {path}: exists, without {recorded.name} saying which model and settings wrote"
+                             f" it, so it cannot be resumed: {advice}") from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--json {path}: cannot read its settings file {recorded} ({exc}): {advice}") from None
+        if not isinstance(earlier, dict):
+            raise ValueError(f"--json {path}: its settings file {recorded} holds no settings: {advice}")
+        differ = [f"{key} {earlier.get(key)!r}, now {value!r}" for key, value in settings.items()
+                  if key != "model" and earlier.get(key) != value]
+        if differ:
+            raise ValueError(f"--json {path}: was written with other settings (model {earlier.get('model')!r};"
+                             f" {'; '.join(differ)}): resuming would mix two runs' answers; {advice}")
+
+    def _resume(self, path: Path) -> None:
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]  # tail: after the last newline (empty if the file ends with one)
+        kept_bytes = len(data) - len(tail)
+        for number, line in enumerate(complete, start=1):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+                    raise ValueError("no photo path")
+            except ValueError as exc:
+                if number < len(complete):  # only the last line can be a torn write
+                    raise ValueError(f"--json {path}: line {number} is not a photo record ({exc}); the file is not"
+                                     " one this command wrote: choose another --json or pass --overwrite") from None
+                tail = line + b"\n" + tail
+                kept_bytes -= len(line) + 1
+                break
+            self.done.add(record["path"])
+        if tail:
+            os.truncate(path, kept_bytes)
+            self.notes.append(f"{path}: dropped an incomplete last line ({len(tail)} bytes, from an interrupted"
+                              " write); its photo is read again")
+        self.notes.append(f"{path}: resuming, {len(self.done)} photo{'s' if len(self.done) != 1 else ''} already"
+                          " recorded")
+
+    def write(self, record: dict) -> None:
+        """Append one record as one line, in one write, flushed."""
+        line = json.dumps(record) + "\n"
+        if self._fd is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        data = line.encode("utf-8")
+        while data:  # os.write on a regular file writes it all at once; the loop is for a short write
+            data = data[os.write(self._fd, data):]
+
+    def close(self) -> None:
+        """Flush the file to disk and close it (idempotent)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None

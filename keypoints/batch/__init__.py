@@ -1,0 +1,291 @@
+"""Many photos: one function per photo, run in this process, in N worker processes, or on a Dask cluster.
+
+:func:`predict_photo` turns one photo path into its record (the ``images`` entry ``predict`` writes: see
+:mod:`keypoints.wild.formats`) and optionally its drawn picture. Every way of running a batch calls it, so
+``--workers N`` and a Dask cluster give the same records, in the same (input) order, as ``--workers 1``:
+
+- in process (``workers=1``, the default): a plain loop;
+- ``workers=N``: N processes started with the *spawn* method (Numba's thread pool does not survive a
+  fork), each loading the model once when it starts. A worker holds one photo at a time, so a worker that
+  dies (the OOM killer, a crash in a decoder) is known to have died on that photo: the photo gets an error
+  record naming the death, a fresh worker takes its place, and the remaining photos go on;
+- ``client=`` a ``dask.distributed.Client``: one task per photo; only the path travels, the worker reads
+  the photo itself (so the paths, and ``--model``, must exist on the workers: a shared folder) and returns
+  the small record; each worker process loads the model once (:func:`cached_predictor`). A task whose
+  worker died (``KilledWorker``, after the scheduler's ``allowed-failures`` retries) gets an error record.
+
+Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the network's products). With N
+local workers, Numba and OpenCV use ``max(1, cores // N)`` threads in each (:func:`threads_per_worker`;
+``NUMBA_NUM_THREADS`` is in the worker's environment before Numba loads). OpenBLAS keeps the thread count a
+single process uses (all cores), on purpose: its results depend on it (a two-face photo's points moved by up
+to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the records of ``--workers 1`` to the
+byte. The price: while the network's products run, N workers oversubscribe the cores (their idle BLAS threads
+sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py`` measures it against
+one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``,
+which a Dask nanny sets to 1; OpenBLAS: the client process's count, through ``threadpoolctl``, part of the
+``dask`` extra) and runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at
+a time): give Dask one thread per worker process and as many processes as cores. The records are then the same
+as a single process's on the same machine; another machine's OpenBLAS may pick other kernels for its CPU, and
+points may then differ in the third decimal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+import cv2
+
+from ..image import DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """What ``predict`` does with each photo (everything but the paths); picklable, sent to every worker.
+
+    ``model``: a checkpoint path, or None for the shipped model; ``flip``: None keeps the checkpoint's
+    choice; ``min_confidence``: faces below it are dropped (and counted); ``indices``, ``boxes``, ``pose``:
+    what the drawn picture shows.
+    """
+
+    model: str | None = None
+    flip: bool | None = None
+    detector: str | None = None  # None: keypoints.wild.detection.DEFAULT_DETECTOR
+    max_side: int | None = None  # None: keypoints.wild.detection.DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_confidence: float | None = None
+    indices: bool = False
+    boxes: bool = True
+    pose: bool = False
+
+    def __post_init__(self):
+        """Refuse settings that would fail every photo alike (a usage error, not a bad photo)."""
+        from ..wild.detection import DETECTORS
+
+        if self.detector is not None and self.detector not in DETECTORS:
+            raise ValueError(f"PredictOptions: detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
+        for name in ("max_side", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"PredictOptions: {name} must be a positive integer, got {value!r}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
+        if self.model is not None and not isinstance(self.model, str):
+            raise TypeError(f"PredictOptions: model must be a path as str or None, got {type(self.model).__name__}")
+
+    def detection(self) -> dict:
+        """The ``detect_faces`` keyword arguments (the detector module's defaults for None)."""
+        from ..wild.detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE
+
+        return {"detector": self.detector or DEFAULT_DETECTOR,
+                "max_side": DEFAULT_MAX_SIDE if self.max_side is None else self.max_side}
+
+
+class PhotoResult(NamedTuple):
+    """One photo's outcome. ``record``: its JSON-able record (``record["error"]`` None when it gave faces);
+    ``detect_seconds`` / ``keypoint_seconds``: time in the detector / the network (None when not reached);
+    ``faces``: faces kept; ``factor``: 1, or 2/4/8 when decoded reduced."""
+
+    record: dict
+    detect_seconds: float | None = None
+    keypoint_seconds: float | None = None
+    faces: int = 0
+    factor: int = 1
+
+    @property
+    def failure(self) -> str | None:
+        """``"<path>: <why>"`` when the photo gave nothing, else None."""
+        error = self.record["error"]
+        return None if error is None else f"{self.record['path']}: {error}"
+
+
+def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, output: str | os.PathLike | None = None,
+                  base: str | os.PathLike | None = None) -> PhotoResult:
+    """Detect the faces of one photo, predict their keypoints, and return its record; never raises for a
+    problem of the photo itself (unreadable, not an image, no face, too small for the detector: the
+    record's ``error`` says which), so a batch goes on.
+
+    ``output``: where to write the drawn picture (None: no picture). ``base``: a folder that relative
+    ``path`` and ``output`` are read and written against (a Dask worker's working folder is not the
+    client's); the record keeps them as given.
+    """
+    from ..files import write_image
+    from ..wild.commands import confident, draw_poses
+    from ..wild.detection import detect_faces
+    from ..wild.drawing import draw_faces
+    from ..wild.face_crop import pad_box
+    from ..wild.faces import predict_faces
+    from ..wild.formats import face_record
+    from ..wild.photos import InputError, in_photo_pixels, read_photo
+
+    where = Path(base) if base is not None else Path()
+    record = {"path": str(path), "faces": [], "error": None}
+    detect_seconds = keypoint_seconds = None
+    factor = 1
+    try:
+        image, factor, (height, width) = read_photo(where / path, options.max_pixels)
+        record["height"], record["width"] = height, width  # the photo's: boxes and points are in its pixels
+        record["reduced"] = factor  # 1, or 2/4/8: decoded at 1/factor size (over --max-pixels)
+        start = time.perf_counter()
+        boxes = detect_faces(image, **options.detection())
+        detect_seconds = time.perf_counter() - start
+        if len(boxes) == 0:
+            raise InputError(path, "no face found")
+        start = time.perf_counter()
+        detected = predict_faces(predictor, image, boxes=boxes)
+        keypoint_seconds = time.perf_counter() - start
+        faces = confident(detected, options.min_confidence)
+        record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
+        if not faces:
+            raise InputError(path, f"no face with confidence >= {options.min_confidence} ({len(detected)} below)")
+        # in the photo's pixels (a photo over --max-pixels was decoded at 1/factor size)
+        record["faces"] = [face_record(in_photo_pixels(face, factor), pad_box(face.box) * factor, (height, width))
+                           for face in faces]
+        if output is not None:
+            picture = draw_faces(image, faces, indices=options.indices, boxes=options.boxes)
+            write_image(where / output, draw_poses(picture, faces) if options.pose else picture)
+            record["output"] = str(output)
+    except (InputError, ValueError, cv2.error) as exc:
+        # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
+        # process (e.g. too small for the detector). Either way this photo fails, the batch goes on.
+        record["error"] = exc.reason if isinstance(exc, InputError) else str(exc)
+    return PhotoResult(record, detect_seconds, keypoint_seconds, len(record["faces"]), factor)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One model per process, threads per process
+# ----------------------------------------------------------------------------------------------------
+
+_PREDICTORS: dict = {}
+#: one photo at a time per process: Numba's workqueue layer runs one parallel kernel at a time
+_PREDICT_LOCK = threading.Lock()
+
+
+def cached_predictor(model: str | None, flip: bool | None):
+    """This process's predictor for ``(model, flip)``, loaded on first use (``None``: the shipped model)."""
+    from ..wild.cli import load_model
+
+    key = (None if model is None else str(model), flip)
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = load_model(model, flip)
+    return _PREDICTORS[key]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Threads each of ``workers`` processes may use so that together they do not oversubscribe the
+    cores: ``max(1, cores // workers)``."""
+    return max(1, (available_cores() if cores is None else cores) // workers)
+
+
+#: the thread limit Numba reads when it loads (BLAS's are left as they are: see the module's docstring)
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS",)
+
+
+def limit_threads(threads: int) -> None:
+    """Numba's (for the calling thread) and OpenCV's threads in this process."""
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    cv2.setNumThreads(threads)
+
+
+def blas_threads() -> int:
+    """This process's OpenBLAS (BLAS) thread count, as ``threadpoolctl`` reads it; all cores without it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return available_cores()
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else available_cores()
+
+
+def set_blas_threads(threads: int) -> None:
+    """OpenBLAS's threads in this process (``threadpoolctl``, process-wide), e.g. back to what the client
+    process uses where a Dask nanny set ``OPENBLAS_NUM_THREADS=1``: its results depend on the count.
+    Without ``threadpoolctl`` the limit stays (and points may differ in the third decimal)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads, user_api="blas")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The batch
+# ----------------------------------------------------------------------------------------------------
+
+
+def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions | None = None, *,
+                     outputs: Iterable[str | os.PathLike | None] | None = None, workers: int = 1,
+                     client=None, predictor=None) -> Iterator[PhotoResult]:
+    """An iterator over each photo's :class:`PhotoResult` in the order of ``paths``, each as soon as it and
+    every photo before it are done (the arguments are checked at the call, the photos read as it is iterated).
+
+    Parameters
+    ----------
+    paths : photo files (folders are expanded by the callers: :func:`keypoints.wild.photos.expand_inputs`).
+    options : :class:`PredictOptions` (default: the shipped model, default detector).
+    outputs : one drawn picture path (or None) per photo; default none.
+    workers : 1 runs here (with ``predictor`` if given, else :func:`cached_predictor`); N > 1 runs N
+        worker processes (:mod:`keypoints.batch.pool`).
+    client : a ``dask.distributed.Client``: one task per photo on its cluster (with ``workers`` left at 1).
+    predictor : the in-process path's model, when the caller has loaded it already.
+
+    Raises ``WorkerStartError`` (:mod:`keypoints.batch.pool`) when a worker process cannot load the model.
+    """
+    options = options or PredictOptions()
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"iter_predictions: expected a list of photo paths, got the single path {str(paths)!r}"
+                        " (wrap it in a list)")
+    paths = [Path(p) for p in paths]
+    outputs = [None] * len(paths) if outputs is None else list(outputs)
+    if len(outputs) != len(paths):
+        raise ValueError(f"iter_predictions: expected one output per photo ({len(paths)}), got {len(outputs)}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"iter_predictions: workers must be a positive integer, got {workers!r}")
+    if client is not None and workers != 1:
+        raise ValueError("iter_predictions: workers runs processes on this machine, client a Dask cluster: choose one")
+    if client is None and options.model is not None and not Path(options.model).is_file():
+        raise FileNotFoundError(f"{options.model}: no such model file (train one with examples/train_keypoints.py)")
+    if client is not None:
+        from .cluster import dask_predictions
+
+        return dask_predictions(client, paths, outputs, options)
+    if workers > 1 and len(paths) > 1:
+        from .pool import pool_predictions
+
+        return pool_predictions(paths, outputs, options, workers)
+    return _in_process(paths, outputs, options, predictor or cached_predictor(options.model, options.flip))
+
+
+def _in_process(paths: list[Path], outputs: list, options: PredictOptions, predictor) -> Iterator[PhotoResult]:
+    for path, output in zip(paths, outputs):
+        yield predict_photo(predictor, path, options, output)
+
+
+def predict_files(paths: Iterable[str | os.PathLike], *, model: str | os.PathLike | None = None,
+                  client=None, workers: int = 1, outputs: Iterable[str | os.PathLike | None] | None = None,
+                  **settings) -> list[dict]:
+    """Every photo's record (:mod:`keypoints.wild.formats`), in the order of ``paths``.
+
+    ``model``: a checkpoint (None: the shipped one); ``client``: a ``dask.distributed.Client`` to run on
+    its cluster; ``workers``: local worker processes (without a client); ``outputs``: drawn pictures;
+    ``settings``: the other :class:`PredictOptions` fields (``detector``, ``flip``, ``min_confidence``, ...).
+
+    >>> records = predict_files(["a.jpg", "b.jpg"], workers=2)            # doctest: +SKIP
+    >>> records = predict_files(paths, client=Client("tcp://host:8786"))  # doctest: +SKIP
+    """
+    options = PredictOptions(model=None if model is None else str(model), **settings)
+    return [result.record for result in iter_predictions(paths, options, outputs=outputs, workers=workers,
+                                                         client=client)]
