@@ -8,15 +8,12 @@ the whole batch (detection, keypoints, the record: ``keypoints.batch.iter_predic
 ``--turns`` times after a warm-up run on a few photos; the table gives the median photos/s, its ratio to
 ``--workers 1``, and the median seconds until the first record (the worker processes' start-up: each
 ``--workers`` run starts its processes, as a command does; the Dask cluster is started once, as a cluster
-is, with 2 worker processes of 1 thread each). One more row, ``--workers 2`` with OpenBLAS at 1 thread per
-worker, prices what ``--workers`` pays for records identical to the byte with ``--workers 1`` (its workers
-keep a single process's OpenBLAS threads: ``keypoints/batch/__init__.py``); ``--no-blas-row`` skips it.
+is, with 2 worker processes of 1 thread each).
 Run it on an otherwise idle machine: the ways share the same cores.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -62,20 +59,6 @@ def measure(name: str, photos: list[Path], turns: int, **how) -> dict:
             "turns": [round(total, 3) for total, _ in runs]}
 
 
-@contextlib.contextmanager
-def openblas_threads_in_new_processes(threads: int):
-    """``OPENBLAS_NUM_THREADS`` for the processes started inside the block (this one's OpenBLAS has loaded)."""
-    saved = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("OPENBLAS_NUM_THREADS")
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = saved
-
-
 def table(rows: list[dict]) -> str:
     """The rows as a Markdown table with each way's ratio to the first (``--workers 1``)."""
     base = rows[0]["photos_per_second"]
@@ -94,7 +77,6 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="timed runs per way (default %(default)s)")
     parser.add_argument("--model", default=os.environ.get("KEYPOINTS_MODEL"), help="default: the shipped model")
     parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster")
-    parser.add_argument("--no-blas-row", action="store_true", help="skip --workers 2 with 1 OpenBLAS thread each")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     if not args.data:
@@ -108,10 +90,6 @@ def main() -> None:
     options = PredictOptions(model=args.model)
     rows = [measure("--workers 1", photos, args.turns, options=options, workers=1),
             measure("--workers 2", photos, args.turns, options=options, workers=2)]
-    if not args.no_blas_row:
-        with openblas_threads_in_new_processes(1):
-            rows.append(measure("--workers 2, OpenBLAS 1 thread each (not byte-identical)", photos, args.turns,
-                                options=options, workers=2))
     if not args.no_dask:
         import distributed
 

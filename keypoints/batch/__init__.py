@@ -14,19 +14,21 @@
   the small record; each worker process loads the model once (:func:`cached_predictor`). A task whose
   worker died (``KilledWorker``, after the scheduler's ``allowed-failures`` retries) gets an error record.
 
-Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the network's products). With N
-local workers, Numba and OpenCV use ``max(1, cores // N)`` threads in each (:func:`threads_per_worker`;
-``NUMBA_NUM_THREADS`` is in the worker's environment before Numba loads). OpenBLAS keeps the thread count a
-single process uses (all cores), on purpose: its results depend on it (a two-face photo's points moved by up
-to 0.006 px between 1 and 2 BLAS threads), and ``--workers N`` promises the records of ``--workers 1`` to the
-byte. The price: while the network's products run, N workers oversubscribe the cores (their idle BLAS threads
-sleep at once, ``OPENBLAS_THREAD_TIMEOUT``, set by tinynet); ``benchmarks/bench_batch.py`` measures it against
-one OpenBLAS thread per worker. A Dask task sets the same (Numba and OpenCV: the worker's ``OMP_NUM_THREADS``,
-which a Dask nanny sets to 1; OpenBLAS: the client process's count, through ``threadpoolctl``, part of the
-``dask`` extra) and runs one photo at a time per process (Numba's workqueue layer runs one parallel kernel at
-a time): give Dask one thread per worker process and as many processes as cores. The records are then the same
-as a single process's on the same machine; another machine's OpenBLAS may pick other kernels for its CPU, and
-points may then differ in the third decimal.
+Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the network's products).
+OpenBLAS's results depend on its thread count (it splits a product's rows between its threads, and rows at a
+split take another kernel: a two-face photo's points moved by up to 0.006 px between 1 and 2 threads), so
+:func:`predict_photo` runs the network on *one* OpenBLAS thread in every process (:func:`one_blas_thread`):
+the records of ``--workers N`` and of a Dask cluster are those of ``--workers 1``, to the byte. One thread
+costs little here: the reads of one photo are small products (batches of 2 to 8 crops), where waking a
+second thread gains little; measured on 2 cores, one thread was 9 % slower per 200x200 test photo and as
+fast or faster on the 512-pixel portraits. Numba's results do not depend on its thread count (its
+``prange`` loops write independent outputs), so N local workers give Numba and OpenCV
+``max(1, cores // N)`` threads each (:func:`threads_per_worker`; ``NUMBA_NUM_THREADS`` is in the worker's
+environment before Numba loads) and do not oversubscribe the cores. A Dask task runs one photo at a time per
+process (Numba's workqueue layer runs one parallel kernel at a time) with the worker's ``OMP_NUM_THREADS``
+(a Dask nanny sets 1) for Numba and OpenCV: give Dask one thread per worker process and as many processes
+as cores. The records are the same as a single process's on the same machine; another machine's OpenBLAS
+may pick other kernels for its CPU, and points may then differ in the fifth decimal.
 """
 from __future__ import annotations
 
@@ -135,7 +137,8 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
         if len(boxes) == 0:
             raise InputError(path, "no face found")
         start = time.perf_counter()
-        detected = predict_faces(predictor, image, boxes=boxes)
+        with one_blas_thread():  # the same points in every process, whatever its BLAS threads (see above)
+            detected = predict_faces(predictor, image, boxes=boxes)
         keypoint_seconds = time.perf_counter() - start
         faces = confident(detected, options.min_confidence)
         record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
@@ -188,7 +191,7 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (available_cores() if cores is None else cores) // workers)
 
 
-#: the thread limit Numba reads when it loads (BLAS's are left as they are: see the module's docstring)
+#: the thread limit Numba reads when it loads (BLAS: one thread while a photo is read, :func:`one_blas_thread`)
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS",)
 
 
@@ -200,25 +203,17 @@ def limit_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def blas_threads() -> int:
-    """This process's OpenBLAS (BLAS) thread count, as ``threadpoolctl`` reads it; all cores without it."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return available_cores()
-    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
-    return max(counts) if counts else available_cores()
+_BLAS_CONTROLLER: list = []  # threadpoolctl's view of this process's thread pools, found once
 
 
-def set_blas_threads(threads: int) -> None:
-    """OpenBLAS's threads in this process (``threadpoolctl``, process-wide), e.g. back to what the client
-    process uses where a Dask nanny set ``OPENBLAS_NUM_THREADS=1``: its results depend on the count.
-    Without ``threadpoolctl`` the limit stays (and points may differ in the third decimal)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(threads, user_api="blas")
+def one_blas_thread():
+    """A context in which this process's OpenBLAS (any BLAS) uses one thread (``threadpoolctl``; the
+    previous count comes back at its end): why, in this module's docstring."""
+    if not _BLAS_CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 # ----------------------------------------------------------------------------------------------------

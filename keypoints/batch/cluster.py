@@ -14,14 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from . import (_PREDICT_LOCK, PhotoResult, PredictOptions, blas_threads, cached_predictor, limit_threads, predict_photo,
-               set_blas_threads)
+from . import _PREDICT_LOCK, PhotoResult, PredictOptions, cached_predictor, limit_threads, predict_photo
 from .pool import died_on, exit_if_told
 
 INSTALL_HINT = 'pip install -e ".[dask]" (or pip install "dask[distributed]")'
 #: how long ``--scheduler`` waits for the scheduler to answer before giving up
 DEFAULT_CONNECT_TIMEOUT = 10.0
-_BLAS_SET: dict = {}  # "threads": the OpenBLAS thread count this worker process was last set to
 
 
 def connect(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
@@ -47,16 +45,13 @@ def connect(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
         raise ValueError(f"--scheduler {address}: not a scheduler address, expected tcp://HOST:PORT ({exc})") from exc
 
 
-def photo_task(path: str, output: str | None, options: PredictOptions, base: str, blas: int) -> PhotoResult:
+def photo_task(path: str, output: str | None, options: PredictOptions, base: str) -> PhotoResult:
     """One photo on a Dask worker: the process's model, one photo at a time, ``OMP_NUM_THREADS`` threads for
-    Numba and OpenCV (``numba.set_num_threads`` holds for the calling thread only, so every task sets it)
-    and ``blas`` OpenBLAS threads, the client process's count (see :mod:`keypoints.batch`)."""
+    Numba and OpenCV (``numba.set_num_threads`` holds for the calling thread only, so every task sets it);
+    :func:`keypoints.batch.predict_photo` reads the faces on one OpenBLAS thread, as in every process."""
     exit_if_told(path)
     with _PREDICT_LOCK:
         limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
-        if _BLAS_SET.get("threads") != blas:  # threadpoolctl's limit is process-wide: set it when it changes
-            set_blas_threads(blas)
-            _BLAS_SET["threads"] = blas
         predictor = cached_predictor(options.model, options.flip)
         return predict_photo(predictor, path, options, output, base=base)
 
@@ -71,8 +66,8 @@ def dask_predictions(client, paths: list[Path], outputs: list, options: PredictO
 
     if options.model is not None:  # the workers' working folder is not ours
         options = dataclasses.replace(options, model=str(Path(options.model).absolute()))
-    base, run, blas = str(Path.cwd()), uuid.uuid4().hex[:8], blas_threads()
-    futures = [client.submit(photo_task, str(path), None if output is None else str(output), options, base, blas,
+    base, run = str(Path.cwd()), uuid.uuid4().hex[:8]
+    futures = [client.submit(photo_task, str(path), None if output is None else str(output), options, base,
                              key=f"keypoints-photo-{run}-{k}", pure=False)
                for k, (path, output) in enumerate(zip(paths, outputs))]
     try:
