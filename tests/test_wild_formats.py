@@ -118,3 +118,17 @@ def test_pts_files_beside_the_photo_never_replace_annotations(tmp_path):
     one = dict(photo, faces=photo["faces"][:1])
     folder = tmp_path / "out"
     assert write_pts_files(one, folder) == [folder / "indoor_001.pts"]
+
+
+def test_csv_of_a_five_point_model_has_ten_point_columns():
+    """A model trained on your own .pts points: as many point columns as its faces have points."""
+    face = {"box": [1, 2, 30, 30], "confidence": None, "pose": None, "pose_error": "needs 68 points",
+            "points": [[float(i), float(10 * i)] for i in range(5)]}
+    data = [{"path": "a.jpg", "faces": [face], "error": None}, {"path": "b.jpg", "faces": [], "error": "no face found"}]
+    rows = list(csv.reader(io.StringIO(to_csv(data))))
+    assert rows[0][12:] == ["x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]
+    assert [len(row) for row in rows] == [22, 22, 22]
+    assert [float(v) for v in rows[1][12:]] == [0, 0, 1, 10, 2, 20, 3, 30, 4, 40]
+    other = dict(face, points=face["points"][:3])
+    with pytest.raises(ValueError, match=r"same number of points, got \[3, 5\]"):
+        to_csv([{"path": "a.jpg", "faces": [face, other], "error": None}])

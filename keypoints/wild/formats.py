@@ -15,8 +15,8 @@ A photo's record (the ``images`` entries of the JSON document, one line of JSON 
 - ``jsonl``: one record per line, appended as photos finish (:class:`JsonlStream`: a re-run resumes the
   file, skipping the photos it already records);
 - ``csv``: one face per row, ``file, face, box_x, box_y, box_w, box_h, confidence, yaw, pitch, roll,
-  error, pose_error, x0, y0, ..., x67, y67``; a photo without faces is one row with an empty ``face``
-  and its ``error``;
+  error, pose_error, x0, y0, ..., x67, y67`` (``x{K-1}, y{K-1}`` for a K-point model); a photo without
+  faces is one row with an empty ``face`` and its ``error``;
 - ``pts``: the 300-W / iBUG format other landmark tools read, one file per face. Its coordinates are
   1-based (the 300-W annotations were made in Matlab: the top-left pixel's centre is (1, 1)), so a
   point ``(x, y)`` of this package is written as ``(x + 1, y + 1)`` and ``read_pts`` subtracts 1
@@ -40,10 +40,17 @@ from ..data.pts import read_pts, to_pts  # noqa: F401 (the one home of the .pts 
 from ..files import write_text
 
 FORMATS = ("json", "jsonl", "csv", "pts")
-CSV_HEADER = (
-    ["file", "face", "box_x", "box_y", "box_w", "box_h", "confidence", "yaw", "pitch", "roll", "error", "pose_error"]
-    + [f"{axis}{i}" for i in range(68) for axis in "xy"]
-)
+CSV_FIELDS = ["file", "face", "box_x", "box_y", "box_w", "box_h", "confidence", "yaw", "pitch", "roll", "error",
+              "pose_error"]
+
+
+def csv_header(num_points: int = 68) -> list[str]:
+    """The CSV columns: :data:`CSV_FIELDS`, then ``x0, y0, ..., x{K-1}, y{K-1}`` for a K-point model."""
+    return CSV_FIELDS + [f"{axis}{i}" for i in range(num_points) for axis in "xy"]
+
+
+#: the columns for the shipped (68-point) model
+CSV_HEADER = csv_header(68)
 
 
 def face_record(face, rect, image_shape) -> dict:
@@ -101,13 +108,18 @@ def _cell(value) -> str:
 
 
 def to_csv(records: list[dict]) -> str:
-    """One face per row (:data:`CSV_HEADER`); a photo without faces is one row with its error."""
+    """One face per row (:func:`csv_header`, with as many point columns as the faces have points: one model
+    wrote them all; 68 when no photo has a face); a photo without faces is one row with its error."""
+    counts = {len(face["points"]) for record in records for face in record["faces"]}
+    if len(counts) > 1:
+        raise ValueError(f"to_csv: every face must have the same number of points, got {sorted(counts)}")
+    num_points = counts.pop() if counts else 68
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(csv_header(num_points))
     for record in records:
         if not record["faces"]:
-            writer.writerow([record["path"], ""] + [""] * 8 + [_cell(record.get("error")), ""] + [""] * 136)
+            writer.writerow([record["path"], ""] + [""] * 8 + [_cell(record.get("error")), ""] + [""] * (2 * num_points))
         for k, face in enumerate(record["faces"]):
             pose = face.get("pose") or {}
             writer.writerow(
