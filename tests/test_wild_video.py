@@ -236,3 +236,22 @@ def test_open_video_reports_fps(clip):
     capture, fps = open_video(clip)
     capture.release()
     assert fps == pytest.approx(15.0)
+
+
+def test_a_model_of_five_points_draws_its_points_counts_no_blinks_and_refuses_sunglasses(clip, tmp_path):
+    """A model trained on your own .pts points: the video gets its points; blinks and sunglasses need the
+    68-point layout's eyes, so there are no blinks (None, said in the report) and --sunglasses is refused
+    before anything is written."""
+    from keypoints.checkpoint import save_weights
+    from keypoints.models import naimishnet
+    from keypoints.predictor import load_predictor
+    from keypoints.recipes import RECIPES
+
+    path = tmp_path / "five.npz"
+    save_weights(path, RECIPES["reference"], naimishnet(96, seed=0, num_points=5).state_dict(), 1, 0.0, num_points=5)
+    five = load_predictor(path)
+    report = process_video(clip, tmp_path / "five.mp4", five, progress=False, max_frames=3)
+    assert report.frames == 3 and report.blinks is None and len(read_all(tmp_path / "five.mp4")[1]) == 3
+    with pytest.raises(ValueError, match="--sunglasses needs a 68-point model.*5 points"):
+        process_video(clip, tmp_path / "glasses.mp4", five, sunglasses=True, progress=False)
+    assert not (tmp_path / "glasses.mp4").exists()

@@ -234,9 +234,11 @@ def video_command(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc), args)
         return 2
+    blinks = ("no blinks counted (the model has no 68-point eyes)" if report.blinks is None
+              else f"{report.blinks} blink{'s' if report.blinks != 1 else ''}")
     print(
         f"{report.frames} frames ({report.size[0]}x{report.size[1]} at {report.fps:g} fps), {report.faces} face"
-        f" detections, {report.blinks} blink{'s' if report.blinks != 1 else ''},"
+        f" detections, {blinks},"
         f" processed at {report.processed_fps:.1f} frames/s -> {report.output}"
     )
     return 0

@@ -256,7 +256,7 @@ class VideoReport(NamedTuple):
     fps: float  # the output's frame rate (the input's)
     size: tuple[int, int]  # (width, height) of the frames
     output: str
-    blinks: int = 0  # blinks counted over all tracked faces (keypoints.wild.blink)
+    blinks: int | None = 0  # blinks counted over all tracked faces (keypoints.wild.blink); None: a model without the 68-point eyes
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float]:
@@ -318,6 +318,10 @@ def process_video(
     """
     output = Path(output)
     refuse_input_as_output(output, [source])
+    ibug = getattr(predictor, "num_points", 68) == 68  # sunglasses and blinks need the 68-point layout's eyes
+    if sunglasses and not ibug:
+        raise ValueError(f"--sunglasses needs a 68-point model (its eyes place the glasses); this model has"
+                         f" {predictor.num_points} points")
     capture, fps = open_video(source)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if width * height > check_max_pixels(max_pixels):
@@ -327,7 +331,7 @@ def process_video(
     draw_points = (not sunglasses) if points is None else bool(points)
     glasses = (make_sunglasses() if overlay is None else overlay) if sunglasses else None
     tracker = tracker if tracker is not None else FaceTracker(smooth=smooth)
-    blink = blink if blink is not None else BlinkCounter()
+    blink = (blink if blink is not None else BlinkCounter()) if ibug else None  # None: no blinks counted
     counters: dict[int, BlinkCounter] = {}  # track id -> its own counter, filled by the frame loop
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if max_frames is not None:
@@ -345,15 +349,15 @@ def process_video(
             raise ValueError(f"{source}: the video has no frames OpenCV can decode")
     seconds = time.perf_counter() - start
     processed_fps = frames / seconds if seconds > 0 else float("inf")
-    blinks = sum(counter.blinks for counter in counters.values())
+    blinks = sum(counter.blinks for counter in counters.values()) if ibug else None
     return VideoReport(frames, faces_seen, seconds, processed_fps, fps, size, str(output), blinks)
 
 
 def _process_frames(capture, temporary: Path, output: Path, fps: float, predictor, tracker, glasses, draw_points: bool,
-                    detector: str, max_frames: int | None, bar, start: float, blink: BlinkCounter,
+                    detector: str, max_frames: int | None, bar, start: float, blink: BlinkCounter | None,
                     counters: dict) -> tuple[int, int, tuple[int, int]]:
     """The frame loop of :func:`process_video`, writing into ``temporary``: ``(frames, detections, size)``;
-    each track's blink counter (set up like ``blink``) goes into ``counters``."""
+    each track's blink counter (set up like ``blink``; none when it is None) goes into ``counters``."""
     writer = None
     frames = faces_seen = 0
     size = (0, 0)
@@ -371,7 +375,7 @@ def _process_frames(capture, temporary: Path, output: Path, fps: float, predicto
                     )
             faces = predict_faces(predictor, frame, detector=detector)
             tracks = tracker.update(faces, frames / fps)
-            for track, face in zip(tracks, faces):  # update returns the tracks in the order of the faces
+            for track, face in zip(tracks, faces if blink is not None else []):  # tracks come in the faces' order
                 counter = counters.setdefault(track.id, BlinkCounter(blink.threshold, blink.min_frames))
                 counter.update(face.points)
             out = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
