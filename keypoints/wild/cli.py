@@ -33,6 +33,7 @@ import numpy as np
 
 from ..files import OutputError, check_image_output, refuse_input_as_output, write_image
 from ..image import DEFAULT_MAX_PIXELS
+from .commands import positive_int
 from .photos import expand_inputs, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
@@ -276,16 +277,6 @@ def show_maps_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
     """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
     ``--max-pixels``."""
@@ -298,13 +289,13 @@ def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool 
     if detector:
         parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
                             help="face detector (default %(default)s)")
-        parser.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE,
+        parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,
                             help="larger photos are shrunk to this longest side for detection only"
                                  " (default %(default)s)")
         parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                             help="average with the mirrored face (default: as the checkpoint's recipe)")
     if photo:
-        parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+        parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                             help="pixel limit checked before decoding: a larger JPEG photo is decoded at 1/2, 1/4"
                                  " or 1/8 size if that fits, other images (and video frames) are refused"
                                  " (default %(default)s)")

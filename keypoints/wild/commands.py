@@ -38,13 +38,14 @@ def add_predict_outputs(parser: argparse.ArgumentParser) -> None:
                         help="keep only faces whose confidence is at least C (0..1; needs flip averaging)")
 
 
-def _workers(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (``--workers``, ``--max-side``, ``--max-pixels``)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 worker process, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
@@ -62,7 +63,7 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
     """``predict``'s options for many photos (:mod:`keypoints.batch`)."""
     from ..batch.cluster import DEFAULT_CONNECT_TIMEOUT
 
-    parser.add_argument("--workers", type=_workers, default=1, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="N worker processes, each loading the model once, with cores/N threads; same records,"
                              " same order as 1 (default %(default)s: in this process)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
