@@ -18,10 +18,10 @@ Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the 
 OpenBLAS's results depend on its thread count (it splits a product's rows between its threads, and rows at a
 split take another kernel: a two-face photo's points moved by up to 0.006 px between 1 and 2 threads), so
 :func:`predict_photo` runs the network on *one* OpenBLAS thread in every process (:func:`one_blas_thread`):
-the records of ``--workers N`` and of a Dask cluster are those of ``--workers 1``, to the byte. One thread
-costs little here: the reads of one photo are small products (batches of 2 to 8 crops), where waking a
-second thread gains little; measured on 2 cores, one thread was 9 % slower per 200x200 test photo and as
-fast or faster on the 512-pixel portraits. Numba's results do not depend on its thread count (its
+the records of ``--workers N`` and of a Dask cluster are those of ``--workers 1``, to the byte. The price
+is in one process: the reads of a photo are small products (batches of 2 to 8 crops), and one thread gave
+10.3 photos/s against 12.2 on the first 200 test photos (2 cores), as fast or faster on the 512-pixel portraits;
+``--workers 2`` gave 17.3 (``benchmarks/bench_batch.py``). Numba's results do not depend on its thread count (its
 ``prange`` loops write independent outputs), so N local workers give Numba and OpenCV
 ``max(1, cores // N)`` threads each (:func:`threads_per_worker`; ``NUMBA_NUM_THREADS`` is in the worker's
 environment before Numba loads) and do not oversubscribe the cores. A Dask task runs one photo at a time per
