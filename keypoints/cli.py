@@ -155,9 +155,10 @@ def build_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recip
 
 
 def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") -> int:
-    """Parse, train, report. Bad input raises :class:`UsageError`; Ctrl-C returns 130 after one line saying
-    what was saved and how to resume."""
-    from .data import DataError
+    """Parse, train, report. Bad input raises :class:`UsageError`; a failed download of the data set returns
+    1 after one line (as ``python -m keypoints evaluate``); Ctrl-C returns 130 after one line saying what was
+    saved and how to resume."""
+    from .data import DataError, DownloadError
     from .files import OutputError
 
     parser = train_parser(prog)  # usage and errors name the command the user typed
@@ -184,6 +185,11 @@ def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") 
         if args.debug:
             raise
         raise UsageError(f"error: {error}") from None
+    except DownloadError as error:  # no network: a failure while running, not a usage error
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # outside the epoch loop (which reports its own): preparing data, final evaluation
         if args.debug:
             raise

@@ -186,3 +186,23 @@ def test_non_empty_destination_is_not_touched(tmp_path, serve):
         ensure_data(tmp_path / "data", url=server.url, quiet=True)
     assert server.requests == 0
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", ["examples", "python -m keypoints train"])
+def test_training_without_data_and_without_network_says_so_in_one_line(tmp_path, monkeypatch, capsys, command):
+    """No --data, no $KEYPOINTS_DATA, no ./data, and the download fails: one line and exit code 1, as
+    `python -m keypoints evaluate` (training used to end in a traceback)."""
+    import keypoints.train
+    from keypoints.cli import main, run, train_main
+
+    def unreachable(data=None, url=None, quiet=False):
+        raise DownloadError("downloading https://example.invalid/data.zip failed after 0 bytes: no network")
+
+    monkeypatch.setattr(keypoints.train, "ensure_data", unreachable)
+    monkeypatch.delenv("KEYPOINTS_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--limit", "128", "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "run"), "--no-progress"]
+    code = run(train_main, argv) if command == "examples" else main(["train", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: downloading") and "\n" not in err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
