@@ -48,3 +48,63 @@ def test_kernel_table_rows_run():
         naive(), fast()
         names.append(name)
     assert len(names) == 19 and "BN + ReLU + pool backward" in names
+
+
+def test_a_fraction_of_the_matmul_peak_above_100_percent_is_not_printed_as_a_figure(capsys):
+    assert bench_train.format_figure("train_peak_fraction", 0.56, "{:.0%}") == "56%"
+    assert bench_train.format_figure("train_peak_fraction", 1.14, "{:.0%}") == "(>100 %)"
+    assert bench_train.format_figure("train_gflops", 114.0, "{:.1f}") == "114.0"
+    results = dict(net=96, batch=64, cpu_count=2, forward_mflops_per_image=130.8, matmul_peak_gflops=35.0,
+                   matmul_peak_runs_gflops=[35.0, 31.0], blas="openblas 0.3.27, Haswell kernel, 2 threads")
+    for key in ("train_img_per_s", "train_step_ms", "faults_per_step", "cpu_s_per_step", "peak_rss_mb",
+                "infer_img_per_s", "latency_ms"):
+        results[key] = 1.0
+    results.update(train_gflops=40.0, train_peak_fraction=40.0 / 35.0)
+    bench_train.print_table(results, with_torch=False)
+    out = capsys.readouterr().out
+    assert "matmul peak 35 GFLOP/s (best of the runs 35, 31; openblas 0.3.27, Haswell kernel, 2 threads)" in out
+    assert "(>100 %)" in out and "114%" not in out and "measured low" in out
+
+
+def test_the_matmul_peak_names_its_blas_and_is_the_best_product():
+    from threadpoolctl import threadpool_info
+
+    peak = bench_train.matmul_peak(sizes=(128,), repeat=2)
+    threads = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"][0]
+    assert peak["blas"].endswith(f", {threads} threads") and peak["matmul_peak_gflops"] > 0
+
+
+def test_the_pytorch_twin_of_the_fused_naimishnet_computes_what_it_computes():
+    """benchmarks/torch_reference.torch_twin on the model as it is built (fused blocks, Identity places):
+    the same outputs in eval mode and in training mode (batch statistics), so bench_train compares like
+    with like."""
+    torch = pytest.importorskip("torch")
+    from torch_reference import torch_twin
+
+    from keypoints.models import naimishnet
+
+    model = naimishnet(96, seed=0)
+    assert any(type(m).__name__ == "BatchNormReLUMaxPool2d" for m in model.features)
+    x = np.random.default_rng(0).random((4, 1, 96, 96), dtype=np.float32)
+    for training in (False, True):
+        model.train(training)
+        twin = torch_twin(model)
+        assert twin.training is training
+        if training:  # dropout draws differ between the frameworks: compare the features only
+            ours, theirs = model.features(x), twin.features(torch.from_numpy(x)).detach().numpy()
+        else:
+            ours, theirs = model(x), twin(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+
+
+def test_a_figure_of_zero_gives_no_ratio_instead_of_a_crash(capsys):
+    """No page faults at all per step (tinynet's preallocated buffers): the ratio column says '-'."""
+    results = dict(net=96, batch=64, cpu_count=2, forward_mflops_per_image=130.8, matmul_peak_gflops=262.0,
+                   matmul_peak_runs_gflops=[249.0, 262.0], blas="openblas", torch_version="2.13.0")
+    for key in ("train_img_per_s", "train_step_ms", "cpu_s_per_step", "peak_rss_mb", "infer_img_per_s",
+                "latency_ms", "train_gflops", "train_peak_fraction"):
+        results[key] = results["torch_" + key] = 2.0
+    results["faults_per_step"], results["torch_faults_per_step"] = 0, 120
+    bench_train.print_table(results, with_torch=True)
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("minor page faults"))
+    assert line.split()[-3:] == ["0", "120", "-"]
