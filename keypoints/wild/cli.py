@@ -98,9 +98,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if stream is not None:
         for note in stream.notes:
             print(note, file=info)
-        todo = [k for k, file in enumerate(files) if str(file) not in stream.done]
-        skipped = len(files) - len(todo)
-        files, outputs = [files[k] for k in todo], [outputs[k] for k in todo]
+        remaining = [k for k, file in enumerate(files) if str(file) not in stream.done]
+        skipped = len(files) - len(remaining)
+        files, outputs = [files[k] for k in remaining], [outputs[k] for k in remaining]
         if skipped:
             print(f"skipping {skipped} photo{'s' if skipped != 1 else ''} already in {args.json}", file=info)
         if not files:
