@@ -28,7 +28,13 @@ class UsageError(SystemExit):
 
 
 def run(main, argv: list[str] | None = None) -> int:
-    """Call ``main(argv)`` as a program does: a :class:`UsageError` is printed as one line with exit code 2."""
+    """Call ``main(argv)`` as a program does: a :class:`UsageError` is printed as one line with exit code 2.
+    At a terminal, the first run on a machine says which tinynet kernels Numba compiles while it does
+    (``tinynet.report_compilation``); logs and pipes get nothing of it."""
+    if sys.stderr.isatty():
+        import tinynet
+
+        tinynet.report_compilation(sys.stderr)
     try:
         return main(argv)
     except UsageError as error:

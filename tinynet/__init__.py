@@ -22,6 +22,7 @@ from . import _memory  # noqa: E402,F401  (reuse freed memory: see tinynet/_memo
 from . import functional, init, nn, optim, serialization  # noqa: E402
 from ._checks import ShapeError  # noqa: E402
 from ._grad_mode import is_grad_enabled, no_grad
+from ._numba import report_compilation  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_error
 from .serialization import load, load_metadata, save
 
@@ -30,5 +31,5 @@ __version__ = "0.1.0"
 __all__ = [
     "nn", "functional", "init", "optim", "serialization",
     "save", "load", "load_metadata", "gradcheck", "numerical_gradient", "relative_error", "GradcheckError",
-    "no_grad", "is_grad_enabled", "ShapeError",
+    "no_grad", "is_grad_enabled", "ShapeError", "report_compilation",
 ]

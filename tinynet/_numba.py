@@ -26,6 +26,7 @@ import os
 import types
 
 import numba
+from numba.core import event as numba_event
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -74,3 +75,50 @@ def parallel_kernel(size_arg: int = 0):
         return launch
 
     return decorate
+
+
+# ---------------------------------------------------------------------------------------------- compile messages
+class _CompileReport(numba_event.Listener):
+    """Prints one line when Numba starts compiling one of tinynet's kernels, and how long it took. Numba
+    raises its ``numba:compile`` event only for real compilation, not for a kernel loaded from the cache,
+    so a warm run prints nothing."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.started: dict[int, float] = {}
+
+    @staticmethod
+    def _kernel(event) -> str | None:
+        func = event.data["dispatcher"].py_func
+        name = func.__name__
+        return name if func.__module__.startswith("tinynet.") and not name.startswith("_") else None
+
+    def on_start(self, event) -> None:
+        name = self._kernel(event)
+        if name is not None:
+            import time
+
+            self.started[id(event.data["dispatcher"])] = time.perf_counter()
+            kinds = sorted({str(getattr(arg, "dtype", arg)) for arg in event.data["args"] if hasattr(arg, "dtype")})
+            print(f"tinynet: compiling {name} ({', '.join(kinds)}) for this machine; later runs load it from the cache",
+                  file=self.stream, flush=True)
+
+    def on_end(self, event) -> None:
+        start = self.started.pop(id(event.data["dispatcher"]), None)
+        if start is not None:
+            import time
+
+            print(f"tinynet: {self._kernel(event)} compiled in {time.perf_counter() - start:.1f} s", file=self.stream,
+                  flush=True)
+
+
+_REPORTS: list = []
+
+
+def report_compilation(stream) -> None:
+    """From now on, say on ``stream`` which tinynet kernel Numba compiles while it does (a first run on a
+    machine, or after an upgrade, compiles for tens of seconds; a warm run prints nothing). The command
+    lines call it when standard error is a terminal. Calling it again changes nothing."""
+    if not _REPORTS:
+        _REPORTS.append(_CompileReport(stream))
+        numba_event.register("numba:compile", _REPORTS[0])
