@@ -56,6 +56,19 @@ def to_pts(points) -> str:
     return f"version: 1\nn_points: {len(points)}\n{{\n{rows}}}\n"
 
 
+def _read_small_text(path: Path, kind: str, bound: str, expected: str) -> str:
+    """The UTF-8 text of ``path``, refused (``DataError`` naming the file) when it is missing, over
+    ``MAX_PTS_BYTES`` (checked before reading: ``bound`` says why that is enough) or not text."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such {kind}")
+    if path.stat().st_size > MAX_PTS_BYTES:
+        raise DataError(f"{path}: {path.stat().st_size} bytes; {bound} is under {MAX_PTS_BYTES} bytes")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; expected {expected}") from None
+
+
 def read_pts(path: str | os.PathLike, num_points: int | None = None) -> np.ndarray:
     """An iBUG ``.pts`` file -> ``(K, 2)`` float64 in 0-based pixel coordinates.
 
@@ -65,16 +78,8 @@ def read_pts(path: str | os.PathLike, num_points: int | None = None) -> np.ndarr
     header's ``n_points`` or ``num_points``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such .pts file")
-    if path.stat().st_size > MAX_PTS_BYTES:
-        raise DataError(f"{path}: {path.stat().st_size} bytes; a .pts file of at most {MAX_POINTS} points"
-                        f" is under {MAX_PTS_BYTES} bytes")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file; expected an iBUG .pts file (version, n_points, points"
-                        " between { and })") from None
+    text = _read_small_text(path, ".pts file", f"a .pts file of at most {MAX_POINTS} points",
+                            "an iBUG .pts file (version, n_points, points between { and })")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if "{" not in lines or "}" not in lines or lines.index("}") < lines.index("{"):
         raise DataError(f"{path}: not an iBUG .pts file (expected 'n_points: K' and the points between {{ and }})")
@@ -128,16 +133,10 @@ def read_flip_file(path: str | os.PathLike, num_points: int) -> np.ndarray:
     them, or not a permutation that is its own inverse (:func:`keypoints.geometry.checked_flip_permutation`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such flip file")
-    if path.stat().st_size > MAX_PTS_BYTES:
-        raise DataError(f"{path}: {path.stat().st_size} bytes; a flip file of at most {MAX_POINTS} indices is"
-                        f" under {MAX_PTS_BYTES} bytes")
+    text = _read_small_text(path, "flip file", f"a flip file of at most {MAX_POINTS} indices",
+                            f"a flip file of {num_points} 0-based indices")
     try:
-        words = [word for line in path.read_text(encoding="utf-8").splitlines() for word in line.split("#")[0].split()]
-        indices = [int(word) for word in words]
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file; expected a flip file of {num_points} 0-based indices") from None
+        indices = [int(word) for line in text.splitlines() for word in line.split("#")[0].split()]
     except ValueError as exc:
         raise DataError(f"{path}: expected 0-based integer indices, one per point: {exc}") from None
     try:
