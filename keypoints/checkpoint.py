@@ -36,7 +36,7 @@ from tinynet.serialization import ArrayInfo, load_structure
 
 from .crops import rescale_size
 from .framing import DATASET_FRAMING, PointFraming
-from .geometry import checked_flip_permutation, default_flip_permutation
+from .geometry import MAX_POINTS, NUM_KEYPOINTS, checked_flip_permutation, default_flip_permutation
 from .recipes import recipe_from_dict
 
 FORMAT = "keypoints-checkpoint"
@@ -47,12 +47,10 @@ HEADS = ("classic", "dropout-last")
 MAX_REFINE_PASSES = 4
 #: the rescaled shorter side is S * RESCALE_RANGE[0] .. S * RESCALE_RANGE[1] (training uses S * 250 / 224)
 RESCALE_RANGE = (1.0, 2.0)
-#: the number of points of a model: the iBUG 68, or 1..MAX_POINTS of your own (keypoints.data.pts)
-IBUG_POINTS, MAX_POINTS = 68, 1000
 
 #: optional fields and the value a checkpoint without them (an older one) means
 DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
-            "confidence_calibration": None, "test_frames": None, "num_points": IBUG_POINTS, "flip_permutation": None}
+            "confidence_calibration": None, "test_frames": None, "num_points": NUM_KEYPOINTS, "flip_permutation": None}
 
 
 class CheckpointError(ValueError):
@@ -124,9 +122,9 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
             raise CheckpointError(f"{where}: meta.{exc}") from None
     num_points, permutation = _point_layout(meta, where)
     calibration = meta["confidence_calibration"]
-    if calibration is not None and num_points != IBUG_POINTS:
+    if calibration is not None and num_points != NUM_KEYPOINTS:
         raise CheckpointError(f"{where}: meta.confidence_calibration must be null for {num_points} points (the"
-                              f" confidence reads the eye corners of the {IBUG_POINTS} iBUG points)")
+                              f" confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points)")
     if calibration is not None:
         # (a, b) of keypoints.wild.confidence: a finite intercept and a negative slope (more disagreement
         # between the plain and the mirrored pass must mean less confidence)
@@ -159,8 +157,8 @@ def _point_layout(meta: dict, where: str) -> tuple[int, list | None]:
             raise CheckpointError(str(exc)) from None
     if permutation is None and default_flip_permutation(num_points) is None and meta["flip_test"]:
         raise CheckpointError(f"{where}: meta.flip_test is true but {num_points} points have no meta.flip_permutation")
-    if num_points != IBUG_POINTS and (meta["framing"] or {}).get("upright"):
-        raise CheckpointError(f"{where}: meta.framing.upright needs the eyes of the {IBUG_POINTS} iBUG points,"
+    if num_points != NUM_KEYPOINTS and (meta["framing"] or {}).get("upright"):
+        raise CheckpointError(f"{where}: meta.framing.upright needs the eyes of the {NUM_KEYPOINTS} iBUG points,"
                               f" the model has {num_points} points")
     return num_points, None if permutation is None else [int(i) for i in permutation]
 
@@ -317,7 +315,7 @@ def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING, num_points: int = IBUG_POINTS,
+def checkpoint_meta(recipe, framing: PointFraming = DATASET_FRAMING, num_points: int = NUM_KEYPOINTS,
                     flip_permutation=None) -> dict:
     """The model spec a checkpoint carries, from a training ``Recipe``: what it needs to be used on its own.
 
@@ -367,7 +365,7 @@ def save_checkpoint(
     framing: PointFraming = DATASET_FRAMING,
     averaged=None,
     *,
-    num_points: int = IBUG_POINTS,
+    num_points: int = NUM_KEYPOINTS,
     flip_permutation=None,
 ) -> None:
     """The full training state (atomic write: an interrupted save keeps the previous file); ``num_points``
@@ -393,7 +391,7 @@ def save_checkpoint(
 
 def save_weights(
     path: Path, recipe, weights: dict, epoch: int, loss: float, framing: PointFraming = DATASET_FRAMING, *,
-    num_points: int = IBUG_POINTS, flip_permutation=None,
+    num_points: int = NUM_KEYPOINTS, flip_permutation=None,
 ) -> None:
     """A compact checkpoint for inference: metadata (``num_points`` and ``flip_permutation`` as
     :func:`checkpoint_meta`) + weights."""

@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 
-NUM_KEYPOINTS = 68
+NUM_KEYPOINTS = 68  # the iBUG layout of the shipped model
+#: at most this many points per face in a model of your own (the largest common layouts have a few hundred)
+MAX_POINTS = 1000
 
 # The iBUG 68-point mirror permutation: after a horizontal flip, the point that used to be index
 # FLIP_PERMUTATION[i] is the one that now plays the role of index i (the old right eye corner is the new

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import NUM_KEYPOINTS
+
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
 FAILURE_THRESHOLD = 0.10
-IBUG_POINTS = 68
 #: what ``nme_normalization`` answers, and what ``summarize`` records as ``nme_normalization``
 INTEROCULAR, BOX_DIAGONAL = "interocular", "box_diagonal"
 
 
 def nme_normalization(num_points: int) -> str:
     """:data:`INTEROCULAR` (outer eye corners 36, 45) for the 68 iBUG points, else :data:`BOX_DIAGONAL`."""
-    return INTEROCULAR if num_points == IBUG_POINTS else BOX_DIAGONAL
+    return INTEROCULAR if num_points == NUM_KEYPOINTS else BOX_DIAGONAL
 
 
 def interocular_distance(true: np.ndarray) -> np.ndarray:
@@ -38,15 +39,14 @@ def nme_per_face(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     (``K = 68``) or its true points' box diagonal (any other ``K``; :func:`nme_normalization`)."""
     if pred.shape != true.shape or pred.ndim != 3 or pred.shape[2] != 2:
         raise ValueError(f"nme_per_face: expected two arrays of shape (N, K, 2), got {pred.shape} and {true.shape}")
-    errors = np.linalg.norm(pred.astype(np.float64) - true.astype(np.float64), axis=-1).mean(axis=1)
+    true = true.astype(np.float64)
+    errors = np.linalg.norm(pred.astype(np.float64) - true, axis=-1).mean(axis=1)
     if nme_normalization(true.shape[1]) == INTEROCULAR:
-        distance = interocular_distance(true.astype(np.float64))
-        if np.any(distance <= 0):
-            raise ValueError("nme_per_face: a face has coincident outer eye corners (points 36 and 45)")
+        distance, degenerate = interocular_distance(true), "coincident outer eye corners (points 36 and 45)"
     else:
-        distance = box_diagonal(true.astype(np.float64))
-        if np.any(distance <= 0):
-            raise ValueError("nme_per_face: a face's true points all coincide (a zero box diagonal)")
+        distance, degenerate = box_diagonal(true), "true points that all coincide (a zero box diagonal)"
+    if np.any(distance <= 0):
+        raise ValueError(f"nme_per_face: a face has {degenerate}")
     return errors / distance
 
 

@@ -33,14 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import checked_flip_permutation, default_flip_permutation
+from ..geometry import MAX_POINTS, checked_flip_permutation, default_flip_permutation
 from .csv import IMAGE_EXTENSIONS, MAX_COORDINATE, DataError
 from .dataset import read_image
 
 #: a .pts file larger than this is refused before it is read (68 points take about 1 kB)
 MAX_PTS_BYTES = 1 << 20
-#: at most this many points per face (the largest common layouts have a few hundred)
-MAX_POINTS = 1000
 #: without ``DIR/train`` and ``DIR/test``, this share of the annotated images is the test split
 TEST_SHARE = 0.1
 TEST_SEED = 0

@@ -375,9 +375,10 @@ def _process_frames(capture, temporary: Path, output: Path, fps: float, predicto
                     )
             faces = predict_faces(predictor, frame, detector=detector)
             tracks = tracker.update(faces, frames / fps)
-            for track, face in zip(tracks, faces if blink is not None else []):  # tracks come in the faces' order
-                counter = counters.setdefault(track.id, BlinkCounter(blink.threshold, blink.min_frames))
-                counter.update(face.points)
+            if blink is not None:  # a model without the 68-point eyes counts no blinks
+                for track, face in zip(tracks, faces):  # update returns the tracks in the order of the faces
+                    counter = counters.setdefault(track.id, BlinkCounter(blink.threshold, blink.min_frames))
+                    counter.update(face.points)
             out = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             if tracks:
                 stacked = np.stack([track.points for track in tracks])
