@@ -1,6 +1,6 @@
 """Training and inference speed of NaimishNet, tinynet against PyTorch on the same machine, same run.
 
-    python benchmarks/bench_train.py [--net 96|224] [--batch 64] [--json] [--no-torch]
+    python benchmarks/bench_train.py [--net 96|224] [--batch 64] [--load N] [--json] [--no-torch]
 
 What is measured (batch 64, float32, every core in use):
 
@@ -22,9 +22,14 @@ What is measured (batch 64, float32, every core in use):
   threads are named (``threadpoolctl``). A fraction above 100 % is not printed as a figure: it says
   the peak was measured low, and to run again on a quiet machine.
 
-PyTorch (``pip install torch==2.13.0``; never a dependency) gets the same weights (``torch_twin``)
-and the same number of threads. Its figures appear beside tinynet's, with the ratio, when it is
-importable. With ``--json`` the last line printed is one JSON object: ``train_img_per_s``,
+- with ``--load N``, each round also times training while another compute job runs (a NumPy float32
+  matmul loop with N BLAS threads, ``competing_load.py``, started and stopped here): the share of its
+  idle speed each framework keeps, and the ratio between them under the same load.
+
+PyTorch (``pip install torch==2.13.0``; never a dependency) gets the same weights and the same number of
+threads. Its workers import nothing of tinynet (a worker that did is refused): this process writes the
+nets to files (``torch_reference.save_twin``) and they build them with NumPy and torch alone. Its figures
+appear beside tinynet's, with the ratio, when it is importable. With ``--json`` the last line printed is one JSON object: ``train_img_per_s``,
 ``infer_img_per_s``, ``latency_ms``, ``peak_rss_mb``, ``train_gflops`` ... and ``torch_`` twins.
 """
 from __future__ import annotations
@@ -33,15 +38,20 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # torch_reference.py
+sys.path.insert(0, str(HERE))  # torch_reference.py, competing_load.py
 sys.path.insert(0, str(HERE.parent))
+
+from competing_load import CompetingLoad  # noqa: E402
+from train_report import print_table  # noqa: E402
 
 #: measured training steps / inference batches / one-face calls, per net size (after the warm-up)
 REPEATS = {96: dict(train=10, infer=8, latency=40, memory=5), 224: dict(train=4, infer=3, latency=10, memory=3)}
@@ -87,13 +97,13 @@ def _tinynet_model(size: int):
     return naimishnet(size, seed=0)
 
 
-def _train_step(framework: str, size: int, images, targets):
-    """A function running one training step (forward, MSE, backward, Adam) of a fresh seeded net."""
-    model = _tinynet_model(size)
+def _train_step(framework: str, size: int, images, targets, twins: str | None):
+    """A function running one training step (forward, MSE, backward, Adam) of a fresh seeded net; PyTorch's
+    twin of that net comes from ``twins/train.npz`` (this process then imports nothing of tinynet)."""
     if framework == "tinynet":
         from tinynet import nn, optim
 
-        model.train().skip_input_grad()
+        model = _tinynet_model(size).train().skip_input_grad()
         criterion = nn.MSELoss()
         optimizer = optim.Adam(model.parameters(), lr=1e-3)
 
@@ -104,10 +114,10 @@ def _train_step(framework: str, size: int, images, targets):
             optimizer.step()
         return step
     import torch
-    from torch_reference import torch_twin
+    from torch_reference import load_twin
 
     torch.set_num_threads(os.cpu_count() or 1)
-    twin = torch_twin(model).train()
+    twin = load_twin(Path(twins) / "train.npz").train()
     criterion = torch.nn.MSELoss()
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     x, y = torch.from_numpy(images), torch.from_numpy(targets)
@@ -119,23 +129,30 @@ def _train_step(framework: str, size: int, images, targets):
     return step
 
 
-def _predict(framework: str, size: int, images):
-    """A function ``run(batch)`` of the net in eval mode without gradients, and how to feed it."""
-    import tinynet
-
+def _eval_model(size: int, images):
+    """The seeded net in eval mode with the statistics of a training batch rather than the initial (0, 1)."""
     model = _tinynet_model(size)
-    model.train()(images)  # eval mode with the statistics of a training batch rather than the initial (0, 1)
-    model.eval()
+    model.train()(images)
+    return model.eval()
+
+
+def _predict(framework: str, size: int, images, twins: str | None):
+    """A function ``run(batch)`` of the net in eval mode without gradients, and how to feed it; PyTorch's
+    twin comes from ``twins/eval.npz``."""
     if framework == "tinynet":
+        import tinynet
+
+        model = _eval_model(size, images)
+
         def run(x):
             with tinynet.no_grad():
                 return model(x)
         return run, lambda a: a
     import torch
-    from torch_reference import torch_twin
+    from torch_reference import load_twin
 
     torch.set_num_threads(os.cpu_count() or 1)
-    twin = torch_twin(model).eval()
+    twin = load_twin(Path(twins) / "eval.npz").eval()
 
     def run(x):
         with torch.no_grad():
@@ -143,14 +160,28 @@ def _predict(framework: str, size: int, images):
     return run, torch.from_numpy
 
 
-def worker_train(framework: str, size: int, batch: int) -> dict:
+def write_twins(size: int, batch: int, folder: Path) -> None:
+    """The nets PyTorch's workers measure, as files: ``train.npz`` (fresh, seeded) and ``eval.npz``."""
+    from torch_reference import save_twin
+
+    images, _ = _data(size, batch)
+    save_twin(_tinynet_model(size).train(), folder / "train.npz")
+    save_twin(_eval_model(size, images), folder / "eval.npz")
+
+
+def _imports_tinynet() -> bool:
+    return any(name.split(".")[0] in ("tinynet", "keypoints") for name in sys.modules)
+
+
+def worker_train(framework: str, size: int, batch: int, twins: str | None) -> dict:
     """A process that only trains: peak memory, page faults and CPU time per step."""
-    import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
+    if framework == "tinynet":
+        import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
 
     images, targets = _data(size, batch)
-    step = _train_step(framework, size, images, targets)
+    step = _train_step(framework, size, images, targets, twins)
     _, faults, cpu = _timed(step, REPEATS[size]["memory"])
-    return dict(faults_per_step=faults, cpu_s_per_step=cpu, peak_rss_mb=_peak_rss_mb())
+    return dict(faults_per_step=faults, cpu_s_per_step=cpu, peak_rss_mb=_peak_rss_mb(), imports_tinynet=_imports_tinynet())
 
 
 def _alternating(functions: dict, repeat: int, warmup: int = WARMUP) -> dict:
@@ -168,26 +199,32 @@ def _alternating(functions: dict, repeat: int, warmup: int = WARMUP) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def worker_speed(frameworks: list[str], size: int, batch: int) -> dict:
-    """Training, inference and one-face speed of each framework (in turn when several share a process)."""
-    import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
+def worker_speed(frameworks: list[str], size: int, batch: int, twins: str | None, train_only: bool = False) -> dict:
+    """Training, inference and one-face speed of each framework (in turn when several share a process);
+    ``train_only``: the training speed alone (what ``--load`` measures)."""
+    if "tinynet" in frameworks:
+        import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
 
     images, targets = _data(size, batch)
     repeats = REPEATS[size]
-    steps = {fw: _train_step(fw, size, images, targets) for fw in frameworks}
+    steps = {fw: _train_step(fw, size, images, targets, twins) for fw in frameworks}
     train = _alternating(steps, repeats["train"])
     del steps
-    predictors = {fw: _predict(fw, size, images) for fw in frameworks}
+    result = {"imports_tinynet": _imports_tinynet()}
+    for fw in frameworks:
+        prefix = "" if fw == "tinynet" else "torch_"
+        result.update({prefix + "train_img_per_s": batch / train[fw], prefix + "train_step_ms": 1000 * train[fw]})
+    if train_only:
+        return result
+    predictors = {fw: _predict(fw, size, images, twins) for fw in frameworks}
     big = {fw: (lambda run=run, x=feed(images): run(x)) for fw, (run, feed) in predictors.items()}
     one = images[:1].copy()
     small = {fw: (lambda run=run, x=feed(one): run(x)) for fw, (run, feed) in predictors.items()}
     infer = _alternating(big, repeats["infer"])
     latency = _alternating(small, repeats["latency"], warmup=5)
-    result = {}
     for fw in frameworks:
         prefix = "" if fw == "tinynet" else "torch_"
-        result.update({prefix + "train_img_per_s": batch / train[fw], prefix + "train_step_ms": 1000 * train[fw],
-                       prefix + "infer_img_per_s": batch / infer[fw], prefix + "latency_ms": 1000 * latency[fw]})
+        result.update({prefix + "infer_img_per_s": batch / infer[fw], prefix + "latency_ms": 1000 * latency[fw]})
     return result
 
 
@@ -259,16 +296,19 @@ def matmul_peak(sizes: tuple[int, ...] = (1024, 2048), repeat: int = 5) -> dict:
     return dict(matmul_peak_gflops=best, blas=blas_description())
 
 
-def run_worker(job: str, framework: str, size: int, batch: int, env: dict | None = None) -> dict:
+def run_worker(job: str, framework: str, size: int, batch: int, env: dict | None = None, twins: Path | None = None,
+               train_only: bool = False) -> dict:
     command = [sys.executable, __file__, "--worker", job, "--framework", framework, "--net", str(size), "--batch", str(batch)]
-    if "torch" in framework.split(","):
-        # PyTorch as users get it: the worker imports tinynet (to build the net whose weights it
-        # copies), so switch off what that import would change in the process (tinynet/_memory.py)
-        env = dict(os.environ if env is None else env, TINYNET_MALLOC_TUNING="0")
+    command += ["--twins", str(twins)] if twins is not None else []
+    command += ["--train-only"] if train_only else []
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"bench_train: the {framework} {job} worker failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if framework == "torch" and result.pop("imports_tinynet", False):
+        raise SystemExit("bench_train: the PyTorch worker imported tinynet; its figures would not be PyTorch's own")
+    result.pop("imports_tinynet", None)
+    return result
 
 
 def torch_version() -> str | None:
@@ -287,15 +327,21 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
     parser.add_argument("--rounds", type=int, default=3, help="speed measurements per framework, taken in turns")
     parser.add_argument("--startup", action="store_true", help="also time import + first step, cold and warm cache")
+    parser.add_argument("--load", type=int, metavar="N", help="also measure training beside another compute job (a"
+                        " NumPy float32 matmul loop with N BLAS threads, started and stopped here; see competing_load.py)")
     parser.add_argument("--worker", choices=("train", "speed", "startup", "peak"), help=argparse.SUPPRESS)
     parser.add_argument("--framework", default="tinynet", help=argparse.SUPPRESS)  # speed: "tinynet,torch"
+    parser.add_argument("--twins", help=argparse.SUPPRESS)  # PyTorch's nets as files (write_twins)
+    parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load is not None and args.load < 1:
+        parser.error(f"--load: expected a positive number of threads, got {args.load}")
 
     if args.worker:
         if args.worker == "train":
-            result = worker_train(args.framework, args.net, args.batch)
+            result = worker_train(args.framework, args.net, args.batch, args.twins)
         elif args.worker == "speed":
-            result = worker_speed(args.framework.split(","), args.net, args.batch)
+            result = worker_speed(args.framework.split(","), args.net, args.batch, args.twins, args.train_only)
         elif args.worker == "peak":
             result = worker_peak()
         else:
@@ -308,29 +354,44 @@ def main() -> None:
     frameworks = ["tinynet"] + (["torch"] if version else [])
     flops = forward_flops(size)
     results: dict = dict(net=size, batch=batch, cpu_count=os.cpu_count(), forward_mflops_per_image=flops / 1e6)
+    twins = Path(tempfile.mkdtemp(prefix="bench-train-twins-"))
+    if version:
+        write_twins(size, batch, twins)  # PyTorch's workers read the nets from files: they import nothing of tinynet
     peaks = [run_worker("peak", "tinynet", size, batch)]  # before the speed rounds, and after them (below)
     # speeds: a fresh process per framework, in turns (tinynet, torch, tinynet, torch, ...), the median
-    # of each figure over the rounds: the machine's speed drifts, and turns spread the drift evenly
-    rounds = [{fw: run_worker("speed", fw, size, batch) for fw in frameworks} for _ in range(args.rounds)]
+    # of each figure over the rounds: the machine's speed drifts, and turns spread the drift evenly. With
+    # --load, each round also measures training beside the competing job, started for that round's turns
+    rounds, loaded = [], []
+    for _ in range(args.rounds):
+        rounds.append({fw: run_worker("speed", fw, size, batch, twins=twins) for fw in frameworks})
+        if args.load:
+            with CompetingLoad(args.load) as load:
+                loaded.append({fw: run_worker("speed", fw, size, batch, twins=twins, train_only=True) for fw in frameworks})
+            loaded[-1]["load_gflops"] = load.gflops
     for framework in frameworks:
         for key in rounds[0][framework]:
             results[key] = statistics.median(r[framework][key] for r in rounds)
+        for key in loaded[0][framework] if loaded else ():
+            results["loaded_" + key] = statistics.median(r[framework][key] for r in loaded)
+    if args.load:
+        with CompetingLoad(args.load) as load:  # the job alone: what it does on a machine it has to itself
+            time.sleep(5)
+        results.update(load_threads=args.load, load_gflops_alone=load.gflops,
+                       load_gflops_beside=statistics.median(r["load_gflops"] for r in loaded))
     peaks.append(run_worker("peak", "tinynet", size, batch))
     results["matmul_peak_gflops"] = max(peak["matmul_peak_gflops"] for peak in peaks)
     results["matmul_peak_runs_gflops"] = [peak["matmul_peak_gflops"] for peak in peaks]
     results["blas"] = peaks[-1]["blas"]
     for framework in frameworks:
         prefix = "" if framework == "tinynet" else "torch_"
-        results.update({prefix + key: value for key, value in run_worker("train", framework, size, batch).items()})
+        results.update({prefix + key: value for key, value in run_worker("train", framework, size, batch, twins=twins).items()})
         results[prefix + "train_gflops"] = 3 * flops * results[prefix + "train_img_per_s"] / 1e9
         results[prefix + "infer_gflops"] = flops * results[prefix + "infer_img_per_s"] / 1e9
         results[prefix + "train_peak_fraction"] = results[prefix + "train_gflops"] / results["matmul_peak_gflops"]
+    shutil.rmtree(twins, ignore_errors=True)
     if version:
         results["torch_version"] = version
     if args.startup:
-        import shutil
-        import tempfile
-
         cache = tempfile.mkdtemp(prefix="tinynet-numba-cache-")
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         cold = run_worker("startup", "tinynet", size, batch, env)
@@ -342,54 +403,6 @@ def main() -> None:
     print_table(results, "torch" in frameworks)
     if args.json:
         print(json.dumps(results))
-
-
-ROWS = (
-    ("training, images/s", "train_img_per_s", "{:.1f}", True),
-    ("training step, ms", "train_step_ms", "{:.0f}", False),
-    ("training GFLOP/s", "train_gflops", "{:.1f}", True),
-    ("  fraction of matmul peak", "train_peak_fraction", "{:.0%}", True),
-    ("minor page faults per step", "faults_per_step", "{:,}", False),
-    ("CPU seconds per step", "cpu_s_per_step", "{:.2f}", False),
-    ("peak RSS of training, MB", "peak_rss_mb", "{:.0f}", False),
-    ("inference, images/s (batch 64)", "infer_img_per_s", "{:.1f}", True),
-    ("one face (batch 1), ms", "latency_ms", "{:.2f}", False),
-)
-
-
-def format_figure(key: str, value: float, fmt: str) -> str:
-    """``value`` in ``fmt``; a fraction of the matmul peak above 100 % is a measurement error, not a figure."""
-    if key.endswith("peak_fraction") and value > 1:
-        return "(>100 %)"
-    return fmt.format(value)
-
-
-def print_table(results: dict, with_torch: bool) -> None:
-    runs = ", ".join(f"{g:.0f}" for g in results["matmul_peak_runs_gflops"])
-    print(f"naimishnet({results['net']}), batch {results['batch']}, float32, {results['cpu_count']} cores; "
-          f"forward {results['forward_mflops_per_image']:.1f} MFLOP/image; "
-          f"matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s (best of the runs {runs}; {results['blas']})")
-    header = f"{'':34}{'tinynet':>12}"
-    if with_torch:
-        header += f"{'PyTorch ' + results['torch_version'].split('+')[0]:>16}{'ratio':>10}"
-    print(header)
-    for label, key, fmt, higher_is_better in ROWS:
-        line = f"{label:34}{format_figure(key, results[key], fmt):>12}"
-        if with_torch:
-            theirs = results["torch_" + key]
-            better, worse = (results[key], theirs) if higher_is_better else (theirs, results[key])
-            ratio = f"{better / worse:>9.2f}x" if worse > 0 else f"{'-':>10}"  # e.g. no page faults at all
-            line += f"{format_figure(key, theirs, fmt):>16}{ratio}"
-        print(line)
-    if any(results.get(prefix + "train_peak_fraction", 0) > 1 for prefix in ("", "torch_")):
-        print("the matmul peak was measured low (the machine was busy while it was measured): a fraction of it above"
-              " 100 % means nothing; run again on a quiet machine")
-    if with_torch:
-        print("ratio: how many times better tinynet is (speed: ours / theirs; time, faults, memory: theirs / ours)")
-    if "startup_cold_total_s" in results:
-        for kind in ("cold", "warm"):
-            print(f"start-up, {kind} Numba cache: import {results[f'startup_{kind}_import_s']:.2f} s + first training "
-                  f"step {results[f'startup_{kind}_first_step_s']:.2f} s = {results[f'startup_{kind}_total_s']:.2f} s")
 
 
 if __name__ == "__main__":

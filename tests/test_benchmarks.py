@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_kernels  # noqa: E402
 import bench_train  # noqa: E402
+import train_report  # noqa: E402
 
 from keypoints.models import naimishnet  # noqa: E402
 from tinynet import nn, no_grad  # noqa: E402
@@ -51,16 +52,16 @@ def test_kernel_table_rows_run():
 
 
 def test_a_fraction_of_the_matmul_peak_above_100_percent_is_not_printed_as_a_figure(capsys):
-    assert bench_train.format_figure("train_peak_fraction", 0.56, "{:.0%}") == "56%"
-    assert bench_train.format_figure("train_peak_fraction", 1.14, "{:.0%}") == "(>100 %)"
-    assert bench_train.format_figure("train_gflops", 114.0, "{:.1f}") == "114.0"
+    assert train_report.format_figure("train_peak_fraction", 0.56, "{:.0%}") == "56%"
+    assert train_report.format_figure("train_peak_fraction", 1.14, "{:.0%}") == "(>100 %)"
+    assert train_report.format_figure("train_gflops", 114.0, "{:.1f}") == "114.0"
     results = dict(net=96, batch=64, cpu_count=2, forward_mflops_per_image=130.8, matmul_peak_gflops=35.0,
                    matmul_peak_runs_gflops=[35.0, 31.0], blas="openblas 0.3.27, Haswell kernel, 2 threads")
     for key in ("train_img_per_s", "train_step_ms", "faults_per_step", "cpu_s_per_step", "peak_rss_mb",
                 "infer_img_per_s", "latency_ms"):
         results[key] = 1.0
     results.update(train_gflops=40.0, train_peak_fraction=40.0 / 35.0)
-    bench_train.print_table(results, with_torch=False)
+    train_report.print_table(results, with_torch=False)
     out = capsys.readouterr().out
     assert "matmul peak 35 GFLOP/s (best of the runs 35, 31; openblas 0.3.27, Haswell kernel, 2 threads)" in out
     assert "(>100 %)" in out and "114%" not in out and "measured low" in out
@@ -105,6 +106,50 @@ def test_a_figure_of_zero_gives_no_ratio_instead_of_a_crash(capsys):
                 "latency_ms", "train_gflops", "train_peak_fraction"):
         results[key] = results["torch_" + key] = 2.0
     results["faults_per_step"], results["torch_faults_per_step"] = 0, 120
-    bench_train.print_table(results, with_torch=True)
+    train_report.print_table(results, with_torch=True)
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("minor page faults"))
     assert line.split()[-3:] == ["0", "120", "-"]
+
+
+def test_the_pytorch_twin_from_a_file_is_built_without_tinynet(tmp_path):
+    """bench_train's PyTorch workers read the net from a file (torch_reference.save_twin) in a process that
+    imports nothing of tinynet, and compute what tinynet's net computes."""
+    pytest.importorskip("torch")
+    from torch_reference import save_twin
+
+    model = naimishnet(96, seed=0).eval()
+    x = np.random.default_rng(1).random((2, 1, 96, 96), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    save_twin(model, tmp_path / "twin.npz")
+    script = (
+        "import sys, json, numpy as np, torch\n"
+        f"sys.path.insert(0, {str(Path(bench_train.__file__).parent)!r})\n"
+        "from torch_reference import load_twin\n"
+        f"twin = load_twin({str(tmp_path / 'twin.npz')!r})\n"
+        f"out = twin(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))).detach().numpy()\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
+        "print(json.dumps([twin.training, sorted(m for m in sys.modules if m.split('.')[0] in ('tinynet', 'keypoints'))]))\n"
+    )
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    training, imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert training is False and imported == []
+    with no_grad():
+        np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_the_competing_load_runs_while_the_block_runs_and_reports_its_rate():
+    """competing_load.CompetingLoad: a process multiplying matrices exists during the block, not after it."""
+    import time
+
+    from competing_load import CompetingLoad
+
+    with CompetingLoad(threads=1) as load:
+        process = load._process
+        assert process.poll() is None
+        time.sleep(0.3)
+    assert process.poll() is not None and load.gflops is not None and load.gflops > 0
+    with pytest.raises(ValueError, match="positive integer"):
+        CompetingLoad(threads=0)
