@@ -19,7 +19,7 @@ if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 from . import _memory  # noqa: E402,F401  (reuse freed memory: see tinynet/_memory.py)
-from . import functional, init, nn, optim, serialization  # noqa: E402
+from . import blas, functional, init, nn, optim, serialization  # noqa: E402
 from ._checks import ShapeError  # noqa: E402
 from ._grad_mode import is_grad_enabled, no_grad
 from ._numba import report_compilation  # noqa: E402
@@ -29,7 +29,7 @@ from .serialization import load, load_metadata, save
 __version__ = "0.1.0"
 
 __all__ = [
-    "nn", "functional", "init", "optim", "serialization",
+    "nn", "functional", "init", "optim", "serialization", "blas",
     "save", "load", "load_metadata", "gradcheck", "numerical_gradient", "relative_error", "GradcheckError",
     "no_grad", "is_grad_enabled", "ShapeError", "report_compilation",
 ]

@@ -44,6 +44,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .._checks import pair
+from ..blas import matmul, sum_of_products
 from ..kernels.conv_single_channel import conv1ch_forward_kernel, conv1ch_input_grad_kernel, conv1ch_weight_grad_kernel
 from .im2col import col2im, conv_output_size, im2col, padded_windows
 
@@ -122,7 +123,7 @@ def conv2d_forward(
     out_mat = out.reshape(n, f, p)  # a view: matmul writes straight into the NCHW output
 
     if _is_pointwise((kh, kw), stride, padding):
-        np.matmul(wmat, x.reshape(n, c, p), out=out_mat)  # (F, C) @ (N, C, H*W)
+        matmul(wmat, x.reshape(n, c, p), out=out_mat)  # (F, C) @ (N, C, H*W)
         if bias is not None:
             out_mat += bias[:, None]
     elif _is_single_channel(c, stride, padding):
@@ -139,7 +140,7 @@ def conv2d_forward(
         for chunk in _batch_chunks(n, bytes_per_image):
             target = workspace[chunk] if kept else workspace[: chunk.stop - chunk.start]
             cols = im2col(x[chunk], (kh, kw), stride, padding, out=target, ones_row=ones)  # (B, K [+1], P)
-            np.matmul(wmat, cols, out=out_mat[chunk])  # (F, K [+1]) @ (B, K [+1], P) -> (B, F, P)
+            matmul(wmat, cols, out=out_mat[chunk])  # (F, K [+1]) @ (B, K [+1], P) -> (B, F, P)
         return out, Conv2dCache(x, weight, stride, padding, ones, workspace if kept else None)
     return out, Conv2dCache(x, weight, stride, padding, bias is not None)
 
@@ -178,15 +179,11 @@ def _pointwise_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
     n, c = x.shape[:2]
     f, p = weight.shape[0], dout.shape[2] * dout.shape[3]
     dout_mat, cols_all = dout.reshape(n, f, p), x.reshape(n, c, p)  # (N, F, P), (N, C, P)
-    dwmat = np.zeros((f, c), dtype=x.dtype)
-    product = np.empty((f, c), dtype=x.dtype)  # one image's dout[n] @ cols[n].T
-    for i in range(n):
-        np.matmul(dout_mat[i], cols_all[i].T, out=product)
-        dwmat += product
+    dwmat = sum_of_products(dout_mat, cols_all, np.zeros((f, c), dtype=x.dtype))  # sum_n dout[n] @ cols[n].T
     dx = None
     if need_dx:
         dx = np.empty_like(x)
-        np.matmul(weight.reshape(f, c).T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
+        matmul(weight.reshape(f, c).T, dout_mat, out=dx.reshape(n, c, p))  # dcols is dx itself
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwmat.reshape(weight.shape), dbias
 
@@ -217,7 +214,6 @@ def _im2col_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
     dx = np.empty_like(x) if need_dx else None
     bytes_per_image = (k + ones) * p * x.itemsize
     dw_ext = np.zeros((f, k + ones), dtype=x.dtype)  # [dWm | dbias]
-    product = np.empty_like(dw_ext)
     workspace = None
     if kept is None or need_dx:
         workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k + ones, p), dtype=x.dtype)
@@ -227,12 +223,10 @@ def _im2col_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
             cols = kept[chunk]
         else:
             cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[:b], ones_row=ones)  # (B, K [+1], P)
-        for i in range(b):
-            np.matmul(dout_mat[chunk.start + i], cols[i].T, out=product)  # (F, P) @ (P, K [+1])
-            dw_ext += product
+        sum_of_products(dout_mat[chunk], cols, dw_ext)  # += sum_i (F, P) @ (P, K [+1])
         if need_dx:
             dcols = workspace[:b]  # reused: this chunk's columns are no longer needed
-            np.matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
+            matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
             col2im(dcols, (b, c, h, w), (kh, kw), stride, padding, out=dx[chunk], ones_row=ones)
     dbias = dw_ext[:, k].copy() if ones else None
     return dx, np.ascontiguousarray(dw_ext[:, :k]).reshape(weight.shape), dbias

@@ -5,6 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..blas import matmul
+
 
 class LinearCache(NamedTuple):
     x: np.ndarray  # (N, in_features), the input
@@ -26,7 +28,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -
     out : (N, out_features), ``out = x @ weight.T + bias``
     cache : LinearCache
     """
-    out = x @ weight.T  # (N, out)
+    out = matmul(x, weight.T)  # (N, out), on tinynet's threads (tinynet/blas.py)
     if bias is not None:
         out += bias
     return out, LinearCache(x, weight, bias is not None)
@@ -48,7 +50,7 @@ def linear_backward(dout: np.ndarray, cache: LinearCache) -> tuple[np.ndarray, n
     dbias : (out_features,) or None when the layer has no bias
     """
     x, weight, has_bias = cache
-    dx = dout @ weight  # (N, in)
-    dweight = dout.T @ x  # (out, in)
+    dx = matmul(dout, weight)  # (N, in)
+    dweight = matmul(dout.T, x)  # (out, in)
     dbias = dout.sum(axis=0) if has_bias else None  # (out,)
     return dx, dweight, dbias

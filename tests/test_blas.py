@@ -1,0 +1,128 @@
+"""tinynet.blas: matrix products in pieces on tinynet's threads, each piece on one BLAS thread."""
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from tinynet import blas
+
+SHAPES = {  # name: (a, b), the layers' products: a batch, more rows than columns, more columns, one row
+    "batch": ((32, 150), (5, 150, 600)),
+    "rows": ((400, 24), (24, 260)),
+    "columns": ((24, 900), (900, 350)),
+    "one row": ((1, 2100), (2100, 1000)),
+}
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count a test changes."""
+    before = blas.get_num_threads()
+    yield blas.set_num_threads
+    blas.set_num_threads(before)
+
+
+def blas_threads() -> int:
+    """NumPy's BLAS threads, read independently of tinynet.blas: the BLAS library under NumPy's folder."""
+    pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return [pool for pool in pools if "numpy" in os.path.basename(os.path.dirname(pool["filepath"]))][0]["num_threads"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", SHAPES)
+def test_the_product_is_numpys_and_the_same_to_the_bit_for_any_thread_count(name, dtype, threads):
+    """The pieces depend on the shapes only, so 1, 2, 3 or 8 threads give the same bits (and NumPy's product
+    up to rounding: a block of columns may take BLAS's edge kernel where the whole product did not)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(shape).astype(dtype) for shape in SHAPES[name])
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-2] + (1,))) * b.shape[-1] * a.shape[-1] >= blas.MIN_SPLIT_MACS
+    results = []
+    for count in (1, 2, 3, 8):
+        threads(count)
+        results.append(blas.matmul(a, b))
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results[0], expected, rtol=tolerance, atol=tolerance * 10)
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+
+
+def test_views_and_an_out_array_are_written_in_place(threads):
+    """A transposed weight and a slice of a workspace, as Linear's backward and the conv's chunks pass them."""
+    threads(2)
+    rng = np.random.default_rng(1)
+    weight, dout = rng.standard_normal((300, 500)).astype(np.float32), rng.standard_normal((64, 300)).astype(np.float32)
+    workspace = np.full((80, 500), np.nan, np.float32)
+    out = blas.matmul(dout, weight, out=workspace[8:72])
+    assert out.base is workspace and not np.isnan(workspace[8:72]).any() and np.isnan(workspace[:8]).all()
+    np.testing.assert_allclose(workspace[8:72], dout.astype(np.float64) @ weight, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(blas.matmul(dout.T, dout), dout.T.astype(np.float64) @ dout, rtol=1e-4, atol=1e-4)
+
+
+def test_the_sum_of_products_is_the_weight_gradient_and_the_same_for_any_thread_count(threads):
+    rng = np.random.default_rng(2)
+    lefts, rights = rng.standard_normal((19, 12, 150)), rng.standard_normal((19, 40, 150))  # 19: ranges of 8, 8, 3
+    start = rng.standard_normal((12, 40))
+    expected = start + np.einsum("bmp,bnp->mn", lefts, rights)
+    results = []
+    for count in (1, 2, 5):
+        threads(count)
+        results.append(blas.sum_of_products(lefts, rights, start.copy()))
+    np.testing.assert_allclose(results[0], expected, rtol=1e-12, atol=1e-12)
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+
+
+def test_numpys_blas_is_left_on_one_thread_and_the_pieces_run_on_other_threads(threads, monkeypatch):
+    import threading
+
+    threads(2)
+    seen = set()
+    product = blas._one_product
+
+    def recording(a, b, out):
+        seen.add(threading.get_ident())
+        assert blas_threads() == 1  # every piece multiplies on one BLAS thread
+        product(a, b, out)
+
+    monkeypatch.setattr(blas, "_one_product", recording)
+    a, b = (np.ones(shape, np.float32) for shape in SHAPES["batch"])
+    with threadpool_limits(2, "blas"):
+        blas.matmul(a, b)
+        assert blas_threads() == 1
+    assert len(seen) == 2
+
+
+def test_the_thread_count_is_validated(threads):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive integer"):
+            threads(bad)
+    env = dict(os.environ, TINYNET_NUM_THREADS="two")
+    done = subprocess.run([sys.executable, "-c", "import tinynet"], capture_output=True, text=True, env=env)
+    assert done.returncode != 0 and "TINYNET_NUM_THREADS: expected a positive integer, got 'two'" in done.stderr
+    env["TINYNET_NUM_THREADS"] = "3"
+    done = subprocess.run([sys.executable, "-c", "import tinynet.blas as b; print(b.get_num_threads())"],
+                          capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "3"
+
+
+def _product_in_child(queue):
+    a, b = (np.ones(shape, np.float32) for shape in SHAPES["rows"])
+    queue.put(float(blas.matmul(a, b)[0, 0]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_runs_products_on_its_own_threads(threads):
+    """The pool's threads do not survive a fork: a child that inherited the pool object must not wait for them."""
+    threads(2)
+    blas.matmul(*(np.ones(shape, np.float32) for shape in SHAPES["rows"]))  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_product_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == SHAPES["rows"][0][1]

@@ -1,0 +1,194 @@
+"""Matrix products for tinynet's layers: split over tinynet's own threads, each piece on one BLAS thread.
+
+Every ``Conv2d`` and ``Linear`` spends most of its time in a matrix product. ``matmul(a, b, out)`` computes
+``np.matmul(a, b, out=out)`` in ``get_num_threads()`` pieces that run at the same time, each piece a
+single-threaded BLAS call on its own rows, columns or images; ``sum_of_products`` does the same for the
+convolution's weight gradient, a sum of one product per image.
+
+Why not BLAS's own threads. OpenBLAS's threads wait for each other *inside* every product by spinning. On
+an idle machine that costs little; when another program runs on the same cores, a spinning thread holds a
+core that the thread it waits for needs, and the product crawls. Measured on 2 cores, seconds per
+NaimishNet-96 training step (batch 64; medians of 6 steps, two runs each, helpers' jobs stopped), beside a
+NumPy matmul loop with 1 or 2 BLAS threads (``benchmarks/competing_load.py``):
+
+==============================  ===========  ===============  ===============  ====================
+                                idle         beside 1 thread  beside 2         the 2-thread job ran
+==============================  ===========  ===============  ===============  ====================
+OpenBLAS's 2 threads (before)   0.42 - 0.52  0.76 - 1.15      1.79 - 1.88      at 79 - 82 GFLOP/s
+2 tinynet threads (this)        0.40 - 0.48  0.66 - 0.74      0.70 - 0.77      at 100 GFLOP/s
+==============================  ===========  ===============  ===============  ====================
+
+Before, a loaded step used 1.6-1.7 CPU seconds against 0.7-0.9 idle: the difference is spinning. The pieces
+never wait for each other inside a product, so a loaded step keeps more than its fair half of its idle
+speed, and the other job runs faster too. With OpenBLAS's threads, a machine that was busy for a moment
+could make one step ten times slower (seen: 5.8 s).
+
+Results depend neither on how busy the machine is, nor on the thread count, nor on BLAS's own thread
+setting: the pieces are fixed by the shapes alone (the threads only share them out), and each piece is one
+single-threaded BLAS call. So ``--workers 2`` (one thread each) gives the bytes of one process with two.
+
+Threads: ``TINYNET_NUM_THREADS`` (read when tinynet is imported), else the cores this process may run on;
+``set_num_threads(n)`` at run time. From a layer's first product on, NumPy's BLAS in the process stays on
+one thread (``threadpoolctl``; waking BLAS's threads after every product made training 3.5x slower):
+tinynet's threads do the parallel work, as PyTorch's own pool does for it. A program that needs BLAS's
+threads for its own products between steps can ask for them with ``threadpoolctl.threadpool_limits``. With a BLAS that ``threadpoolctl`` cannot set to one thread, each
+product runs whole, on that BLAS's own threads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: below this many multiply-adds a product runs as one piece: handing a piece to a thread costs ~20 us
+MIN_SPLIT_MACS = 1 << 21
+#: a large product without a batch is cut into this many blocks of rows (or columns), whatever the thread count
+PIECES = 8
+#: the weight gradient's sum over a batch is taken in ranges of this many images, then the ranges' sums in order
+IMAGES_PER_SUM = 8
+
+
+def _default_threads() -> int:
+    setting = os.environ.get("TINYNET_NUM_THREADS", "").strip()
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise ValueError(f"TINYNET_NUM_THREADS: expected a positive integer, got {setting!r}")
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_state: dict = {"threads": _default_threads(), "pool": None, "blas": None}
+_lock = threading.Lock()  # several Python threads may run layers at once: one pool
+
+
+def get_num_threads() -> int:
+    """How many pieces (threads) each large matrix product of a layer is split into."""
+    return _state["threads"]
+
+
+def set_num_threads(threads: int) -> None:
+    """Split each large product into ``threads`` pieces from now on (1: one single-threaded product)."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"set_num_threads: expected a positive integer, got {threads!r}")
+    if int(threads) != _state["threads"]:
+        _shutdown_pool()
+        _state["threads"] = int(threads)
+
+
+def _shutdown_pool() -> None:
+    pool, _state["pool"] = _state["pool"], None
+    if pool is not None:
+        pool.shutdown(wait=False)
+
+
+# a forked child has the pool object but not its threads: it starts its own on first use
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _state.update(pool=None))
+
+
+def _blas() -> list:
+    """threadpoolctl's handles on NumPy's BLAS (found once; empty when threadpoolctl sees none). A process may
+    hold several BLAS libraries (PyTorch brings its own): NumPy's is the one loaded from NumPy's folder
+    (``numpy.libs`` in a wheel); a NumPy linked to a system BLAS gets every BLAS library found."""
+    if _state["blas"] is None:
+        from threadpoolctl import ThreadpoolController
+
+        libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        numpys = [library for library in libraries if "numpy" in os.path.basename(os.path.dirname(library.filepath))]
+        _state["blas"] = numpys or libraries
+    return _state["blas"]
+
+
+def _run_group(pieces: list) -> None:
+    for function, *arguments in pieces:
+        function(*arguments)
+
+
+def _run(pieces: list) -> None:
+    """Call each ``function(*arguments)`` of ``pieces``, spread over ``get_num_threads()`` threads (the
+    first group on this thread), NumPy's BLAS on one thread. The pieces do not depend on the thread count,
+    so neither do the results."""
+    libraries = _blas()
+    if not libraries:
+        return _run_group(pieces)
+    for library in libraries:
+        if library.get_num_threads() != 1:
+            # kept at one, not restored after the product: waking OpenBLAS's threads again after every product
+            # made a NaimishNet-96 training step 3.5x slower (1.67 against 0.48 s), its threads spinning beside
+            # the Numba kernels that follow
+            library.set_num_threads(1)
+    groups = [pieces[s] for s in _slices(len(pieces), min(_state["threads"], len(pieces)))]
+    futures = []
+    if len(groups) > 1:
+        with _lock:
+            if _state["pool"] is None:
+                _state["pool"] = ThreadPoolExecutor(_state["threads"] - 1, thread_name_prefix="tinynet-blas")
+            pool = _state["pool"]
+        futures = [pool.submit(_run_group, group) for group in groups[1:]]
+    _run_group(groups[0])
+    for future in futures:
+        future.result()
+
+
+def _slices(length: int, parts: int) -> list[slice]:
+    """``parts`` consecutive slices of ``range(length)``, sizes differing by at most one."""
+    step, extra = divmod(length, parts)
+    bounds = np.cumsum([0] + [step + (i < extra) for i in range(parts)])
+    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _one_product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, b, out=out)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` in ``get_num_threads()`` pieces run at the same time.
+
+    Shapes: ``a (M, K)`` or ``(B, M, K)``, ``b (K, N)`` or ``(B, K, N)``, ``out (M, N)`` or ``(B, M, N)``
+    (views welcome: a transposed weight, a slice of a workspace; None: a new array). The pieces: a batch's
+    images; without a batch, ``PIECES`` blocks of the larger of ``M`` and ``N``; a small product is one piece.
+    """
+    if out is None:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
+    m, n = out.shape[-2:]
+    batch = out.shape[0] if out.ndim == 3 else 1
+    if batch * m * n * a.shape[-1] < MIN_SPLIT_MACS:
+        parts = [(a, b, out)]
+    elif out.ndim == 3 and batch > 1:  # NumPy multiplies a batch image by image anyway
+        parts = [(a[s] if a.ndim == 3 else a, b[s] if b.ndim == 3 else b, out[s]) for s in _slices(batch, batch)]
+    elif m >= n:
+        parts = [(a[..., s, :], b, out[..., s, :]) for s in _slices(m, min(PIECES, m))]
+    else:
+        parts = [(a, b[..., :, s], out[..., :, s]) for s in _slices(n, min(PIECES, n))]
+    _run([(_one_product, *part) for part in parts])
+    return out
+
+
+def _sum_range(lefts: np.ndarray, rights: np.ndarray, images: slice, total: np.ndarray) -> None:
+    """``total = sum over images i of lefts[i] @ rights[i].T``."""
+    product = np.empty_like(total)
+    total[...] = 0
+    for i in range(images.start, images.stop):
+        np.matmul(lefts[i], rights[i].T, out=product)
+        total += product
+
+
+def sum_of_products(lefts: np.ndarray, rights: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out += sum_i lefts[i] @ rights[i].T`` (the convolution's weight gradient: ``dout[n] @ cols[n].T``).
+
+    ``lefts (B, M, P)``, ``rights (B, N, P)``, ``out (M, N)``. The images are cut into ranges of
+    ``IMAGES_PER_SUM``, each range summed on its own (ranges run at the same time), then the ranges' sums
+    are added to ``out`` in order.
+    """
+    ranges = _slices(len(lefts), max(1, -(-len(lefts) // IMAGES_PER_SUM)))
+    totals = [np.empty_like(out) for _ in ranges]
+    _run([(_sum_range, lefts, rights, images, total) for images, total in zip(ranges, totals)])
+    for total in totals:
+        out += total
+    return out
