@@ -214,9 +214,12 @@ def batchnorm_forward_reference(x, weight, bias, running_mean, running_var, trai
     mean, inv_std, gamma, beta = _forward_statistics(
         x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked, _reference_stats
     )
-    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
-    return out.astype(x.dtype), BatchNormCache(x, mean, inv_std, weight, training)
+    # the (C,) statistics in x's dtype: the full-size arithmetic stays in float32 for a float32 x (a float64
+    # vector would promote every element), and x - mean comes first, where it is exact for nearby values
+    mean_, inv_std_, gamma_, beta_ = (v.astype(x.dtype).reshape(shape) for v in (mean, inv_std, gamma, beta))
+    x_hat = (x - mean_) * inv_std_
+    out = x_hat * gamma_ + beta_
+    return out, BatchNormCache(x, mean, inv_std, weight, training)
 
 
 def batchnorm_backward_reference(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -198,7 +198,8 @@ def padded_windows(
 
     Returns
     -------
-    xpad : (N, C, H + 2*ph, W + 2*pw), a padded copy of ``x``
+    xpad : (N, C, H + 2*ph, W + 2*pw), a padded copy of ``x``; ``x`` itself when there is no padding (a
+        copy would cost a pass over the input for nothing: a caller that writes into ``xpad`` passes its own array)
     (OH, OW) : the number of windows along each axis
     offsets : ``(i, j, index)`` for every kernel offset in row-major order, where ``xpad[index]``
         (N, C, OH, OW) is the pixel at offset ``(i, j)`` of every window: rows ``i, i+sh, ...``,
@@ -207,7 +208,7 @@ def padded_windows(
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     h, w = x.shape[2:]
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    xpad = x if (ph, pw) == (0, 0) else np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     whole = slice(None)
     offsets = [(i, j, (whole, whole, slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw)))
                for i in range(kh) for j in range(kw)]

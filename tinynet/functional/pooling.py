@@ -185,8 +185,8 @@ def maxpool2d_forward_reference(
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x.shape
     xpad, (oh, ow), offsets = padded_windows(x, kernel_size, stride, padding, fill=-np.inf)
-    rows = np.arange(oh) * sh - ph  # top row of each window (in unpadded coordinates)
-    cols = np.arange(ow) * sw - pw  # left column of each window
+    rows = np.arange(oh, dtype=INDEX_DTYPE) * sh - ph  # top row of each window (in unpadded coordinates)
+    cols = np.arange(ow, dtype=INDEX_DTYPE) * sw - pw  # left column of each window
     best = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
     # start at the first pixel of the window that lies inside the image, as PyTorch does
     first = np.maximum(rows, 0)[:, None] * w + np.maximum(cols, 0)[None, :]
@@ -194,9 +194,10 @@ def maxpool2d_forward_reference(
     for i, j, window in offsets:
         val = xpad[window]
         index = (rows + i)[:, None] * w + (cols + j)[None, :]  # (OH, OW)
-        update = (val > best) | np.isnan(val)
-        best = np.where(update, val, best)
-        argmax = np.where(update, index, argmax).astype(INDEX_DTYPE, copy=False)  # index is int64
+        update = val > best
+        update |= np.isnan(val)  # a NaN wins and stays: nothing is > NaN, and the last NaN seen is kept
+        np.copyto(best, val, where=update)
+        np.copyto(argmax, index, where=update)  # index broadcasts over (N, C)
     return best, argmax
 
 
