@@ -27,9 +27,12 @@ import tinynet.backends.numba as numba_backend
 #: the values of ``--engine``
 ENGINES = ("auto", "numpy", "numba")
 
-#: ``auto`` runs NumPy for at most this many photos. The Numba kernels save about 40 ms per photo of
-#: network time (512x600 portrait: two detections' 6 forward passes of 1-4 crops, 2 cores) and cost about
-#: 0.9 s per process warm, 18 s with an empty kernel cache: they pay off warm after some 20 photos.
+#: ``auto`` runs NumPy for at most this many photos. Measured on 2 busy cores (load 4), one OpenBLAS thread
+#: as ``predict`` runs: the network took 69-76 ms per photo on the kernels and 155-165 ms in NumPy (the first
+#: 30 test photos, and the portrait alike), a saving of about 90 ms per photo; the kernels' fixed cost in a
+#: fresh process was 0.62-0.88 s warm (import Numba, load the cached kernels) and 18 s with an empty cache.
+#: They pay off after 7-10 photos warm and some 200 cold; 16 keeps a warm run of 16 photos within about
+#: 0.7 s of the kernels and spares a first run of a few photos the compilation.
 AUTO_NUMPY_MAX_PHOTOS = 16
 
 
