@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from keypoints import batch
 from keypoints.batch import PredictOptions, iter_predictions, predict_files
 from keypoints.engine import AUTO_NUMPY_MAX_PHOTOS, choose_engine, engine_flags
 
