@@ -155,3 +155,30 @@ print("ok")
     wrong = python("import tinynet", TINYNET_NUMBA="maybe")
     assert wrong.returncode == 1
     assert "expected the environment variable TINYNET_NUMBA to be 1 or 0, got 'maybe'" in wrong.stderr
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 2), (1, 1))])
+def test_pooling_without_indices_keeps_the_same_maxima(rng, kernel, stride, padding):
+    """``return_indices=False`` (what a NumPy forward under no_grad runs) gives the values of the indexed loop
+    exactly: NaN windows, windows of -inf, overlapping and padded windows included."""
+    from tinynet.functional.pooling import maxpool2d_forward_reference
+
+    x = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)
+    x[0, 0, 1, 1], x[1, 2, 4:, 5:] = np.nan, -np.inf
+    expected, _ = maxpool2d_forward_reference(x, kernel, stride, padding)
+    got = maxpool2d_forward_reference(x, kernel, stride, padding, return_indices=False)
+    assert np.isnan(expected).any() and np.isneginf(expected).any()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_fused_block_under_no_grad_keeps_no_cache_and_the_same_output(rng):
+    block = tinynet.nn.BatchNormReLUMaxPool2d(4).eval()
+    block.running_mean[...], block.running_var[...] = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    with numba_backend.flags(enabled=False):
+        recorded = block(x)
+        with tinynet.no_grad():
+            unrecorded = block(x)
+    np.testing.assert_array_equal(unrecorded, recorded)
+    with pytest.raises(RuntimeError):
+        block.backward(np.ones_like(unrecorded))  # nothing was kept for it

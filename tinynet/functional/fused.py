@@ -50,8 +50,8 @@ class BatchNormReLUMaxPoolReferenceCache(NamedTuple):
 def batchnorm_relu_maxpool2d_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, running_mean: np.ndarray,
     running_var: np.ndarray, training: bool, momentum: float | None = 0.1, eps: float = 1e-5,
-    num_batches_tracked: np.ndarray | None = None,
-) -> tuple[np.ndarray, BatchNormReLUMaxPoolCache]:
+    num_batches_tracked: np.ndarray | None = None, need_cache: bool = True,
+) -> tuple[np.ndarray, BatchNormReLUMaxPoolCache | BatchNormReLUMaxPoolReferenceCache | None]:
     """``max_pool2d(relu(batch_norm(x)), 2, 2)``; the arguments are ``batchnorm_forward``'s, handled by
     the same ``_forward_statistics``.
 
@@ -60,15 +60,19 @@ def batchnorm_relu_maxpool2d_forward(
     x : (N, C, H, W), float32 or float64, H and W at least 2
     weight, bias : (C,) or None
     running_mean, running_var : (C,), updated in place in train mode (PyTorch's momentum rule)
+    need_cache : bool
+        False: no backward follows (the layer passes ``tinynet.is_grad_enabled()``), so plain NumPy skips the
+        pool's window positions and returns no cache; the kernel always makes it (it costs nothing there).
 
     Returns
     -------
     out : (N, C, H // 2, W // 2), dtype of ``x``
-    cache : BatchNormReLUMaxPoolCache, or BatchNormReLUMaxPoolReferenceCache in plain NumPy
+    cache : BatchNormReLUMaxPoolCache; in plain NumPy BatchNormReLUMaxPoolReferenceCache, or None without
+        ``need_cache``
     """
     if not backends.numba.enabled:
         return batchnorm_relu_maxpool2d_forward_reference(x, weight, bias, running_mean, running_var, training,
-                                                          momentum, eps, num_batches_tracked)
+                                                          momentum, eps, num_batches_tracked, need_cache)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     mean, inv_std, gamma, beta = _forward_statistics(
@@ -120,12 +124,15 @@ def batchnorm_relu_maxpool2d_backward(
 # Reference: the three layers' NumPy references, one after the other
 # ---------------------------------------------------------------------------------------------
 def batchnorm_relu_maxpool2d_forward_reference(x, weight, bias, running_mean, running_var, training,
-                                               momentum=0.1, eps=1e-5, num_batches_tracked=None):
+                                               momentum=0.1, eps=1e-5, num_batches_tracked=None, need_cache=True):
     """Same arguments as ``batchnorm_relu_maxpool2d_forward``; returns ``out`` and the three caches (the
-    reference the fused fast path is tested against, and what runs in plain NumPy)."""
+    reference the fused fast path is tested against, and what runs in plain NumPy), or ``out`` and None
+    without ``need_cache`` (the pool then keeps the maximum alone)."""
     y, bn_cache = batchnorm_forward_reference(x, weight, bias, running_mean, running_var, training, momentum, eps,
                                               num_batches_tracked)
     z, relu_cache = relu_forward_reference(y)
+    if not need_cache:
+        return maxpool2d_forward_reference(z, (2, 2), (2, 2), (0, 0), return_indices=False), None
     out, argmax = maxpool2d_forward_reference(z, (2, 2), (2, 2), (0, 0))
     return out, BatchNormReLUMaxPoolReferenceCache(bn_cache, relu_cache, MaxPool2dCache(argmax, z.shape))
 
