@@ -2,7 +2,7 @@
 
 tinynet runs every op either by a Numba kernel or by its plain NumPy reference
 (``tinynet.backends.numba.enabled``). The kernels are faster per face, but a process pays for them once:
-importing Numba and loading the cached kernels costs about 0.9 s, and on a machine whose kernel cache is
+importing Numba and loading the cached kernels costs 0.6 to 0.9 s, and on a machine whose kernel cache is
 empty (the first run after ``pip install``) compiling them costs about 18 s. A few photos are answered
 sooner without them. The rule, for ``--engine auto`` (the default of ``predict``, ``filter``, ``video``
 and ``align``):
@@ -27,13 +27,13 @@ import tinynet.backends.numba as numba_backend
 #: the values of ``--engine``
 ENGINES = ("auto", "numpy", "numba")
 
-#: ``auto`` runs NumPy for at most this many photos. Measured on 2 busy cores (load 4), one OpenBLAS thread
-#: as ``predict`` runs: the network took 69-76 ms per photo on the kernels and 155-165 ms in NumPy (the first
-#: 30 test photos, and the portrait alike), a saving of about 90 ms per photo; the kernels' fixed cost in a
-#: fresh process was 0.62-0.88 s warm (import Numba, load the cached kernels) and 18 s with an empty cache.
-#: They pay off after 7-10 photos warm and some 200 cold; 16 keeps a warm run of 16 photos within about
-#: 0.7 s of the kernels and spares a first run of a few photos the compilation.
-AUTO_NUMPY_MAX_PHOTOS = 16
+#: ``auto`` runs NumPy for at most this many photos. Measured on 2 busy cores (load 2-2.5), one OpenBLAS thread
+#: as ``predict`` runs, ``predict_faces`` on the first 30 test photos (each one face found): 71-82 ms per photo
+#: on the kernels, 102-111 ms in NumPy, so the kernels save 20-30 ms per photo; their fixed cost in a fresh
+#: process was 0.56-0.74 s warm (import Numba, load the cached kernels) and about 18 s with an empty cache.
+#: They pay off after some 20-35 photos warm and several hundred cold: 32 keeps a warm run of up to 32 photos
+#: within a few tenths of a second of the kernels and spares a first run of a few photos the compilation.
+AUTO_NUMPY_MAX_PHOTOS = 32
 
 
 def choose_engine(engine: str, photos: int | None) -> str:
@@ -57,6 +57,6 @@ def engine_flags(engine: str) -> contextlib.AbstractContextManager:
 def add_engine_option(parser: argparse.ArgumentParser, auto: str) -> None:
     """``--engine {auto,numpy,numba}``; ``auto`` says what auto means for this command."""
     parser.add_argument("--engine", choices=ENGINES, default="auto",
-                        help=f"what runs the network: tinynet's Numba kernels (fastest per face, but about 0.9 s to"
-                             f" load per process and about 18 s to compile on a first run) or plain NumPy (no start-up"
+                        help="what runs the network: tinynet's Numba kernels (fastest per face, but 0.6-0.9 s to"
+                             " load per process and about 18 s to compile on a first run) or plain NumPy (no start-up"
                              f" cost); auto: {auto} (default %(default)s)")

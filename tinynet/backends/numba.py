@@ -11,7 +11,7 @@ reads ``enabled`` each time it runs::
         out = model(x)                              # plain NumPy inside, the previous setting after
 
 Enabled (the default), the kernels run: the fastest engine for training and large batches, but the
-first kernel a process calls costs about 0.9 s (``import numba`` and Numba's start-up), and on a
+first kernel a process calls costs 0.6 to 0.9 s (``import numba`` and Numba's start-up), and on a
 machine whose kernel cache is empty the first run compiles them, about 18 s. Disabled, each op runs
 its ``*_reference`` function (the plain NumPy code beside it in ``tinynet.functional``, which the
 tests compare the kernels against), forward and backward, and Numba is never imported: a few faces
