@@ -4,7 +4,8 @@
 
 Each run is a fresh process timed from outside (wall time, interpreter start-up included) on matplotlib's Grace
 Hopper portrait (512 x 600, one face). *Cold*: an empty Numba kernel cache (``NUMBA_CACHE_DIR`` a new empty
-folder every run), as the first run after ``pip install``; *warm*: a cache filled by one run before. Each
+folder every run), as the first run after ``pip install``; *warm*: a cache filled by one run before. Python's
+bytecode cache is written and used in both (as for an installed package), whatever ``PYTHONDONTWRITEBYTECODE``. Each
 engine is one row: ``default`` passes no ``--engine`` (what a user types; ``auto`` for one photo is NumPy),
 ``numba``/``numpy``/``auto`` pass ``--engine``. ``--repo DIR`` times another checkout (``PYTHONPATH=DIR``),
 e.g. main before this change (``--engines default`` there, it has no ``--engine``). Medians of ``--repeat``,
@@ -43,6 +44,9 @@ def predict_seconds(repo: Path, engine: str, cache: Path, photo: str, out: Path)
     if engine != "default":
         command += ["--engine", engine]
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(repo))
+    # Python's own bytecode cache as an installed package has it (pip compiles it at install): a setting that
+    # forbids writing it would make every run compile each module's source again (0.1 s for keypoints + tinynet)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=out.parent)
     seconds = time.perf_counter() - start
