@@ -16,7 +16,8 @@ backward pass of a convolution needs: ``dx = col2im(weight_matrix.T @ dout)``.
 
 Each operation has a validating wrapper (``im2col``, ``col2im``) that checks its arguments once and
 runs the jitted body of ``tinynet.kernels.im2col`` (``im2col_kernel``, ``col2im_kernel``), or with
-``tinynet.backends.numba.enabled`` False the reference below, and beside it a plain NumPy reference (``im2col_reference``, ``col2im_reference``: the same map written with
+``tinynet.backends.numba.enabled`` False the reference below; beside it stands that plain NumPy reference
+(``im2col_reference``, ``col2im_reference``: the same map written with
 slices, which the tests compare the fast path against: reference-vs-fast pairs kept on purpose).
 ``padded_windows`` is the loop every plain reference of a windowed op (these two, max pooling,
 convolution) runs: the pixels each kernel offset sees in every window.
