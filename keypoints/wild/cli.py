@@ -69,8 +69,6 @@ def predict_command(args: argparse.Namespace) -> int:
     :func:`keypoints.batch.predict_photo`, here or in ``--workers`` processes or on a ``--scheduler`` cluster."""
     import dataclasses
 
-    from tqdm.auto import tqdm
-
     from ..batch import PredictOptions, iter_predictions
     from ..batch.pool import WorkerStartError
     from . import commands
@@ -120,7 +118,7 @@ def predict_command(args: argparse.Namespace) -> int:
     faces_total, images_with_faces = 0, 0
     detect_seconds = keypoint_seconds = 0.0
     detected_images = 0
-    bar = tqdm(total=len(files), unit="image", disable=args.no_progress or len(files) <= 1)
+    bar = commands.progress_bar(len(files), shown=not args.no_progress and len(files) > 1)
     try:
         for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=args.workers,
                                                    client=client, predictor=predictor), outputs):
