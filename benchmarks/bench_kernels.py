@@ -54,9 +54,9 @@ def rows(batch: int, rng: np.random.Generator):
            lambda: unfold.col2im_reference(cols, x.shape, (3, 3), (1, 1), (0, 0)), lambda: unfold.col2im(cols, x.shape, 3))
     out, cache = conv.conv2d_forward(x, w, b)
     dout = rand(*out.shape)
-    yield ("conv2d forward", "offset loop of einsums / im2col + BLAS", x.shape,
+    yield ("conv2d forward", "offset loop of matmuls / im2col + BLAS", x.shape,
            lambda: conv.conv2d_forward_reference(x, w, b), lambda: conv.conv2d_forward(x, w, b))
-    yield ("conv2d backward", "offset loop of einsums / im2col + BLAS", x.shape,
+    yield ("conv2d backward", "offset loop of matmuls / im2col + BLAS", x.shape,
            lambda: conv.conv2d_backward_reference(dout, x, w, True), lambda: conv.conv2d_backward(dout, cache))
     kept_out, kept = conv.conv2d_forward(x, w, b, keep_columns=True)
     old_budget, conv.KEEP_COLUMNS_BYTES = conv.KEEP_COLUMNS_BYTES, 2**31

@@ -285,7 +285,8 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
             f"{where}: not a keypoints training checkpoint (use the last.npz that training writes)"
         )
     meta = validate_meta(structure["meta"], where)
-    model = build_model(meta)
+    with tinynet.init.skip_random_init():  # every weight is loaded below (strict): drawing them would be wasted
+        model = build_model(meta)
     if training:
         check_training_recipe(where, meta, structure, model.state_dict())
     check_model_entries(where, structure["model"], model.state_dict())

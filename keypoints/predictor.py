@@ -51,6 +51,10 @@ class Prediction(NamedTuple):
 class Predictor:
     """A network in eval mode plus the preprocessing its checkpoint describes.
 
+    The network runs on the engine ``tinynet.backends.numba.enabled`` selects when it is called: the Numba kernels
+    (the default), or plain NumPy inside ``tinynet.backends.numba.flags(enabled=False)`` (no Numba start-up, for a
+    few faces; the rule the command lines follow is :mod:`keypoints.engine`).
+
     Attributes
     ----------
     input_size : int

@@ -1,5 +1,8 @@
 """tinynet: a from-scratch convolutional network library in NumPy + Numba.
 
+Numba is imported by the first kernel an op calls, not here; ``tinynet.backends.numba.enabled = False``
+(or ``TINYNET_NUMBA=0``) runs every op in plain NumPy instead (see ``tinynet/backends/numba.py``).
+
 Hand-written forward and backward passes (no autograd), PyTorch's names, layouts and semantics::
 
     import numpy as np, tinynet
@@ -19,17 +22,17 @@ if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 from . import _memory  # noqa: E402,F401  (reuse freed memory: see tinynet/_memory.py)
-from . import blas, functional, init, nn, optim, serialization  # noqa: E402
+from . import backends, blas, functional, init, nn, optim, serialization  # noqa: E402
 from ._checks import ShapeError  # noqa: E402
 from ._grad_mode import is_grad_enabled, no_grad
-from ._numba import report_compilation  # noqa: E402
+from .backends.numba import report_compilation  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_error
 from .serialization import load, load_metadata, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "nn", "functional", "init", "optim", "serialization", "blas",
+    "backends", "blas", "nn", "functional", "init", "optim", "serialization",
     "save", "load", "load_metadata", "gradcheck", "numerical_gradient", "relative_error", "GradcheckError",
     "no_grad", "is_grad_enabled", "ShapeError", "report_compilation",
 ]

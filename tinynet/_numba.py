@@ -1,5 +1,9 @@
 """One place for the Numba flags every kernel in tinynet uses.
 
+Imported by the kernel modules only, so by the first kernel an op calls (``tinynet.kernels`` loads them
+on first use): importing tinynet does not import Numba, and with ``tinynet.backends.numba.enabled``
+False nothing ever does.
+
 Why these flags:
 - ``cache=True`` writes compiled machine code next to the module (``__pycache__``), so only
   the very first import on a machine pays the compile time.
@@ -27,6 +31,8 @@ import types
 
 import numba
 from numba.core import event as numba_event
+
+from .backends import numba as _backend
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -115,10 +121,14 @@ class _CompileReport(numba_event.Listener):
 _REPORTS: list = []
 
 
-def report_compilation(stream) -> None:
-    """From now on, say on ``stream`` which tinynet kernel Numba compiles while it does (a first run on a
-    machine, or after an upgrade, compiles for tens of seconds; a warm run prints nothing). The command
-    lines call it when standard error is a terminal. Calling it again changes nothing."""
+def register_compile_report(stream) -> None:
+    """Listen for Numba's compile events and print them on ``stream`` (once per process; the public entry
+    is ``tinynet.report_compilation``, which calls this when Numba is loaded, or leaves it to the end of
+    this module's import)."""
     if not _REPORTS:
         _REPORTS.append(_CompileReport(stream))
         numba_event.register("numba:compile", _REPORTS[0])
+
+
+for _stream in _backend._compile_report_streams:  # report_compilation was called before Numba loaded
+    register_compile_report(_stream)

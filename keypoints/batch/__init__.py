@@ -29,6 +29,11 @@ process (Numba's workqueue layer runs one parallel kernel at a time) with the wo
 (a Dask nanny sets 1) for Numba and OpenCV: give Dask one thread per worker process and as many processes
 as cores. The records are the same as a single process's on the same machine; another machine's OpenBLAS
 may pick other kernels for its CPU, and points may then differ in the fifth decimal.
+
+Engine. ``PredictOptions.engine`` (``"auto"``, ``"numba"`` or ``"numpy"``, :mod:`keypoints.engine`) says what
+runs the network. :func:`iter_predictions` resolves ``"auto"`` once, in the calling process, from the number of
+photos, and every process of the run uses that engine, so the records stay those of ``--workers 1``. A NumPy
+run never imports Numba.
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import cv2
 
+import tinynet
+
 from ..image import DEFAULT_MAX_PIXELS
 
 
@@ -50,7 +57,9 @@ class PredictOptions:
 
     ``model``: a checkpoint path, or None for the shipped model; ``flip``: None keeps the checkpoint's
     choice; ``min_confidence``: faces below it are dropped (and counted); ``indices``, ``boxes``, ``pose``:
-    what the drawn picture shows.
+    what the drawn picture shows; ``engine``: ``"numba"`` (tinynet's kernels), ``"numpy"`` (no Numba at all) or
+    ``"auto"`` (:func:`keypoints.engine.choose_engine` by the number of photos, resolved by :func:`iter_predictions`;
+    :func:`predict_photo` called on its own takes it as one photo).
     """
 
     model: str | None = None
@@ -62,6 +71,7 @@ class PredictOptions:
     indices: bool = False
     boxes: bool = True
     pose: bool = False
+    engine: str = "auto"
 
     def __post_init__(self):
         """Refuse settings that would fail every photo alike (a usage error, not a bad photo)."""
@@ -75,6 +85,10 @@ class PredictOptions:
                 raise ValueError(f"PredictOptions: {name} must be a positive integer, got {value!r}")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
+        from ..engine import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ValueError(f"PredictOptions: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.model is not None and not isinstance(self.model, str):
             raise TypeError(f"PredictOptions: model must be a path as str or None, got {type(self.model).__name__}")
 
@@ -114,6 +128,7 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
     ``path`` and ``output`` are read and written against (a Dask worker's working folder is not the
     client's); the record keeps them as given.
     """
+    from ..engine import choose_engine, engine_flags
     from ..files import write_image
     from ..wild.commands import confident, draw_poses
     from ..wild.detection import detect_faces
@@ -137,7 +152,8 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
         if len(boxes) == 0:
             raise InputError(path, "no face found")
         start = time.perf_counter()
-        with one_blas_thread():  # the same points in every process, whatever its BLAS threads (see above)
+        # the same points in every process, whatever its BLAS threads and on the run's one engine (see above)
+        with one_blas_thread(), engine_flags(choose_engine(options.engine, 1)):
             detected = predict_faces(predictor, image, boxes=boxes)
         keypoint_seconds = time.perf_counter() - start
         faces = confident(detected, options.min_confidence)
@@ -191,15 +207,18 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (available_cores() if cores is None else cores) // workers)
 
 
-#: the thread limit Numba reads when it loads (BLAS: one thread while a photo is read, :func:`one_blas_thread`)
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS",)
+#: the thread limits Numba and tinynet read when they load (BLAS: one thread while a photo is read, :func:`one_blas_thread`)
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "TINYNET_NUM_THREADS")
 
 
-def limit_threads(threads: int) -> None:
-    """Numba's (for the calling thread) and OpenCV's threads in this process."""
-    import numba
+def limit_threads(threads: int, engine: str = "numba") -> None:
+    """OpenCV's threads and tinynet's matrix-product threads (``tinynet.blas``) in this process, and Numba's
+    (for the calling thread) when ``engine`` is ``"numba"`` (a NumPy run does not import Numba)."""
+    tinynet.blas.set_num_threads(threads)
+    if engine == "numba":
+        import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     cv2.setNumThreads(threads)
 
 
@@ -239,6 +258,8 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
 
     Raises ``WorkerStartError`` (:mod:`keypoints.batch.pool`) when a worker process cannot load the model.
     """
+    from ..engine import choose_engine
+
     options = options or PredictOptions()
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError(f"iter_predictions: expected a list of photo paths, got the single path {str(paths)!r}"
@@ -253,6 +274,8 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
         raise ValueError("iter_predictions: workers runs processes on this machine, client a Dask cluster: choose one")
     if client is None and options.model is not None and not Path(options.model).is_file():
         raise FileNotFoundError(f"{options.model}: no such model file (train one with examples/train_keypoints.py)")
+    # once, here: every worker and task of the run gets the same engine (an "auto" left to each would be 1 photo)
+    options = dataclasses.replace(options, engine=choose_engine(options.engine, len(paths)))
     if client is not None:
         from .cluster import dask_predictions
 

@@ -51,7 +51,7 @@ def photo_task(path: str, output: str | None, options: PredictOptions, base: str
     :func:`keypoints.batch.predict_photo` reads the faces on one OpenBLAS thread, as in every process."""
     exit_if_told(path)
     with _PREDICT_LOCK:
-        limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+        limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1), options.engine)
         predictor = cached_predictor(options.model, options.flip)
         return predict_photo(predictor, path, options, output, base=base)
 

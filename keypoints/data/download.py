@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-from http.client import HTTPException
 from pathlib import Path
 
 from .csv import SPLITS, DataError, csv_name
@@ -69,6 +66,12 @@ def _download(url: str, out, quiet: bool) -> int:
 
     Raises ``DownloadError`` on a connection/HTTP error or when fewer bytes arrive than the server's
     ``Content-Length`` promised (``http.client`` returns a short read then, rather than raising)."""
+    # here, not at the top: urllib.request and http.client take 30 ms to import, and every command line
+    # (python -m keypoints predict too) imports this module through keypoints.data
+    import urllib.error
+    import urllib.request
+    from http.client import HTTPException
+
     from tqdm.auto import tqdm
 
     received = 0

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine import AUTO_NUMPY_MAX_PHOTOS, add_engine_option, choose_engine, engine_flags
 from ..files import OutputError, check_image_output, refuse_input_as_output, write_image
 from ..image import DEFAULT_MAX_PIXELS
 from .commands import positive_int
@@ -66,7 +67,7 @@ def load_model(path: str | None, flip: bool | None = None):
 def predict_command(args: argparse.Namespace) -> int:
     """``predict PHOTO...``: detect the faces, predict, draw, summarise; each photo through
     :func:`keypoints.batch.predict_photo`, here or in ``--workers`` processes or on a ``--scheduler`` cluster."""
-    from tqdm.auto import tqdm
+    import dataclasses
 
     from ..batch import PredictOptions, iter_predictions
     from ..batch.pool import WorkerStartError
@@ -109,11 +110,15 @@ def predict_command(args: argparse.Namespace) -> int:
                 client.close()
             print(f"nothing to do: every photo is already in {args.json}", file=info)
             return 0
+    # iter_predictions would resolve "auto" from the same count: resolved here to be said under --verbose
+    options = dataclasses.replace(options, engine=choose_engine(args.engine, len(files)))
+    if args.verbose:
+        print(f"engine: {options.engine} ({args.engine}, {len(files)} photo{'s' if len(files) != 1 else ''})", file=info)
     records, failures = [], []
     faces_total, images_with_faces = 0, 0
     detect_seconds = keypoint_seconds = 0.0
     detected_images = 0
-    bar = tqdm(total=len(files), unit="image", disable=args.no_progress or len(files) <= 1)
+    bar = commands.progress_bar(len(files), shown=not args.no_progress and len(files) > 1)
     try:
         for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=args.workers,
                                                    client=client, predictor=predictor), outputs):
@@ -197,7 +202,8 @@ def filter_command(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc), args)
         return 2
-    faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
+    with engine_flags(choose_engine(args.engine, 1)):
+        faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
     if not faces:
         _error(f"{args.photo}: no face found, nothing written")
         return 1
@@ -226,12 +232,13 @@ def video_command(args: argparse.Namespace) -> int:
         predictor = load_model(args.model, args.flip)
         overlay = load_overlay(args.overlay) if args.overlay else None
         tracker = FaceTracker(min_cutoff=args.min_cutoff, beta=args.beta, smooth=not args.no_smooth)
-        report = process_video(
-            args.video, args.output, predictor,
-            sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
-            detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
-            max_pixels=args.max_pixels, blink=BlinkCounter(args.blink_threshold, args.blink_frames),
-        )
+        with engine_flags(choose_engine(args.engine, None)):
+            report = process_video(
+                args.video, args.output, predictor,
+                sunglasses=args.sunglasses or overlay is not None, overlay=overlay, points=args.points,
+                detector=args.detector, tracker=tracker, progress=not args.no_progress, max_frames=args.max_frames,
+                max_pixels=args.max_pixels, blink=BlinkCounter(args.blink_threshold, args.blink_frames),
+            )
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc), args)
         return 2
@@ -316,7 +323,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--indices", action="store_true", help="number the points on the picture")
     p.add_argument("--no-boxes", action="store_true", help="do not draw the detector's boxes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="one line per image")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per image (and the engine chosen)")
+    add_engine_option(p, f"numpy for up to {AUTO_NUMPY_MAX_PHOTOS} photos, numba for more")
     p.set_defaults(func=predict_command)
 
     p = subparsers.add_parser("filter", help="sunglasses on every face of a photo")
@@ -329,6 +337,7 @@ def add_commands(subparsers) -> None:
                    help="glasses width relative to the temples' distance (default %(default)s)")
     p.add_argument("--points", action="store_true", help="draw the keypoints too")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    add_engine_option(p, "numpy (one photo)")
     p.set_defaults(func=filter_command)
 
     p = subparsers.add_parser("video", help="keypoints or sunglasses on every frame of a video")
@@ -347,6 +356,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     add_blink_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_option(p, "numba (every frame is read)")
     p.set_defaults(func=video_command)
 
     p = subparsers.add_parser("show-filters", help="plot the first conv layer's kernels")

@@ -170,6 +170,7 @@ def align_command(args: argparse.Namespace) -> int:
     """``align PHOTO... -o DIR --size 112``: one aligned chip per face, ``DIR/<stem>_<k>.png``."""
     from .faces import predict_faces
     from ..files import OutputError, refuse_input_as_output, write_image
+    from ..engine import choose_engine, engine_flags
     from .cli import _error, load_model
     from .align import align_faces
     from .photos import InputError, expand_inputs, read_photo
@@ -188,10 +189,12 @@ def align_command(args: argparse.Namespace) -> int:
         _error(str(exc))
         return 2
     written, failures = 0, []
+    engine = choose_engine(args.engine, len(files))
     for file in files:
         try:
             image, _, _ = read_photo(file, args.max_pixels)  # a JPEG over --max-pixels: chips from its reduced decode
-            faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
+            with engine_flags(engine):
+                faces = predict_faces(predictor, image, detector=args.detector, max_side=args.max_side)
             if not faces:
                 raise InputError(file, "no face found")
             for k, aligned in enumerate(align_faces(image, faces, args.size, args.min_eye_distance)):
@@ -239,7 +242,32 @@ def add_align_command(subparsers, common) -> None:
     p.add_argument("--min-eye-distance", type=float, default=MIN_EYE_DISTANCE, metavar="PX",
                    help="skip (and name) faces whose eye centres are closer than this in the photo: their chip"
                         " would be mostly interpolation (default %(default)s)")
+    from ..engine import AUTO_NUMPY_MAX_PHOTOS, add_engine_option
+
+    add_engine_option(p, f"numpy for up to {AUTO_NUMPY_MAX_PHOTOS} photos, numba for more")
     p.set_defaults(func=align_command)
+
+
+class _NoProgressBar:
+    """What ``predict`` needs of a progress bar when none is shown (tqdm takes 50 ms to import)."""
+
+    def update(self) -> None:
+        pass
+
+    def write(self, text: str, file) -> None:
+        print(text, file=file)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, shown: bool):
+    """A tqdm bar over ``total`` images, or a stand-in that only prints the messages when not ``shown``."""
+    if not shown:
+        return _NoProgressBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="image")
 
 
 def print_to(args: argparse.Namespace):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.elementwise import relu_backward_kernel, relu_forward_kernel
+from .. import backends, kernels
 
 
 class ActivationCache(NamedTuple):
@@ -20,24 +20,30 @@ class ActivationCache(NamedTuple):
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """``out = max(x, 0)`` (NaN stays NaN), by a parallel Numba kernel (reference: ``relu_forward_reference``).
+    """``out = max(x, 0)`` (NaN stays NaN), by a parallel Numba kernel, or ``relu_forward_reference`` when
+    ``tinynet.backends.numba.enabled`` is False.
 
     ``out`` has ``x``'s shape and dtype (a non-contiguous ``x`` is copied first: the kernel reads it flat).
     """
+    if not backends.numba.enabled:
+        return relu_forward_reference(x)
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
+    kernels.elementwise.relu_forward_kernel(x.reshape(-1), out.reshape(-1))
     return out, ActivationCache(None, out)
 
 
 def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
-    """``dx = dout * [out > 0]`` (the subgradient at 0 is 0, as PyTorch); same shape and dtype as ``dout``."""
+    """``dx = dout * [out > 0]`` (the subgradient at 0 is 0, as PyTorch); same shape and dtype as ``dout``
+    (``relu_backward_reference`` when ``tinynet.backends.numba.enabled`` is False)."""
     dout = np.ascontiguousarray(dout)
     out = np.ascontiguousarray(cache.out)
     if dout.shape != out.shape:
         raise ValueError(f"relu_backward: dout shape {dout.shape} does not match the output shape {out.shape}")
+    if not backends.numba.enabled:
+        return relu_backward_reference(dout, cache)
     dx = np.empty_like(dout)
-    relu_backward_kernel(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    kernels.elementwise.relu_backward_kernel(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
     return dx
 
 

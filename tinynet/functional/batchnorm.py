@@ -12,7 +12,7 @@ Conventions (PyTorch's, not CS231n's): ``momentum`` weighs the NEW statistic,
 (two memory passes each way) through the small wrappers below (``channel_stats``, ``_normalize``,
 ``_backward_passes``); ``batchnorm_forward_reference``/``batchnorm_backward_reference`` are the same
 math in plain NumPy, one operation per line, which the tests compare them against (a reference-vs-fast
-pair kept on purpose). Every forward, the fused ``batchnorm_relu_maxpool2d_forward`` included, turns
+pair kept on purpose), and what runs when ``tinynet.backends.numba.enabled`` is False. Every forward, the fused ``batchnorm_relu_maxpool2d_forward`` included, turns
 its arguments into the statistics and affine vectors by one helper, ``_forward_statistics``. Both keep the
 same cache: the input ``x`` and the per-channel statistics, from which ``x_hat`` is recomputed in
 backward rather than stored (one full-size array fewer).
@@ -24,12 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_dout
-from ..kernels.batchnorm import (
-    batchnorm_backward_dx_kernel,
-    batchnorm_backward_sums_kernel,
-    channel_stats_kernel,
-    normalize_kernel,
-)
+from .. import backends, kernels
 
 
 class BatchNormCache(NamedTuple):
@@ -60,7 +55,7 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"channel_stats: the statistics of an empty batch are undefined, got shape {x.shape}")
     mean = np.empty(x3.shape[1], dtype=np.float64)
     var = np.empty(x3.shape[1], dtype=np.float64)
-    channel_stats_kernel(x3, mean, var)
+    kernels.batchnorm.channel_stats_kernel(x3, mean, var)
     return mean, var
 
 
@@ -68,7 +63,7 @@ def _normalize(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.
     """``(x - mean) * inv_std * weight + bias`` per channel; ``(C,)`` vectors, output in ``x``'s dtype."""
     x3 = _as_ncl(x)
     out = np.empty_like(x3)
-    normalize_kernel(x3, mean, inv_std, weight, bias, out)
+    kernels.batchnorm.normalize_kernel(x3, mean, inv_std, weight, bias, out)
     return out.reshape(x.shape)
 
 
@@ -84,10 +79,10 @@ def _backward_passes(
         return np.empty_like(x), np.zeros(n_ch), np.zeros(n_ch)
     dbias = np.empty(n_ch, dtype=np.float64)
     dweight = np.empty(n_ch, dtype=np.float64)
-    batchnorm_backward_sums_kernel(d3, x3, mean, inv_std, dbias, dweight)
+    kernels.batchnorm.batchnorm_backward_sums_kernel(d3, x3, mean, inv_std, dbias, dweight)
     dx = np.empty_like(x3)
     scale = (weight * inv_std).astype(np.float64)
-    batchnorm_backward_dx_kernel(d3, x3, mean, inv_std, scale, dbias, dweight, float(x3.shape[0] * x3.shape[2]), training, dx)
+    kernels.batchnorm.batchnorm_backward_dx_kernel(d3, x3, mean, inv_std, scale, dbias, dweight, float(x3.shape[0] * x3.shape[2]), training, dx)
     return dx.reshape(x.shape), dweight, dbias
 
 
@@ -150,6 +145,8 @@ def batchnorm_forward(
     still counts in ``num_batches_tracked`` (as PyTorch). One value per channel raises ``ValueError``.
     ``momentum=None`` gives the cumulative average (factor ``1 / num_batches_tracked``), as PyTorch.
 
+    With ``tinynet.backends.numba.enabled`` False, ``batchnorm_forward_reference`` runs instead.
+
     Parameters
     ----------
     x : (N, C) or (N, C, L) or (N, C, H, W)
@@ -162,6 +159,9 @@ def batchnorm_forward(
     out : same shape and dtype as x
     cache : BatchNormCache
     """
+    if not backends.numba.enabled:
+        return batchnorm_forward_reference(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                           num_batches_tracked)
     mean, inv_std, gamma, beta = _forward_statistics(
         x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked
     )
@@ -188,6 +188,8 @@ def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndar
     """
     x, mean, inv_std, weight, training = cache
     check_dout("batchnorm_backward", dout, x.shape, x.dtype)  # the output has the input's shape and dtype
+    if not backends.numba.enabled:
+        return batchnorm_backward_reference(dout, cache)
     gamma = np.ones(x.shape[1]) if weight is None else weight.astype(np.float64)
     dx, dweight, dbias = _backward_passes(dout, x, mean, inv_std, gamma, training)
     if weight is None:
@@ -212,9 +214,12 @@ def batchnorm_forward_reference(x, weight, bias, running_mean, running_var, trai
     mean, inv_std, gamma, beta = _forward_statistics(
         x, weight, bias, running_mean, running_var, training, momentum, eps, num_batches_tracked, _reference_stats
     )
-    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
-    return out.astype(x.dtype), BatchNormCache(x, mean, inv_std, weight, training)
+    # the (C,) statistics in x's dtype: the full-size arithmetic stays in float32 for a float32 x (a float64
+    # vector would promote every element), and x - mean comes first, where it is exact for nearby values
+    mean_, inv_std_, gamma_, beta_ = (v.astype(x.dtype).reshape(shape) for v in (mean, inv_std, gamma, beta))
+    x_hat = (x - mean_) * inv_std_
+    out = x_hat * gamma_ + beta_
+    return out, BatchNormCache(x, mean, inv_std, weight, training)
 
 
 def batchnorm_backward_reference(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -32,10 +32,15 @@ Two shapes skip im2col altogether:
 - a 1x1 kernel with stride 1 and no padding: ``x[n].reshape(C, H*W)`` already is the column matrix;
 - a single input channel (stride 1, no padding), the first layer of a grayscale network: the
   column matrix would have only ``kh*kw`` rows, too few for the matrix product to pay for the copy,
-  so direct loops run instead (``tinynet.kernels.conv_single_channel``).
+  so direct loops run instead (``tinynet.kernels.conv_single_channel``) when the Numba kernels are
+  enabled; in plain NumPy it takes the im2col path like any other.
+
+With ``tinynet.backends.numba.enabled`` False the same code runs with ``im2col_reference`` and
+``col2im_reference`` in place of the kernels (``im2col``/``col2im`` choose), so the plain NumPy
+convolution is im2col by slices plus the same matrix products.
 
 ``conv2d_forward_reference`` / ``conv2d_backward_reference`` are the naive version the tests compare
-against: a loop over the ``kh*kw`` kernel offsets, each a small ``einsum``.
+against: a loop over the ``kh*kw`` kernel offsets, each one matrix product.
 """
 from __future__ import annotations
 
@@ -44,8 +49,8 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .._checks import pair
+from .. import backends, kernels
 from ..blas import matmul, sum_of_products
-from ..kernels.conv_single_channel import conv1ch_forward_kernel, conv1ch_input_grad_kernel, conv1ch_weight_grad_kernel
 from .im2col import col2im, conv_output_size, im2col, padded_windows
 
 #: upper bound, in bytes, of the im2col workspace of one forward or backward call
@@ -72,8 +77,9 @@ def _is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], padding: tup
 
 
 def _is_single_channel(channels: int, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
-    """One input channel, stride 1, no padding: direct loops beat im2col + matmul (see the module docstring)."""
-    return channels == 1 and stride == (1, 1) and padding == (0, 0)
+    """One input channel, stride 1, no padding, and the Numba kernels enabled: direct loops beat im2col +
+    matmul (see the module docstring)."""
+    return channels == 1 and stride == (1, 1) and padding == (0, 0) and backends.numba.enabled
 
 
 def _batch_chunks(n: int, bytes_per_image: int) -> Iterator[slice]:
@@ -128,7 +134,7 @@ def conv2d_forward(
             out_mat += bias[:, None]
     elif _is_single_channel(c, stride, padding):
         shift = np.zeros(f, dtype=x.dtype) if bias is None else bias
-        conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), shift, out)
+        kernels.conv_single_channel.conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), shift, out)
     else:
         ones = bias is not None
         if ones:
@@ -195,11 +201,11 @@ def _single_channel_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool
     f, _, kh, kw = weight.shape
     dweight = np.empty((f, kh, kw), dtype=x.dtype)
     dbias = np.empty(f, dtype=x.dtype)
-    conv1ch_weight_grad_kernel(dout, x.reshape(n, h, w), dweight, dbias)
+    kernels.conv_single_channel.conv1ch_weight_grad_kernel(dout, x.reshape(n, h, w), dweight, dbias)
     dx = None
     if need_dx:
         dx = np.empty_like(x)
-        conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
+        kernels.conv_single_channel.conv1ch_input_grad_kernel(dout, weight.reshape(f, kh, kw), dx.reshape(n, h, w))
     return dx, dweight.reshape(weight.shape), dbias if has_bias else None
 
 
@@ -247,11 +253,14 @@ def conv2d_forward_reference(
 
     Returns ``out (N, F, OH, OW)``.
     """
+    n, c = x.shape[:2]
+    f = weight.shape[0]
     xpad, (oh, ow), offsets = padded_windows(x, weight.shape[2:], pair(stride), pair(padding))
-    out = np.zeros((x.shape[0], weight.shape[0], oh, ow), dtype=x.dtype)
+    out = np.zeros((n, f, oh * ow), dtype=x.dtype)
     for i, j, window in offsets:
-        seen = xpad[window]  # (N, C, OH, OW)
-        out += np.einsum("nchw,fc->nfhw", seen, weight[:, :, i, j])
+        seen = xpad[window].reshape(n, c, oh * ow)  # (N, C, OH*OW), the pixel at offset (i, j) of every window
+        out += weight[:, :, i, j] @ seen  # (F, C) @ (N, C, OH*OW) -> (N, F, OH*OW)
+    out = out.reshape(n, f, oh, ow)
     if bias is not None:
         out += bias[None, :, None, None]
     return out
@@ -273,13 +282,15 @@ def conv2d_backward_reference(
 
     Returns ``dx (N, C, H, W)``, ``dweight (F, C, kh, kw)``, ``dbias (F,)`` or None.
     """
-    (ph, pw), (h, w) = pair(padding), x.shape[2:]
-    xpad, _, offsets = padded_windows(x, weight.shape[2:], pair(stride), pair(padding))
+    (ph, pw), (n, c, h, w) = pair(padding), x.shape
+    xpad, (oh, ow), offsets = padded_windows(x, weight.shape[2:], pair(stride), pair(padding))
+    dout_mat = dout.reshape(n, weight.shape[0], oh * ow)  # (N, F, OH*OW)
     dxpad = np.zeros_like(xpad)
     dweight = np.zeros_like(weight)
     for i, j, window in offsets:
-        dweight[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xpad[window])
-        dxpad[window] += np.einsum("nfhw,fc->nchw", dout, weight[:, :, i, j])
+        seen = xpad[window].reshape(n, c, oh * ow)  # (N, C, OH*OW)
+        dweight[:, :, i, j] = (dout_mat @ seen.transpose(0, 2, 1)).sum(axis=0)  # sum_n (F, P) @ (P, C)
+        dxpad[window] += (weight[:, :, i, j].T @ dout_mat).reshape(n, c, oh, ow)  # (C, F) @ (N, F, P)
     dx = dxpad[:, :, ph : ph + h, pw : pw + w].copy()
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

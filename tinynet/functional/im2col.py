@@ -15,8 +15,9 @@ contributions, and entries that came from the zero padding are dropped. It is ex
 backward pass of a convolution needs: ``dx = col2im(weight_matrix.T @ dout)``.
 
 Each operation has a validating wrapper (``im2col``, ``col2im``) that checks its arguments once and
-runs the jitted body of ``tinynet.kernels.im2col`` (``im2col_kernel``, ``col2im_kernel``), and beside
-it a plain NumPy reference (``im2col_reference``, ``col2im_reference``: the same map written with
+runs the jitted body of ``tinynet.kernels.im2col`` (``im2col_kernel``, ``col2im_kernel``), or with
+``tinynet.backends.numba.enabled`` False the reference below; beside it stands that plain NumPy reference
+(``im2col_reference``, ``col2im_reference``: the same map written with
 slices, which the tests compare the fast path against: reference-vs-fast pairs kept on purpose).
 ``padded_windows`` is the loop every plain reference of a windowed op (these two, max pooling,
 convolution) runs: the pixels each kernel offset sees in every window.
@@ -28,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, ShapeError, pair
-from ..kernels.im2col import col2im_kernel, im2col_kernel
+from .. import backends, kernels
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -95,7 +96,8 @@ def im2col(
     out: np.ndarray | None = None,
     ones_row: bool = False,
 ) -> np.ndarray:
-    """Unfold the ``kh x kw`` patches of ``x`` into columns (fast Numba kernel).
+    """Unfold the ``kh x kw`` patches of ``x`` into columns (the Numba kernel, or ``im2col_reference`` when
+    ``tinynet.backends.numba.enabled`` is False).
 
     ``col2im`` is its adjoint: the two take the same geometry arguments and mirror each other's checks
     on purpose (the shared part, the window geometry, is ``_window_geometry``).
@@ -121,7 +123,10 @@ def im2col(
     kernel, step, pad, (oh, ow) = _window_geometry(where, (h, w), kernel_size, stride, padding)
     rows = c * kernel[0] * kernel[1]
     out = _check_out(where, out, (n, rows + int(ones_row), oh * ow), x.dtype)
-    im2col_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # writes rows < C*kh*kw only
+    if backends.numba.enabled:
+        kernels.im2col.im2col_kernel(x, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # rows < C*kh*kw
+    else:
+        out[:, :rows] = im2col_reference(x, kernel, step, pad)
     if ones_row:
         out[:, rows] = 1
     return out
@@ -136,8 +141,9 @@ def col2im(
     out: np.ndarray | None = None,
     ones_row: bool = False,
 ) -> np.ndarray:
-    """Fold columns back into an image, summing overlapping windows (fast Numba kernel, adjoint of ``im2col``,
-    whose arguments and checks it mirrors on purpose).
+    """Fold columns back into an image, summing overlapping windows (the Numba kernel, or ``col2im_reference``
+    when ``tinynet.backends.numba.enabled`` is False; adjoint of ``im2col``, whose arguments and checks it
+    mirrors on purpose).
 
     Parameters
     ----------
@@ -166,7 +172,10 @@ def col2im(
             f" expected cols of shape {expected}, got {cols.shape}"
         )
     out = _check_out(where, out, (n, c, h, w), cols.dtype)
-    col2im_kernel(cols, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # reads rows < C*kh*kw only
+    if backends.numba.enabled:
+        kernels.im2col.col2im_kernel(cols, kernel[0], kernel[1], step[0], step[1], pad[0], pad[1], out)  # rows < C*kh*kw
+    else:
+        out[...] = col2im_reference(cols[:, : expected[1] - int(ones_row)], (n, c, h, w), kernel, step, pad)
     return out
 
 
@@ -190,7 +199,8 @@ def padded_windows(
 
     Returns
     -------
-    xpad : (N, C, H + 2*ph, W + 2*pw), a padded copy of ``x``
+    xpad : (N, C, H + 2*ph, W + 2*pw), a padded copy of ``x``; ``x`` itself when there is no padding (a
+        copy would cost a pass over the input for nothing: a caller that writes into ``xpad`` passes its own array)
     (OH, OW) : the number of windows along each axis
     offsets : ``(i, j, index)`` for every kernel offset in row-major order, where ``xpad[index]``
         (N, C, OH, OW) is the pixel at offset ``(i, j)`` of every window: rows ``i, i+sh, ...``,
@@ -199,7 +209,7 @@ def padded_windows(
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     h, w = x.shape[2:]
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    xpad = x if (ph, pw) == (0, 0) else np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     whole = slice(None)
     offsets = [(i, j, (whole, whole, slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw)))
                for i in range(kh) for j in range(kw)]

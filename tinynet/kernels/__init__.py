@@ -11,4 +11,19 @@ reference that stands beside that function.
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
 =========================  ====================================================================
+
+The modules load on first use: the callers write ``kernels.im2col.im2col_kernel(...)``, and the first
+such attribute imports ``tinynet.kernels.im2col`` (and with it Numba, about 0.3 s, plus Numba's own
+start-up on the first kernel call). A process that runs with ``tinynet.backends.numba.enabled = False``
+never loads them.
 """
+import importlib
+
+_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "maxpool")
+
+
+def __getattr__(name: str):
+    """``kernels.<module>``: import the kernel module on first use (PEP 562)."""
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -70,9 +70,14 @@ class _BatchNorm(Module):
             self.momentum,
             self.eps,
             self.num_batches_tracked,
+            **self._forward_options(),
         )
         self._save_for_backward(cache, out)
         return out
+
+    def _forward_options(self) -> dict:
+        """Keyword arguments of ``_forward`` beyond batch norm's own (none here; the fused block adds one)."""
+        return {}
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dx, dweight, dbias = self._backward(dout, self._saved_cache(dout))

@@ -5,7 +5,7 @@ place, one Numba pass per parameter (``tinynet.kernels.adam.adam_update_kernel``
 and written once, on every core), because the fully connected layers of the keypoint model hold
 millions of weights and are stepped every batch. ``adam_update_reference`` at the bottom of this file
 is the same update as NumPy ``out=`` operations, one line per formula, which the tests compare the
-kernel against. For float32 parameters every operation stays in float32 in both.
+kernel against and which runs instead when ``tinynet.backends.numba.enabled`` is False. For float32 parameters every operation stays in float32 in both.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..nn.parameter import Parameter
-from ..kernels.adam import adam_update_kernel
+from .. import backends, kernels
 from .optimizer import Optimizer
 
 
@@ -152,12 +152,17 @@ class AdamW(Adam):
 def _adam_update_(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """One Adam/AdamW update of ``p``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) in place,
     by the one-pass kernel ``tinynet.kernels.adam.adam_update_kernel`` (``adam_update_reference`` is
-    the same update in NumPy). ``step`` is the new step count (1 on the first update)."""
+    the same update in NumPy, which runs instead when ``tinynet.backends.numba.enabled`` is False). ``step``
+    is the new step count (1 on the first update)."""
+    if not backends.numba.enabled:
+        adam_update_reference(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, np.empty_like(p), step=step, lr=lr,
+                              beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+        return
     bias_correction1 = 1.0 - beta1**step
     bias_correction2 = 1.0 - beta2**step
     decay = 1.0 - lr * weight_decay if (decoupled and weight_decay != 0) else 1.0
     l2 = weight_decay if not decoupled else 0.0
-    adam_update_kernel(
+    kernels.adam.adam_update_kernel(
         p.reshape(-1), np.ascontiguousarray(grad, dtype=p.dtype).reshape(-1), exp_avg.reshape(-1),
         exp_avg_sq.reshape(-1), exp_avg_sq.reshape(-1) if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1),
         max_exp_avg_sq is not None, decay, l2, beta1, beta2, lr / bias_correction1, math.sqrt(bias_correction2), eps,

@@ -1,0 +1,77 @@
+"""keypoints.engine: which engine runs the network of the photo commands (``--engine auto|numpy|numba``).
+
+``auto`` is NumPy for a handful of photos, so a first ``python -m keypoints predict photo.jpg`` neither
+imports nor compiles Numba; the engine of a run is decided once and every worker gets it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keypoints.batch import PredictOptions, iter_predictions, predict_files
+from keypoints.engine import AUTO_NUMPY_MAX_PHOTOS, choose_engine, engine_flags
+
+ROOT = Path(__file__).resolve().parents[1]
+#: runs ``python -m keypoints ARGS`` and says on standard error whether Numba was imported by the end
+WRAPPER = """
+import atexit, runpy, sys
+atexit.register(lambda: print("numba imported:", "numba" in sys.modules, file=sys.stderr))
+sys.argv = ["keypoints"] + sys.argv[1:]
+runpy.run_module("keypoints", run_name="__main__")
+"""
+
+
+def test_auto_is_numpy_for_a_handful_of_photos_and_numba_for_more_or_a_video():
+    assert choose_engine("auto", 1) == "numpy"
+    assert choose_engine("auto", AUTO_NUMPY_MAX_PHOTOS) == "numpy"
+    assert choose_engine("auto", AUTO_NUMPY_MAX_PHOTOS + 1) == "numba"
+    assert choose_engine("auto", None) == "numba"  # a video
+    assert choose_engine("numba", 1) == "numba" and choose_engine("numpy", 10_000) == "numpy"
+    with pytest.raises(ValueError, match="engine must be one of auto, numpy, numba, got 'cuda'"):
+        choose_engine("cuda", 1)
+    with pytest.raises(ValueError, match="got 'auto'"):
+        engine_flags("auto")  # must be resolved first
+    with pytest.raises(ValueError, match="PredictOptions: engine must be one of auto, numpy, numba, got 'gpu'"):
+        PredictOptions(engine="gpu")
+
+
+def test_the_engine_is_decided_once_for_every_worker(monkeypatch, tmp_path):
+    """iter_predictions resolves ``auto`` from the whole run's photo count before the workers get the options
+    (left to each worker, ``auto`` would see one photo at a time and always pick NumPy)."""
+    import keypoints.batch.pool as pool
+
+    seen = []
+    monkeypatch.setattr(pool, "pool_predictions", lambda paths, outputs, options, workers: seen.append(options) or [])
+    many = [tmp_path / f"{k}.jpg" for k in range(AUTO_NUMPY_MAX_PHOTOS + 1)]
+    list(iter_predictions(many, PredictOptions(), workers=2))
+    list(iter_predictions(many[:2], PredictOptions(), workers=2))
+    list(iter_predictions(many[:2], PredictOptions(engine="numba"), workers=2))
+    assert [options.engine for options in seen] == ["numba", "numpy", "numba"]
+
+
+@pytest.mark.slow
+def test_a_photo_is_predicted_without_numba_from_an_empty_kernel_cache(tmp_path):
+    """The first ``predict`` of a photo on a machine: nothing of Numba imported, nothing compiled (the cache
+    stays empty), and the points those of the Numba engine within float32 rounding."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    portrait = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    cache, out = tmp_path / "numba-cache", tmp_path / "faces.json"
+    cache.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    env.pop("TINYNET_NUMBA", None)
+    done = subprocess.run([sys.executable, "-c", WRAPPER, "predict", portrait, "--json", str(out), "-v"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "engine: numpy (auto, 1 photo)" in done.stdout
+    assert "numba imported: False" in done.stderr
+    assert list(cache.iterdir()) == []
+    numpy_faces = json.loads(out.read_text())["images"][0]["faces"]
+    numba_faces = predict_files([portrait], engine="numba")[0]["faces"]
+    assert len(numpy_faces) == len(numba_faces) == 1
+    assert numpy_faces[0]["box"] == numba_faces[0]["box"]
+    for got, expected in zip(numpy_faces[0]["points"], numba_faces[0]["points"]):
+        assert got == pytest.approx(expected, abs=2e-3)  # pixels, rounded to 3 decimals in the records
