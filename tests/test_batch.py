@@ -60,7 +60,7 @@ def run(*argv) -> int:
 def single(photos, tmp_path_factory) -> bytes:
     """``--workers 1`` (the in-process loop) as JSON Lines: the reference every other way must match."""
     out = tmp_path_factory.mktemp("single") / "faces.jsonl"
-    assert run("predict", photos, "--format", "jsonl", "--json", out, "--no-progress") == 0
+    assert run("predict", photos, "--format", "jsonl", "--json", out, "--no-progress", "--workers", "1") == 0
     return out.read_bytes()
 
 
@@ -118,6 +118,33 @@ def test_worker_processes_write_the_bytes_of_one_process(photos, single, tmp_pat
     err = capsys.readouterr().err
     assert f"warning: {photos / 'notes.jpg'}: not an image OpenCV can decode" in err  # reported, not fatal
     assert "2 of 6 inputs failed" in err
+
+
+def test_workers_auto_is_this_process_for_a_few_photos_and_one_process_per_core_for_more():
+    from keypoints.batch import AUTO_WORKERS_MIN_PHOTOS, choose_workers
+
+    assert choose_workers("auto", 1, cores=2) == choose_workers("auto", AUTO_WORKERS_MIN_PHOTOS, cores=2) == 1
+    assert choose_workers("auto", AUTO_WORKERS_MIN_PHOTOS + 1, cores=2) == 2
+    assert choose_workers("auto", 500, cores=4) == 4 and choose_workers(3, 1) == 3
+    for bad in (0, -2, True, "2", 1.5):
+        with pytest.raises(ValueError, match="positive integer or 'auto'"):
+            choose_workers(bad, 10)
+
+
+@pytest.mark.slow
+def test_the_default_workers_read_a_folder_on_every_core_with_the_bytes_of_one_process(photos, single, tmp_path,
+                                                                                       capsys, monkeypatch):
+    """``predict FOLDER`` without ``--workers``: above the threshold (lowered here from 32 to 2 photos) one
+    process per core, saying so under -v, and the records of ``--workers 1`` to the byte."""
+    from keypoints import batch
+
+    monkeypatch.setattr(batch, "AUTO_WORKERS_MIN_PHOTOS", 2)
+    out = tmp_path / "faces.jsonl"
+    assert run("predict", photos, "--format", "jsonl", "--json", out, "--no-progress", "-v") == 0
+    cores = batch.available_cores()
+    said = capsys.readouterr()
+    assert f"; {cores} process{'es' if cores != 1 else ''} (auto)" in said.err + said.out
+    assert out.read_bytes() == single
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ def predict_command(args: argparse.Namespace) -> int:
     :func:`keypoints.batch.predict_photo`, here or in ``--workers`` processes or on a ``--scheduler`` cluster."""
     import dataclasses
 
-    from ..batch import PredictOptions, iter_predictions
+    from ..batch import PredictOptions, choose_workers, iter_predictions
     from ..batch.pool import WorkerStartError
     from . import commands
 
@@ -112,15 +112,18 @@ def predict_command(args: argparse.Namespace) -> int:
             return 0
     # iter_predictions would resolve "auto" from the same count: resolved here to be said under --verbose
     options = dataclasses.replace(options, engine=choose_engine(args.engine, len(files)))
+    workers = 1 if client is not None else choose_workers(args.workers, len(files))
     if args.verbose:
-        print(f"engine: {options.engine} ({args.engine}, {len(files)} photo{'s' if len(files) != 1 else ''})", file=info)
+        print(f"engine: {options.engine} ({args.engine}, {len(files)} photo{'s' if len(files) != 1 else ''});"
+              f" {'a Dask cluster' if client is not None else f'{workers} process' + ('es' if workers != 1 else '')}"
+              f" ({args.workers if client is None else '--scheduler'})", file=info)
     records, failures = [], []
     faces_total, images_with_faces = 0, 0
     detect_seconds = keypoint_seconds = 0.0
     detected_images = 0
     bar = commands.progress_bar(len(files), shown=not args.no_progress and len(files) > 1)
     try:
-        for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=args.workers,
+        for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=workers,
                                                    client=client, predictor=predictor), outputs):
             bar.update()
             records.append(result.record)

@@ -49,6 +49,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def workers_count(text: str) -> int | str:
+    """An argparse type: ``auto`` or a positive integer (``--workers``)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -61,11 +66,13 @@ def _seconds(text: str) -> float:
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
     """``predict``'s options for many photos (:mod:`keypoints.batch`)."""
+    from ..batch import AUTO_WORKERS_MIN_PHOTOS
     from ..batch.cluster import DEFAULT_CONNECT_TIMEOUT
 
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+    parser.add_argument("--workers", type=workers_count, default="auto", metavar="N",
                         help="N worker processes, each loading the model once, with cores/N threads; same records,"
-                             " same order as 1 (default %(default)s: in this process)")
+                             " same order as 1 (default auto: one per core for more than"
+                             f" {AUTO_WORKERS_MIN_PHOTOS} photos, else this process)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                         help="run on a Dask cluster (pip install -e '.[dask]'); the photos, -o and --model must be"
                              " at the same paths on its workers")
@@ -78,7 +85,7 @@ def connect_scheduler(args: argparse.Namespace):
     with the one-line reason otherwise."""
     if args.scheduler is None:
         return None
-    if args.workers != 1:
+    if args.workers != "auto":
         raise ValueError("--workers runs processes on this machine, --scheduler on a Dask cluster: choose one")
     from ..batch.cluster import connect
 
