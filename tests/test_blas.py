@@ -41,7 +41,7 @@ def test_the_product_is_numpys_and_the_same_to_the_bit_for_any_thread_count(name
     a, b = (rng.standard_normal(shape).astype(dtype) for shape in SHAPES[name])
     expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
     macs = np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-2] + (1,))) * b.shape[-1] * a.shape[-1]
-    assert macs >= blas.MIN_SPLIT_MACS or (len(a) == 1 and b.size >= blas.MIN_SPLIT_ROW_WEIGHTS)  # cut into pieces
+    assert macs >= blas.MIN_SPLIT_MACS or b.size >= blas.MIN_SPLIT_WEIGHTS  # cut into pieces
     results = []
     for count in (1, 2, 3, 8):
         threads(count)

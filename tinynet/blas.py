@@ -46,9 +46,10 @@ import numpy as np
 #: takes 0.3-0.6 ms on these virtual machines, so one face's (64, 290) @ (290, 1936) took 1.27 ms in two pieces
 #: on two threads, 0.68 ms whole on one (batches of faces are cut by image and pay it once per product)
 MIN_SPLIT_MACS = 1 << 25
-#: except a single row times a large matrix (one face through a Linear layer): it reads the whole weight
-#: matrix for few multiply-adds, and two threads read it faster (1.29 against 1.67 ms for 6400 x 1000)
-MIN_SPLIT_ROW_WEIGHTS = 1 << 22
+#: except a few rows times a large matrix (a few faces through a Linear layer): it reads the whole weight
+#: matrix for few multiply-adds, and two threads read it faster (one row times 6400 x 1000: 1.29 against
+#: 1.67 ms; two rows: 2.6 against 4.9 ms)
+MIN_SPLIT_WEIGHTS = 1 << 22
 #: a large product without a batch is cut into this many blocks of rows (or columns), whatever the thread count
 PIECES = 8
 #: the weight gradient's sum over a batch is taken in ranges of this many images, then the ranges' sums in order
@@ -172,9 +173,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return out
     m, n = out.shape[-2:]
     batch = out.shape[0] if out.ndim == 3 else 1
-    if out.ndim == 2 and m == 1 and b.ndim == 2 and b.size >= MIN_SPLIT_ROW_WEIGHTS:  # one face through a Linear
+    large_weights = out.ndim == 2 and b.size >= MIN_SPLIT_WEIGHTS
+    if large_weights and m == 1:  # one face through a Linear layer
         return _run([(_row_times_matrix, a[0], b[:, s], out[0, s]) for s in _slices(n, min(PIECES, n))]) or out
-    if batch * m * n * a.shape[-1] < MIN_SPLIT_MACS:
+    if batch * m * n * a.shape[-1] < MIN_SPLIT_MACS and not large_weights:
         parts = [(a, b, out)]
     elif out.ndim == 3 and batch > 1:  # NumPy multiplies a batch image by image anyway
         parts = [(a[s] if a.ndim == 3 else a, b[s] if b.ndim == 3 else b, out[s]) for s in _slices(batch, batch)]
