@@ -23,16 +23,21 @@ never wait for each other inside a product, so a loaded step keeps more than its
 speed, and the other job runs faster too. With OpenBLAS's threads, a machine that was busy for a moment
 could make one step ten times slower (seen: 5.8 s).
 
-Results depend neither on how busy the machine is, nor on the thread count, nor on BLAS's own thread
+Only while gradients are recorded (training). Under ``tinynet.no_grad()`` (inference) a product is NumPy's,
+on BLAS's own threads: there, with the batches of 2-8 faces ``predict`` reads, the pieces were 10-25 % slower
+(waking a thread costs about what such a piece saves), and an inference job seldom shares its cores for long.
+
+While training, results depend neither on how busy the machine is, nor on the thread count, nor on BLAS's own thread
 setting: the pieces are fixed by the shapes alone (the threads only share them out), and each piece is one
-single-threaded BLAS call. So ``--workers 2`` (one thread each) gives the bytes of one process with two.
+single-threaded BLAS call.
 
 Threads: ``TINYNET_NUM_THREADS`` (read when tinynet is imported), else the cores this process may run on;
-``set_num_threads(n)`` at run time. From a layer's first product on, NumPy's BLAS in the process stays on
-one thread (``threadpoolctl``; waking BLAS's threads after every product made training 3.5x slower):
+``set_num_threads(n)`` at run time. From the first training product on, NumPy's BLAS in the process stays
+on one thread (``threadpoolctl``; waking BLAS's threads after every product made training 3.5x slower):
 tinynet's threads do the parallel work, as PyTorch's own pool does for it. A program that needs BLAS's
-threads for its own products between steps can ask for them with ``threadpoolctl.threadpool_limits``. With a BLAS that ``threadpoolctl`` cannot set to one thread, each
-product runs whole, on that BLAS's own threads.
+threads for its own products between steps can ask for them with ``threadpoolctl.threadpool_limits``.
+With a BLAS that ``threadpoolctl`` cannot set to one thread, each product runs whole, on that BLAS's own
+threads.
 """
 from __future__ import annotations
 
@@ -42,10 +47,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._grad_mode import is_grad_enabled
+
 #: below this many multiply-adds a product runs as one piece, on the calling thread: waking a sleeping thread
 #: takes 0.3-0.6 ms on these virtual machines, so one face's (64, 290) @ (290, 1936) took 1.27 ms in two pieces
 #: on two threads, 0.68 ms whole on one (batches of faces are cut by image and pay it once per product)
 MIN_SPLIT_MACS = 1 << 25
+#: a batch of images is cut by image from this many multiply-adds on (every piece then is a whole image's product;
+#: predict's batches of 2-8 faces read 52-62 ms a photo with 2^23 here, 60-68 with 2^25)
+MIN_SPLIT_BATCH_MACS = 1 << 23
 #: except a few rows times a large matrix (a few faces through a Linear layer): it reads the whole weight
 #: matrix for few multiply-adds, and two threads read it faster (one row times 6400 x 1000: 1.29 against
 #: 1.67 ms; two rows: 2.6 against 4.9 ms)
@@ -168,6 +178,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
+    if not is_grad_enabled():
+        # inference (predict's batches of 2-8 faces): NumPy's product on BLAS's own threads, untouched. In
+        # pieces, its products of a few faces ran 10-25 % slower (waking a thread costs more than such a
+        # piece saves), and inference rarely shares its machine for long
+        return np.matmul(a, b, out=out)
     if out.ndim == 3 and len(out) == 1:  # one image: a 2-D product (NumPy's matmul keeps the GIL for a batch of one)
         matmul(a[0] if a.ndim == 3 else a, b[0] if b.ndim == 3 else b, out[0])
         return out
@@ -176,10 +191,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     large_weights = out.ndim == 2 and b.size >= MIN_SPLIT_WEIGHTS
     if large_weights and m == 1:  # one face through a Linear layer
         return _run([(_row_times_matrix, a[0], b[:, s], out[0, s]) for s in _slices(n, min(PIECES, n))]) or out
-    if batch * m * n * a.shape[-1] < MIN_SPLIT_MACS and not large_weights:
-        parts = [(a, b, out)]
-    elif out.ndim == 3 and batch > 1:  # NumPy multiplies a batch image by image anyway
+    macs = batch * m * n * a.shape[-1]
+    if out.ndim == 3 and macs >= MIN_SPLIT_BATCH_MACS:  # NumPy multiplies a batch image by image anyway
         parts = [(a[s] if a.ndim == 3 else a, b[s] if b.ndim == 3 else b, out[s]) for s in _slices(batch, batch)]
+    elif out.ndim == 3 or (macs < MIN_SPLIT_MACS and not large_weights):
+        parts = [(a, b, out)]
     elif m >= n:
         parts = [(a[..., s, :], b, out[..., s, :]) for s in _slices(m, min(PIECES, m))]
     else:
