@@ -153,8 +153,11 @@ def test_least_confident_test_faces_fail_far_more_often():
 @pytest.mark.integration
 def test_calibrate_checkpoint_stores_the_fit_and_keeps_the_weights(tmp_path):
     """What training does at its end, on a copy of the shipped model and the 346 faces its run held out: the
-    fit lands in meta.confidence_calibration (the shipped one, up to float rounding), every array stays bit
-    for bit (float16 included)."""
+    fit lands in meta.confidence_calibration (the shipped one to 3 digits), every array stays bit for bit
+    (float16 included). Not closer: the network's inference products run on NumPy's BLAS with the threads
+    the process has, OpenBLAS's rounding depends on that count, and a process that trained before (as
+    training does, and as this suite does) has it at one thread (tinynet.blas): the fit then moves by 3e-4
+    of itself."""
     import shutil
 
     import tinynet
@@ -174,6 +177,6 @@ def test_calibrate_checkpoint_stores_the_fit_and_keeps_the_weights(tmp_path):
     after = tinynet.load(path)
     assert found.calibration is not None and found.calibration[1] < 0
     assert after["meta"]["confidence_calibration"] == list(found.calibration)
-    np.testing.assert_allclose(found.calibration, tinynet.load(PRETRAINED)["meta"]["confidence_calibration"], rtol=1e-6)
+    np.testing.assert_allclose(found.calibration, tinynet.load(PRETRAINED)["meta"]["confidence_calibration"], rtol=1e-3)
     for name, array in before["model"].items():
         assert after["model"][name].dtype == array.dtype and np.array_equal(after["model"][name], array), name
