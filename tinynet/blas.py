@@ -49,12 +49,12 @@ import numpy as np
 
 from ._grad_mode import is_grad_enabled
 
-#: below this many multiply-adds a product runs as one piece, on the calling thread: waking a sleeping thread
-#: takes 0.3-0.6 ms on these virtual machines, so one face's (64, 290) @ (290, 1936) took 1.27 ms in two pieces
-#: on two threads, 0.68 ms whole on one (batches of faces are cut by image and pay it once per product)
+#: below this many multiply-adds a 2-D product runs as one piece, on the calling thread: waking a sleeping thread
+#: takes 0.3-0.6 ms on these virtual machines, so one image's (64, 290) @ (290, 1936) took 1.27 ms in two pieces
+#: on two threads, 0.68 ms whole on one
 MIN_SPLIT_MACS = 1 << 25
-#: a batch of images is cut by image from this many multiply-adds on (every piece then is a whole image's product;
-#: predict's batches of 2-8 faces read 52-62 ms a photo with 2^23 here, 60-68 with 2^25)
+#: a batch of images is cut by image from this many multiply-adds on (every piece then is one image's whole
+#: product, and the thread wakes once per batch); a training batch of 64 is far above it
 MIN_SPLIT_BATCH_MACS = 1 << 23
 #: except a few rows times a large matrix (a few faces through a Linear layer): it reads the whole weight
 #: matrix for few multiply-adds, and two threads read it faster (one row times 6400 x 1000: 1.29 against
