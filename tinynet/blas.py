@@ -169,7 +169,8 @@ def _row_times_matrix(row: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.matmul(a, b, out=out)`` in ``get_num_threads()`` pieces run at the same time.
+    """``np.matmul(a, b, out=out)``; while gradients are recorded, in pieces shared out over ``get_num_threads()``
+    threads.
 
     Shapes: ``a (M, K)`` or ``(B, M, K)``, ``b (K, N)`` or ``(B, K, N)``, ``out (M, N)`` or ``(B, M, N)``
     (views welcome: a transposed weight, a slice of a workspace; None: a new array). The pieces: a batch's
@@ -190,7 +191,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     batch = out.shape[0] if out.ndim == 3 else 1
     large_weights = out.ndim == 2 and b.size >= MIN_SPLIT_WEIGHTS
     if large_weights and m == 1:  # one face through a Linear layer
-        return _run([(_row_times_matrix, a[0], b[:, s], out[0, s]) for s in _slices(n, min(PIECES, n))]) or out
+        _run([(_row_times_matrix, a[0], b[:, s], out[0, s]) for s in _slices(n, min(PIECES, n))])
+        return out
     macs = batch * m * n * a.shape[-1]
     if out.ndim == 3 and macs >= MIN_SPLIT_BATCH_MACS:  # NumPy multiplies a batch image by image anyway
         parts = [(a[s] if a.ndim == 3 else a, b[s] if b.ndim == 3 else b, out[s]) for s in _slices(batch, batch)]

@@ -28,7 +28,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -
     out : (N, out_features), ``out = x @ weight.T + bias``
     cache : LinearCache
     """
-    out = matmul(x, weight.T)  # (N, out), on tinynet's threads (tinynet/blas.py)
+    out = matmul(x, weight.T)  # (N, out); in pieces on tinynet's threads while training (tinynet/blas.py)
     if bias is not None:
         out += bias
     return out, LinearCache(x, weight, bias is not None)
