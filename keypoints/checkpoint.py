@@ -10,14 +10,14 @@ message naming the field before it costs memory or time:
 
 1. :func:`tinynet.serialization.load_structure`: the nesting, and each array's shape and dtype from its
    ``.npy`` header only (no array is read or decompressed; entries the header does not name are refused);
-2. :func:`validate_meta`: every metadata field against its allowed values (a ``rescale`` of 20000 would
-   make predicting one small crop allocate gigabytes);
-3. the model's state-dict entries against the network the metadata describes (names, shapes, dtypes),
-   and only then ``tinynet.load``.
+2. :func:`keypoints.checkpoint_meta.validate_meta`: every metadata field against its allowed values (a
+   ``rescale`` of 20000 would make predicting one small crop allocate gigabytes);
+3. the model's state-dict entries against the network the metadata describes (names, shapes, dtypes; and the
+   eye stage's entries ``eyes`` against its ``EyeNet``), and only then ``tinynet.load``.
 
 The model spec (``meta``, :func:`checkpoint_meta`) says everything a reader needs: architecture, input
 size, preprocessing (``rescale``), point framing, refinement passes, flip averaging, the number of points
-``K`` and how they swap sides in a mirror (``flip_permutation``), the recipe.
+``K`` and how they swap sides in a mirror (``flip_permutation``), the eye stage, the recipe.
 :func:`build_model` builds the network from it; training, evaluation, the predictor and the command
 lines all go through :func:`read_checkpoint`.
 """
@@ -34,143 +34,17 @@ import numpy as np
 import tinynet
 from tinynet.serialization import ArrayInfo, load_structure
 
+from .checkpoint_meta import DEFAULTS, CheckpointError, flip_permutation_of, is_int, is_real, validate_meta
 from .crops import rescale_size
 from .framing import DATASET_FRAMING, PointFraming
-from .geometry import MAX_POINTS, NUM_KEYPOINTS, checked_flip_permutation, default_flip_permutation
+from .geometry import NUM_KEYPOINTS
 from .recipes import recipe_from_dict
+
+__all__ = ["DEFAULTS", "CheckpointError", "TrainState", "build_model", "checkpoint_meta", "flip_permutation_of",
+           "read_checkpoint", "save_checkpoint", "save_weights", "update_meta", "validate_meta"]
 
 FORMAT = "keypoints-checkpoint"
 VERSION = 1
-ARCHITECTURES = ("naimishnet",)
-INPUT_SIZES = (96, 224)
-HEADS = ("classic", "dropout-last")
-MAX_REFINE_PASSES = 4
-#: the rescaled shorter side is S * RESCALE_RANGE[0] .. S * RESCALE_RANGE[1] (training uses S * 250 / 224)
-RESCALE_RANGE = (1.0, 2.0)
-
-#: optional fields and the value a checkpoint without them (an older one) means
-DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
-            "confidence_calibration": None, "test_frames": None, "num_points": NUM_KEYPOINTS, "flip_permutation": None}
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable keypoints checkpoint; ``str`` names the file and the field."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(float(value))
-
-
-def _fraction(where: str, value: Any, name: str) -> float:
-    """A float strictly inside (0, 1)."""
-    if not (_is_real(value) and 0.0 < float(value) < 1.0):
-        raise CheckpointError(f"{where}: meta.{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
-def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
-    """The metadata with every field checked and the optional ones filled with :data:`DEFAULTS`.
-
-    Raises :class:`CheckpointError` naming ``where`` and the first bad field, with what was expected.
-    """
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{where}: 'meta' must be a dict of fields, got {type(meta).__name__}")
-    meta = {**DEFAULTS, **meta}
-    for name in ("arch", "input_size", "rescale"):
-        if name not in meta:
-            raise CheckpointError(f"{where}: meta.{name} is missing")
-    if meta["arch"] not in ARCHITECTURES:
-        raise CheckpointError(f"{where}: meta.arch must be one of {ARCHITECTURES}, got {meta['arch']!r}")
-    size = meta["input_size"]
-    if not (_is_int(size) and int(size) in INPUT_SIZES):
-        raise CheckpointError(f"{where}: meta.input_size must be one of {INPUT_SIZES}, got {size!r}")
-    size = int(size)
-    low, high = int(math.ceil(size * RESCALE_RANGE[0])), int(size * RESCALE_RANGE[1])
-    rescale = meta["rescale"]
-    if not (_is_int(rescale) and low <= int(rescale) <= high):
-        raise CheckpointError(
-            f"{where}: meta.rescale must be an integer in [{low}, {high}] for input_size {size}, got {rescale!r}"
-        )
-    dropout = meta["dropout"]
-    if not (_is_real(dropout) and 0.0 <= float(dropout) < 1.0):
-        raise CheckpointError(f"{where}: meta.dropout must be a number in [0, 1), got {dropout!r}")
-    if not isinstance(meta["flip_test"], (bool, np.bool_)):
-        raise CheckpointError(f"{where}: meta.flip_test must be true or false, got {meta['flip_test']!r}")
-    if meta["head"] not in HEADS:
-        raise CheckpointError(f"{where}: meta.head must be one of {HEADS}, got {meta['head']!r}")
-    passes = meta["refine_passes"]
-    if not (_is_int(passes) and 0 <= int(passes) <= MAX_REFINE_PASSES):
-        raise CheckpointError(f"{where}: meta.refine_passes must be an integer in [0, {MAX_REFINE_PASSES}], got {passes!r}")
-    framing = meta["framing"]
-    if framing is not None:
-        try:
-            framing = PointFraming.from_dict(framing).to_dict()
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: meta.{exc}") from None
-    frames = meta["test_frames"]
-    if frames is not None:
-        from .framing import checked_test_frames  # the one validation of test frames
-
-        try:
-            frames = [list(frame) for frame in checked_test_frames(frames)]
-        except ValueError as exc:
-            raise CheckpointError(f"{where}: meta.{exc}") from None
-    num_points, permutation = _point_layout(meta, where)
-    calibration = meta["confidence_calibration"]
-    if calibration is not None and num_points != NUM_KEYPOINTS:
-        raise CheckpointError(f"{where}: meta.confidence_calibration must be null for {num_points} points (the"
-                              f" confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points)")
-    if calibration is not None:
-        # (a, b) of keypoints.wild.confidence: a finite intercept and a negative slope (more disagreement
-        # between the plain and the mirrored pass must mean less confidence)
-        if not (isinstance(calibration, (list, tuple)) and len(calibration) == 2 and all(map(_is_real, calibration))
-                and float(calibration[1]) < 0):
-            raise CheckpointError(
-                f"{where}: meta.confidence_calibration must be null or [intercept, slope] with a finite intercept"
-                f" and a negative slope, got {calibration!r}"
-            )
-        calibration = [float(calibration[0]), float(calibration[1])]
-    return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
-                refine_passes=int(passes), framing=framing, confidence_calibration=calibration, test_frames=frames,
-                num_points=num_points, flip_permutation=permutation)
-
-
-def _point_layout(meta: dict, where: str) -> tuple[int, list | None]:
-    """``(num_points, flip_permutation)`` of ``meta``, checked: ``K`` in ``1..MAX_POINTS``; the permutation a
-    mirror permutation of ``K`` points, or null (the iBUG one for 68 points, else no mirror, so no flip
-    averaging; :func:`flip_permutation_of`); the refinement frame turned upright only for the 68 points,
-    whose eyes it reads."""
-    num_points = meta["num_points"]
-    if not (_is_int(num_points) and 1 <= int(num_points) <= MAX_POINTS):
-        raise CheckpointError(f"{where}: meta.num_points must be an integer in [1, {MAX_POINTS}], got {num_points!r}")
-    num_points = int(num_points)
-    permutation = meta["flip_permutation"]
-    if permutation is not None:
-        try:
-            permutation = checked_flip_permutation(permutation, num_points, f"{where}: meta.flip_permutation")
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from None
-    if permutation is None and default_flip_permutation(num_points) is None and meta["flip_test"]:
-        raise CheckpointError(f"{where}: meta.flip_test is true but {num_points} points have no meta.flip_permutation")
-    if num_points != NUM_KEYPOINTS and (meta["framing"] or {}).get("upright"):
-        raise CheckpointError(f"{where}: meta.framing.upright needs the eyes of the {NUM_KEYPOINTS} iBUG points,"
-                              f" the model has {num_points} points")
-    return num_points, None if permutation is None else [int(i) for i in permutation]
-
-
-def flip_permutation_of(meta: dict) -> np.ndarray | None:
-    """The ``(K,)`` mirror permutation a validated ``meta`` describes: its own, else for 68 points the iBUG
-    one, else None (the model's points have no mirror: no flip averaging)."""
-    if meta["flip_permutation"] is not None:
-        return np.asarray(meta["flip_permutation"], dtype=np.intp)
-    return default_flip_permutation(meta["num_points"])
-
-
 def check_model_entries(where: str, saved: Any, expected: dict[str, np.ndarray]) -> None:
     """``saved`` (from ``load_structure``: names -> :class:`ArrayInfo`) must hold exactly the entries of
     ``expected`` (a model's state dict) with their shapes and kinds of dtype: checked before any array is read."""
@@ -233,14 +107,14 @@ def check_training_state(where: str, structure: dict, recipe, state_dict: dict) 
     if not isinstance(structure.get("optimizer"), dict):
         refuse("optimizer", "the optimizer's state (a dict of fields)", structure.get("optimizer"))
     epoch, best_epoch, history = structure.get("epoch"), structure.get("best_epoch"), structure.get("history")
-    if not (_is_int(epoch) and epoch >= 0):
+    if not (is_int(epoch) and epoch >= 0):
         refuse("epoch", "the number of finished epochs (an integer >= 0)", epoch)
-    if not (_is_int(best_epoch) and 0 <= best_epoch <= epoch):
+    if not (is_int(best_epoch) and 0 <= best_epoch <= epoch):
         refuse("best_epoch", f"an integer in [0, epoch = {epoch}]", best_epoch)
     if not (isinstance(history, list) and len(history) == epoch and all(isinstance(h, dict) for h in history)):
         refuse("history", f"a list of {epoch} epoch records (dicts)", history)
     best_loss = structure.get("best_loss")
-    if not (best_loss is None or _is_real(best_loss)):
+    if not (best_loss is None or is_real(best_loss)):
         refuse("best_loss", "null or a finite number", best_loss)
     if structure.get("best_model") is None:
         if epoch > 0:
@@ -260,7 +134,8 @@ def build_model(meta: dict):
 
 def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[dict, Any]:
     """``(checkpoint, model)``: the checkpoint (``meta`` validated, defaults filled) and its network with
-    the weights loaded. ``training=True`` also requires the training state (``last.npz``).
+    the weights loaded. ``training=True`` also requires the training state (``last.npz``). With an eye stage
+    (``meta.eye_stage``), ``checkpoint["eye_model"]`` is its ``EyeNet`` with the entries ``eyes`` loaded.
 
     Raises
     ------
@@ -290,28 +165,50 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
     if training:
         check_training_recipe(where, meta, structure, model.state_dict())
     check_model_entries(where, structure["model"], model.state_dict())
+    eye_model = None
+    if meta["eye_stage"] is not None:
+        from .eyes.stage import EyeStage, build_eye_model
+
+        if "eyes" not in structure:
+            raise CheckpointError(f"{where}: meta.eye_stage is set but the file holds no 'eyes' weights")
+        with tinynet.init.skip_random_init():
+            eye_model = build_eye_model(EyeStage.from_dict(meta["eye_stage"]))
+        check_model_entries(f"{where}: eyes", structure["eyes"], eye_model.state_dict())
     try:
         checkpoint = tinynet.load(path)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    for name, value in checkpoint["model"].items():
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise CheckpointError(f"{where}: model entry {name!r} holds NaN or infinite values (a run that diverged?)")
+    for group in ("model", "eyes") if eye_model is not None else ("model",):
+        for name, value in checkpoint[group].items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise CheckpointError(f"{where}: {group} entry {name!r} holds NaN or infinite values (a run that diverged?)")
     model.load_state_dict(checkpoint["model"])
+    if eye_model is not None:
+        eye_model.load_state_dict(checkpoint["eyes"])
+        checkpoint["eye_model"] = eye_model.eval()
     checkpoint["meta"] = meta
     return checkpoint, model
 
 
-def update_meta(path: str | os.PathLike, **fields: Any) -> dict:
-    """Set metadata ``fields`` of the checkpoint at ``path`` in place: every array is written back as it
-    was stored (the shipped float16 weights stay float16, bit for bit), the new metadata is validated
-    first, and the file is replaced atomically (``tinynet.save``). Returns the new, validated meta."""
+def update_meta(path: str | os.PathLike, entries: dict | None = None, **fields: Any) -> dict:
+    """Set metadata ``fields`` (and top-level ``entries``, such as the eye stage's ``eyes`` weights) of the
+    checkpoint at ``path`` in place: every other array is written back as it was stored (the shipped float16
+    weights stay float16, bit for bit), the new metadata is validated first, and the file is replaced
+    atomically: written beside it and read back whole (the entries against the networks the metadata
+    describes) before it replaces the file. Returns the new, validated meta."""
     read_checkpoint(path)  # validates the file as it is
     stored = tinynet.load(path)  # as stored: read_checkpoint's meta has its defaults filled in
     meta = dict(stored["meta"], **fields)
     checked = validate_meta(meta, str(path))  # before anything is written
     stored["meta"] = meta
-    tinynet.save(stored, path)
+    stored.update(entries or {})
+    updated = Path(path).with_name(Path(path).name + ".update.npz")
+    try:
+        tinynet.save(stored, updated)
+        read_checkpoint(updated)
+        os.replace(updated, path)
+    finally:
+        updated.unlink(missing_ok=True)
     return checked
 
 

@@ -4,7 +4,9 @@ The graph is the network alone (``tinynet.onnx.to_onnx``: input ``(N, 1, S, S)``
 ``(N, 2K)`` for K points, 136 for the shipped model), built from the checkpoint's weights with the ``onnx`` package. Everything else a user needs to
 run it as ``keypoints predict`` does (how a face is framed and cropped, how the outputs map to pixels, the
 refinement passes, flip averaging and test frames the checkpoint asks for) travels with it as the model's
-``metadata_props``: :data:`METADATA_FIELDS` lists the keys; every value is JSON. ``examples/onnx_opencv.py``
+``metadata_props``: :data:`METADATA_FIELDS` lists the keys; every value is JSON. A checkpoint with an eye stage
+(``keypoints.eyes``) also gives a second file beside the first, ``NAME.eyes.onnx`` (its ``EyeNet``: input
+``(N, 1, s, s)`` eye crops, output ``(N, 12)``), named in the metadata's ``eye_stage``. ``examples/onnx_opencv.py``
 reads them and runs the whole pipeline with OpenCV and NumPy alone.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tinynet.onnx import GraphBuilder, register_converter, require_onnx, to_onnx
 from .checkpoint import flip_permutation_of, read_checkpoint
 from .files import atomic_output, refuse_input_as_output
 from .geometry import denormalize_keypoints
-from .models import NaimishNet
+from .models import EyeNet, NaimishNet
 from .wild.face_crop import FRAME_OFFSET, FRAME_SCALE
 
 FORMAT = "keypoints-onnx"
@@ -50,19 +52,27 @@ METADATA_FIELDS = {
     "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (the iBUG one for 68"
                         " points); null for a model whose points have no mirror (then flip_test is false)",
     "checkpoint": "the checkpoint file the network came from",
+    "eye_stage": "null, or {file, size, side, passes}: after the face's reads, each eye is read passes times by the"
+                 " ONNX file beside this one (input (N, 1, size, size) gray eye crops, output (N, 12): points 36-41"
+                 " as x0, y0, ... in units of size / 2 about the crop centre (size - 1) / 2); the crop is centred on"
+                 " the eye's six points, side eye distances wide, turned so the eyes are level, the left eye"
+                 " mirrored (its points come back as 45, 44, 43, 42, 47, 46)",
 }
 
 
 @register_converter(NaimishNet)
-def convert_naimishnet(graph: GraphBuilder, model: NaimishNet, x: str, name: str) -> str:
-    """``NaimishNet.forward``: ``regressor(flatten(features(x)))``, children named as in its state dict."""
+@register_converter(EyeNet)
+def convert_naimishnet(graph: GraphBuilder, model: NaimishNet | EyeNet, x: str, name: str) -> str:
+    """``NaimishNet.forward`` and ``EyeNet.forward``: ``regressor(flatten(features(x)))``, children named as in
+    their state dicts."""
     for child in ("features", "flatten", "regressor"):
         x = graph.convert(getattr(model, child), x, f"{name}.{child}" if name else child)
     return x
 
 
-def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
-    """The ``metadata_props`` (:data:`METADATA_FIELDS`, JSON values) of a checkpoint's validated ``meta``."""
+def onnx_metadata(meta: dict, checkpoint: str | os.PathLike, eyes_file: str | None = None) -> dict[str, str]:
+    """The ``metadata_props`` (:data:`METADATA_FIELDS`, JSON values) of a checkpoint's validated ``meta``;
+    ``eyes_file``: the name of the eye stage's ONNX file (for a checkpoint with an eye stage)."""
     from .framing import DATASET_FRAMING, PointFraming
 
     size, num_points, permutation = int(meta["input_size"]), int(meta["num_points"]), flip_permutation_of(meta)
@@ -88,35 +98,56 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
         "flip_test": bool(meta["flip_test"]),
         "flip_permutation": None if permutation is None else [int(i) for i in permutation],
         "checkpoint": Path(checkpoint).name,
+        "eye_stage": None,
     }
+    if meta.get("eye_stage") is not None and eyes_file is not None:
+        stage = meta["eye_stage"]
+        values["eye_stage"] = {"file": eyes_file, "size": stage["size"], "side": stage["side"], "passes": stage["passes"]}
     return {key: json.dumps(value) for key, value in values.items()}
 
 
-def checkpoint_to_onnx(checkpoint: str | os.PathLike):
-    """The ``onnx.ModelProto`` of the network in ``checkpoint``, with :func:`onnx_metadata`. A missing or bad
-    checkpoint raises what :func:`keypoints.checkpoint.read_checkpoint` raises (as for every command); a
-    missing ``onnx`` package an ``ImportError`` saying how to install it."""
+def eyes_path(output: str | os.PathLike) -> Path:
+    """Where the eye stage of an export to ``output`` goes: ``NAME.onnx`` -> ``NAME.eyes.onnx``, beside it."""
+    output = Path(output)
+    return output.with_name((output.name[:-5] if output.name.endswith(".onnx") else output.name) + ".eyes.onnx")
+
+
+def checkpoint_to_onnx(checkpoint: str | os.PathLike, eyes_file: str | None = None):
+    """``(face, eyes)``: the ``onnx.ModelProto`` of the network in ``checkpoint`` with :func:`onnx_metadata`
+    (naming ``eyes_file``), and that of its eye stage (None without one). A missing or bad checkpoint raises
+    what :func:`keypoints.checkpoint.read_checkpoint` raises (as for every command); a missing ``onnx`` package
+    an ``ImportError`` saying how to install it."""
     require_onnx()  # before reading a checkpoint that could not be exported anyway
     stored, model = read_checkpoint(checkpoint)
     meta = stored["meta"]
     size = int(meta["input_size"])
-    return to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, checkpoint),
+    eye_model = stored.get("eye_model")
+    face = to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, checkpoint, eyes_file if eye_model else None),
                    graph_name=f"naimishnet{size}")
+    if eye_model is None:
+        return face, None
+    eye_size = eye_model.input_size
+    return face, to_onnx(eye_model.eval(), (1, eye_size, eye_size), graph_name=f"eyenet{eye_size}")
 
 
 def export_onnx(output: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
-    """Write :func:`checkpoint_to_onnx` of ``checkpoint`` (None: the shipped model) to ``output`` through a
-    temporary file renamed at the end. An ``output`` that is the checkpoint itself is refused
-    (:class:`keypoints.files.OutputError`). Returns the checkpoint's path."""
+    """Write :func:`checkpoint_to_onnx` of ``checkpoint`` (None: the shipped model) to ``output``, and its eye
+    stage, if it has one, to :func:`eyes_path` of ``output``, each through a temporary file renamed at the end
+    (the eye file first, so the file naming it never exists without it). An output that is the checkpoint
+    itself is refused (:class:`keypoints.files.OutputError`). Returns ``(the checkpoint's path, the eye
+    file's path or None)``."""
     from .predictor import PRETRAINED
 
     onnx = require_onnx()
     source = PRETRAINED if checkpoint is None else Path(checkpoint)
-    refuse_input_as_output(output, [source], flag="output")
-    proto = checkpoint_to_onnx(source)
-    with atomic_output(output, flag="output") as temporary:
-        onnx.save(proto, str(temporary))
-    return source
+    for path in (output, eyes_path(output)):
+        refuse_input_as_output(path, [source], flag="output")
+    face, eyes = checkpoint_to_onnx(source, eyes_path(output).name)
+    for proto, path in ((eyes, eyes_path(output)), (face, output)):
+        if proto is not None:
+            with atomic_output(path, flag="output") as temporary:
+                onnx.save(proto, str(temporary))
+    return source, None if eyes is None else eyes_path(output)
 
 
 def export_command(args) -> int:
@@ -125,7 +156,7 @@ def export_command(args) -> int:
     import sys
 
     try:
-        source = export_onnx(args.output, args.model)
+        source, eyes = export_onnx(args.output, args.model)
     except ImportError as exc:
         if args.debug:
             raise
@@ -134,6 +165,9 @@ def export_command(args) -> int:
     print(f"wrote {args.output}: the network of {source} (input 'input' (N, 1, S, S) gray crops in [0, 1],"
           " output 'output' (N, 2K) for K points); its metadata says how to frame a face and map the points back"
           " (examples/onnx_opencv.py runs it with OpenCV alone)")
+    if eyes is not None:
+        print(f"wrote {eyes}: the eye stage's network (eye crops in, six points of an eye out), named in"
+              f" {Path(args.output).name}'s metadata")
     return 0
 
 

@@ -168,3 +168,54 @@ def naimishnet(
     """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
     return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head,
                       num_points=num_points)
+
+
+class EyeNet(Module):
+    """The eye stage's regressor (``keypoints.eyes``): one eye crop in, that eye's six points out.
+
+    Input ``(N, 1, S, S)`` in [0, 1], S a multiple of 8; output ``(N, 12)``: points 36-41 of a right eye
+    (a left eye is read mirrored), normalised as ``(u - (S - 1) / 2) / (S / 2)`` in crop pixels ``u``.
+    Three blocks ``Conv2d 3x3 (padding 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` with ``width``,
+    ``2 width`` and ``4 width`` channels (fused as NaimishNet's), then ``Linear(4 width (S/8)^2, hidden) -> ReLU
+    -> Linear(hidden, 12)``. State-dict keys as NaimishNet's: ``features.*``, ``regressor.*``.
+    """
+
+    def __init__(self, input_size: int = 48, width: int = 16, hidden: int = 128,
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        super().__init__()
+        if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16 \
+                or input_size % 8:
+            raise ValueError(f"EyeNet: input_size must be a multiple of 8 of at least 16, got {input_size!r}")
+        rng = np.random.default_rng() if rng is None else rng
+        self.input_size, self.width = int(input_size), int(width)
+        layers: list[Module] = []
+        in_channels = 1
+        for out_channels in (width, 2 * width, 4 * width):
+            layers += [
+                Conv2d(in_channels, out_channels, 3, padding=1, rng=rng, dtype=dtype),
+                BatchNorm2d(out_channels, dtype=dtype),
+                ReLU(),
+                MaxPool2d(2, 2),
+            ]
+            in_channels = out_channels
+        self.features = fuse(Sequential(*layers))
+        self.flatten = Flatten()
+        side = self.input_size // 8
+        self.regressor = Sequential(
+            Linear(4 * width * side * side, hidden, rng=rng, dtype=dtype),
+            ReLU(),
+            Linear(hidden, 12, rng=rng, dtype=dtype),
+        )
+        self.features[0].input_grad = False  # nothing reads the gradient with respect to the crops
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, width={self.width}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, 1, S, S) -> (N, 12)``."""
+        return self.regressor(self.flatten(self.features(x)))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """``(N, 12) -> None`` (the input gradient is skipped), accumulating every parameter's gradient."""
+        return self.features.backward(self.flatten.backward(self.regressor.backward(dout)))
+

@@ -8,7 +8,8 @@ those points (``keypoints.framing.frame_matrix``: their centroid and spread put 
 and read again. If the checkpoint names ``test_frames``, the last pass reads the face in each of those
 frames around the canonical one (the jitter training applies to it) and averages the points. The exact
 inverse of the last pass's map brings the points back to the crop's own pixel coordinates, whatever its
-size, colour or dtype.
+size, colour or dtype. Last, if the checkpoint has an eye stage (``keypoints.eyes``), each eye is read up
+close from the gray image at its own resolution and its six points are replaced, ``eye_passes`` times.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .framing import DATASET_FRAMING, PointFraming, checked_test_frames, frame_j
 from .models import NaimishNet
 from .geometry import (
     NUM_KEYPOINTS,
+    apply_affine,
     denormalize_keypoints,
     flip_image,
     flip_keypoints,
@@ -31,6 +33,7 @@ from .geometry import (
     normalize_keypoints,
 )
 from .crops import center_crop, rescale_face
+from .eyes.stage import EYES, EyeStage, read_eyes
 from .image import to_gray_float32
 
 
@@ -73,6 +76,11 @@ class Predictor:
     test_frames : tuple of (shift_x, shift_y, zoom, degrees)
         Frames around the canonical one that the last refinement pass reads, averaging the points
         (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
+    eye_stage : keypoints.eyes.EyeStage or None
+        The checkpoint's eye stage (None: the face network's eye points are final; also when the
+        checkpoint's ``EyeNet`` is not given as ``eye_model``, which :func:`load_predictor` does).
+    eye_passes : int
+        How many times the eye network reads each eye (0: not at all).
     num_points : int
         K, the points of each face (68 for the iBUG layout; another K for a model trained on your own points).
     flip_permutation : (K,) int or None
@@ -80,7 +88,7 @@ class Predictor:
     """
 
     def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
-                 test_frames: Sequence | None = None):
+                 test_frames: Sequence | None = None, eye_model=None, eye_passes: int | None = None):
         self.model = model.eval()
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
@@ -104,16 +112,26 @@ class Predictor:
             self.test_frames = checked_test_frames(frames)
         except ValueError as exc:
             raise ValueError(f"Predictor: {exc}") from None
+        stage = meta.get("eye_stage")
+        self.eye_stage = None if stage is None or eye_model is None else EyeStage.from_dict(stage)
+        self.eye_model = None if self.eye_stage is None else eye_model.eval()
+        default = 0 if self.eye_stage is None else self.eye_stage.passes
+        passes = default if eye_passes is None else eye_passes
+        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= 4:
+            raise ValueError(f"Predictor: eye_passes must be an int in 0..4, got {passes!r}")
+        if passes and self.eye_stage is None:
+            raise ValueError(f"Predictor: eye_passes={passes} needs an eye stage, and this checkpoint has none")
+        self.eye_passes = int(passes)
 
     def __repr__(self) -> str:
         return (
             f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
-            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)})"
+            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)}, eye_passes={self.eye_passes})"
         )
 
-    def _rescaled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One image -> ``(gray rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
-        return rescale_face(to_gray_float32(np.asarray(image)), self.rescale)  # keypoints.crops: the one path
+    def _rescaled(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One gray float32 image -> ``(rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
+        return rescale_face(gray, self.rescale)  # keypoints.crops: the one path
 
     def _center_crop(self, rescaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return center_crop(rescaled, self.input_size)
@@ -122,7 +140,7 @@ class Predictor:
         """One image (gray/BGR/BGRA, uint8/uint16/float, any size) -> ``(crop (S, S) float32, affine (3, 3))``:
         the first pass's centre crop. ``affine`` maps the image's pixel coordinates to the crop's.
         """
-        rescaled, to_rescaled = self._rescaled(image)
+        rescaled, to_rescaled = self._rescaled(to_gray_float32(np.asarray(image)))
         crop, crop_matrix = self._center_crop(rescaled)
         return crop, crop_matrix @ to_rescaled
 
@@ -191,7 +209,8 @@ class Predictor:
             raise ValueError("Predictor.predict: expected a batch of images; wrap a single (H, W) image in a list")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}")
-        prepared = [self._rescaled(_checked_image(index, image)) for index, image in enumerate(images)]
+        grays = [to_gray_float32(_checked_image(index, image)) for index, image in enumerate(images)]
+        prepared = [self._rescaled(gray) for gray in grays]
         if not prepared:
             empty = np.zeros((0, self.num_points, 2), np.float32)
             return Prediction(empty, np.zeros((0, 2 * self.num_points), np.float32), np.zeros((0, 3, 3)))
@@ -212,6 +231,12 @@ class Predictor:
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
         crop_points = denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
+        if self.eye_passes:
+            points = read_eyes(self.eye_model, self.eye_stage, grays, points, self.eye_passes).astype(np.float32)
+            eyes = normalize_keypoints(apply_affine(points[:, EYES].astype(np.float64), affines), self.input_size)
+            out = out.reshape(-1, self.num_points, 2).copy()
+            out[:, EYES] = eyes
+            out = out.reshape(-1, 2 * self.num_points)
         if passes is None:
             return Prediction(points, out, affines)
         plain, mirrored = (map_to_original(crop, affines).astype(np.float32) for crop in passes)
@@ -246,16 +271,17 @@ def _checked_image(index: int, image) -> np.ndarray:
 
 def load_predictor(
     path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
-    test_frames: Sequence | None = None,
+    test_frames: Sequence | None = None, eye_passes: int | None = None,
 ) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
     ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip``, ``refine_passes``
     and ``test_frames`` override the checkpoint's test-time flip averaging, number of refinement passes and
     frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
-    frame only).
+    frame only). ``eye_passes`` overrides how often the eye stage reads each eye (0: not at all).
     """
     from .checkpoint import read_checkpoint
 
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
-    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes, test_frames=test_frames)
+    return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes, test_frames=test_frames,
+                     eye_model=checkpoint.get("eye_model"), eye_passes=eye_passes)

@@ -46,6 +46,10 @@ class Recipe:
     # the last refinement pass also reads each face in these frames [(shift_x, shift_y, zoom, degrees), ...]
     # around the canonical one and averages the points (keypoints.framing.checked_test_frames; () = none)
     test_frames: tuple = ()
+    # the eye stage (keypoints.eyes): trained for this many epochs after the face network (0: none), read
+    # eye_passes times at prediction; 68 iBUG points only
+    eye_epochs: int = 0
+    eye_passes: int = 2
 
     def __post_init__(self) -> None:
         if self.size not in (96, 224):
@@ -74,6 +78,10 @@ class Recipe:
             raise ValueError(f"Recipe: ema must be a decay in [0, 1), got {self.ema}")
         if not 0 <= self.refine_passes <= 4:
             raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
+        if not 0 <= self.eye_epochs <= 500:
+            raise ValueError(f"Recipe: eye_epochs must be in 0..500, got {self.eye_epochs}")
+        if not 0 <= self.eye_passes <= 4:
+            raise ValueError(f"Recipe: eye_passes must be in 0..4, got {self.eye_passes}")
         # a tuple of float 4-tuples whatever came in (a checkpoint's recipe holds lists), so recipes compare
         self.test_frames = checked_test_frames(self.test_frames)
 
@@ -114,6 +122,7 @@ RECIPES: dict[str, Recipe] = {
         head="dropout-last",
         refine_passes=2,
         test_frames=DEFAULT_TEST_FRAMES,
+        eye_epochs=20,
     ),
 }
 

@@ -37,6 +37,11 @@ BAD = {
                                [-4.0, float("-inf")], ["-4", -2.0], [True, -2.0], {"a": -4.0, "b": -2.0}],
     "test_frames": ["evil", [[0, 0, 1]], [[0.5, 0, 1, 0]], [[0, 0, 2, 0]], [[0, 0, 1, 90]], [[0, 0, float("nan"), 0]],
                     [[0, 0, 1, "0"]], [[0, 0, 1, 0]] * 17],
+    # keypoints.eyes.EyeStage: size a multiple of 8 in 16..128, side in [0.25, 4], width 4..128, passes 0..4
+    "eye_stage": ["evil", [48, 0.8, 16, 2], {"size": 48, "side": 0.8, "width": 16},
+                  {"size": 44, "side": 0.8, "width": 16, "passes": 2}, {"size": 48, "side": 0.1, "width": 16, "passes": 2},
+                  {"size": 48, "side": 0.8, "width": 16, "passes": 9}, {"size": "48", "side": 0.8, "width": 16, "passes": 2},
+                  {"size": 48, "side": 0.8, "width": 16, "passes": 2, "extra": 1}],
 }
 
 
@@ -59,6 +64,8 @@ def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
                              *[st.floats(0.01, 0.99)] * 3, st.booleans()),
         "test_frames": st.lists(st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1), st.floats(0.8, 1.25),
                                           st.floats(-30, 30)).map(list), max_size=16),
+        "eye_stage": st.builds(lambda size, side, width, passes: {"size": size, "side": side, "width": width, "passes": passes},
+                               st.sampled_from([16, 32, 48, 128]), st.floats(0.25, 4.0), st.integers(4, 128), st.integers(0, 4)),
     }), label="optional fields")
     checked = validate_meta({**meta, **extra})
     assert checked == {**DEFAULTS, **meta, **extra}
@@ -232,15 +239,16 @@ def test_a_training_state_that_does_not_fit_its_recipe_is_refused_naming_the_ent
         read_checkpoint(bad, training=True)
 
 
-def test_checkpoints_with_the_old_normalisation_fields_still_load():
+def test_checkpoints_with_the_old_normalisation_fields_still_load(saved, tmp_path):
     """Training no longer writes ``keypoint_mean`` / ``keypoint_std`` (a function of the input size, which
-    nothing read); the shipped checkpoint, written before, still has them and still loads."""
-    from keypoints.predictor import PRETRAINED
-
-    checkpoint, model = read_checkpoint(PRETRAINED)
-    assert checkpoint["meta"]["keypoint_mean"] == pytest.approx(100 * 96 / 224)
-    assert checkpoint["meta"]["keypoint_std"] == pytest.approx(50 * 96 / 224)
-    assert model.input_size == 96
+    nothing read); checkpoints written before still have them, still load, and predict the same points."""
+    path, checkpoint, _ = saved
+    old = rewrite(tmp_path / "old.npz", checkpoint,
+                  meta=dict(checkpoint["meta"], keypoint_mean=100 * 96 / 224, keypoint_std=50 * 96 / 224))
+    stored, model = read_checkpoint(old)
+    assert stored["meta"]["keypoint_mean"] == pytest.approx(100 * 96 / 224) and model.input_size == 96
+    images = [np.random.default_rng(0).uniform(0, 1, (120, 100)).astype(np.float32)]
+    np.testing.assert_array_equal(load_predictor(old).predict(images), load_predictor(path).predict(images))
 
 
 def test_the_default_recipe_writes_its_test_frames_and_the_reference_recipe_none():
