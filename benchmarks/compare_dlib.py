@@ -1,7 +1,7 @@
 """keypoints against dlib, whole pipeline against whole pipeline, on the 770 test photos.
 
     pip install -e ".[bench]"            # dlib-bin and face-recognition-models (the 68-point model file)
-    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--no-test-frames] [--eye-passes N] [--limit N]
+    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--no-test-frames] [--closeup-passes N] [--limit N]
                                       [--detector haar+profile] [--json out.json]
 
 Each tool runs as its users run it, photo in, points out: keypoints with its own detector, framing, network
@@ -59,12 +59,12 @@ def dlib_pipeline():
 
 
 def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None, test_frames: bool = True,
-                       eye_passes: int | None = None):
+                       closeup_passes: int | None = None):
     from keypoints.predictor import load_predictor
     from keypoints.wild.faces import predict_faces
 
     predictor = load_predictor(model, refine_passes=refine_passes, test_frames=None if test_frames else (),
-                               eye_passes=eye_passes)
+                               closeup_passes=closeup_passes)
 
     def run(photo: np.ndarray) -> list:
         return [(face.box, face.points) for face in predict_faces(predictor, photo, detector=detector)]
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the checkpoint's number of refinement passes")
     parser.add_argument("--no-test-frames", action="store_true",
                         help="the last refinement pass reads the canonical frame only, not the checkpoint's test frames")
-    parser.add_argument("--eye-passes", type=int, choices=range(5), metavar="{0..4}",
-                        help="override how often the checkpoint's eye stage reads each eye (0: off)")
+    parser.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
+                        help="override how often the checkpoint's close-up stages read the eyes and mouth (0: off)")
     parser.add_argument("--limit", type=int, help="only the first N test photos")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dlib_run = dlib_pipeline()
     ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes, not args.no_test_frames,
-                                             args.eye_passes)
+                                             args.closeup_passes)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     tools = {"keypoints": ours_run, "dlib": dlib_run}

@@ -16,8 +16,9 @@ parsing, so not even the onnx package is needed) and does what ``python -m keypo
 4. ``refine_passes`` more reads, each framing the face from the previous points; the last one in every
    test frame, averaged;
 5. the points mapped back to the photo's pixels;
-6. if the model has an eye stage (``eye_stage`` in the metadata; its network is the file ``NAME.eyes.onnx``
-   beside the model), each eye read up close ``passes`` times, its six points replaced.
+6. if the model has close-up stages (``closeup`` in the metadata; their networks are the files
+   ``NAME.eyes.onnx`` and ``NAME.mouth.onnx`` beside the model), the eyes and the mouth read up close
+   ``passes`` times each, their points replaced.
 
 What it leaves out of ``keypoints predict``: the profile cascade that keypoints tries when the frontal one
 finds no face (``--detector haar+profile``, its default; ``--detector haar`` matches this script), the
@@ -150,24 +151,21 @@ def point_frame(points: np.ndarray, meta: dict) -> np.ndarray:
     return translation(*target) @ rotation_scale(degrees, framing["spread"] * size / spread) @ translation(*-centre)
 
 
-LEFT_AS_RIGHT = [45, 44, 43, 42, 47, 46]  # a mirrored left eye's points, in a right eye's order 36..41
-
-
-def eye_frames(points: np.ndarray, stage: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``(F, 68, 2)`` -> ``(frames (F, 2, 3, 3), usable (F,) bool)``: each eye centred on its six points,
-    ``side`` eye distances wide in ``size`` pixels, the eyes level; the left eye mirrored. Faces whose eyes
-    are less than a pixel apart are not usable (they keep their points)."""
+def closeup_frames(points: np.ndarray, stage: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``(F, 68, 2)`` -> ``(frames (F, C, 3, 3), usable (F,) bool)`` for the ``C`` crops of a close-up stage:
+    each centred on the mean of its points, ``side`` eye distances wide in ``size`` pixels, the eyes level, then
+    flipped if mirrored. Faces whose eyes are less than a pixel apart are not usable (they keep their points)."""
     size, middle = stage["size"], (stage["size"] - 1) / 2.0
-    centres = np.stack([points[:, 36:42].mean(axis=1), points[:, 42:48].mean(axis=1)], axis=1)  # (F, 2, 2)
-    dx, dy = (centres[:, 1] - centres[:, 0]).T
+    dx, dy = (points[:, 42:48].mean(axis=1) - points[:, 36:42].mean(axis=1)).T
     distance = np.hypot(dx, dy)
     usable = distance >= 1.0
     mirror = np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    frames = np.tile(np.eye(3), (len(points), 2, 1, 1))
+    frames = np.tile(np.eye(3), (len(points), len(stage["crops"]), 1, 1))
     for i in np.flatnonzero(usable):
         turn = rotation_scale(-np.degrees(np.arctan2(-dy[i], dx[i])), size / (stage["side"] * distance[i]))
-        right, left = (translation(middle, middle) @ turn @ translation(*-centre) for centre in centres[i])
-        frames[i] = [right, mirror @ left]
+        for c, (indices, mirrored) in enumerate(stage["crops"]):
+            frame = translation(middle, middle) @ turn @ translation(*-points[i, indices].mean(axis=0))
+            frames[i, c] = mirror @ frame if mirrored else frame
     return frames, usable
 
 
@@ -229,21 +227,25 @@ def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_pas
     return apply(points, np.linalg.inv(frames @ np.stack(to_rescaled)))
 
 
-def read_eyes(eye_net, gray: np.ndarray, points: np.ndarray, stage: dict, passes: int) -> np.ndarray:
-    """Points ``(F, 68, 2)`` in the photo's pixels with each eye's six points read again, ``passes`` times."""
+def read_closeup(net, gray: np.ndarray, points: np.ndarray, stage: dict, passes: int) -> np.ndarray:
+    """Points ``(F, 68, 2)`` in the photo's pixels with a close-up stage's region read again, ``passes`` times."""
     points, size = points.copy(), stage["size"]
+    region = sorted({i for indices, _ in stage["crops"] for i in indices})
     for _ in range(passes):
-        frames, usable = eye_frames(points, stage)
+        frames, usable = closeup_frames(points, stage)
         if not usable.any():
             break
         crops = np.stack([cv2.warpAffine(gray, frame[:2], (size, size), flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REPLICATE) for pair in frames[usable] for frame in pair])
-        eye_net.setInput(np.ascontiguousarray(crops[:, None], dtype=np.float32))
-        eyes = eye_net.forward().reshape(-1, 2, 6, 2).astype(np.float64) * (size / 2.0) + (size - 1) / 2.0
-        back = np.linalg.inv(frames[usable])  # eye crop -> photo pixels
-        rows = np.flatnonzero(usable)[:, None]
-        points[rows, np.arange(36, 42)] = apply(eyes[:, 0], back[:, 0])
-        points[rows, LEFT_AS_RIGHT] = apply(eyes[:, 1], back[:, 1])
+                                         borderMode=cv2.BORDER_REPLICATE) for row in frames[usable] for frame in row])
+        net.setInput(np.ascontiguousarray(crops[:, None], dtype=np.float32))
+        reads = net.forward().reshape(usable.sum(), len(stage["crops"]), -1, 2).astype(np.float64)
+        reads = reads * (size / 2.0) + (size - 1) / 2.0
+        back = np.linalg.inv(frames[usable])  # crop -> photo pixels
+        total, count = np.zeros((int(usable.sum()), 68, 2)), np.zeros(68)
+        for c, (indices, _) in enumerate(stage["crops"]):
+            total[:, indices] += apply(reads[:, c], back[:, c])
+            count[indices] += 1
+        points[np.ix_(np.flatnonzero(usable), region)] = total[:, region] / count[region, None]
     return points
 
 
@@ -269,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-passes", type=int, choices=range(5), help="default: the model's (metadata)")
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirrored face")
     parser.add_argument("--no-test-frames", action="store_true", help="the last pass reads the canonical frame only")
-    parser.add_argument("--eye-passes", type=int, choices=range(5), help="default: the model's eye stage (metadata)")
+    parser.add_argument("--closeup-passes", type=int, choices=range(5),
+                        help="reads of each close-up stage (eyes, mouth); default: the model's (metadata)")
     args = parser.parse_args(argv)
     for flag, output in (("-o", args.output), ("--json", args.json)):
         if output and output != "-" and os.path.realpath(output) in map(os.path.realpath, (args.model, args.photo)):
@@ -278,12 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = read_metadata(args.model)
         net = cv2.dnn.readNetFromONNX(args.model)
-        stage = meta.get("eye_stage")
-        eye_passes = (stage["passes"] if stage else 0) if args.eye_passes is None else args.eye_passes
-        if eye_passes and not stage:
-            raise ValueError("--eye-passes: this model has no eye stage")
-        eyes_file = os.path.join(os.path.dirname(os.path.abspath(args.model)), stage["file"]) if eye_passes else None
-        eye_net = cv2.dnn.readNetFromONNX(eyes_file) if eye_passes else None
+        closeup = meta.get("closeup") or {}
+        if args.closeup_passes and not closeup:
+            raise ValueError("--closeup-passes: this model has no close-up stages")
+        folder = os.path.dirname(os.path.abspath(args.model))
+        closeup_nets = {name: cv2.dnn.readNetFromONNX(os.path.join(folder, stage["file"])) for name, stage in closeup.items()}
     except (OSError, ValueError, cv2.error) as exc:
         print(f"error: {args.model}: {exc}".splitlines()[0], file=sys.stderr)
         return 2
@@ -304,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     passes = meta["refine_passes"] if args.refine_passes is None else args.refine_passes
     test_frames = [] if args.no_test_frames else meta["test_frames"]
     points = face_points(net, gray, boxes, meta, passes, meta["flip_test"] and not args.no_flip, test_frames)
-    if eye_passes:
-        points = read_eyes(eye_net, gray, points, stage, eye_passes)
+    for name, stage in closeup.items():  # in the metadata's order: the eyes, then the mouth
+        passes = stage["passes"] if args.closeup_passes is None else args.closeup_passes
+        points = read_closeup(closeup_nets[name], gray, points, stage, passes)
     faces = [{"box": box.tolist(), "points": np.round(p, 4).tolist()} for box, p in zip(boxes, points)]
     if args.json:
         text = json.dumps({"photo": args.photo, "faces": faces}) + "\n"

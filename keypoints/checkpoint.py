@@ -13,11 +13,11 @@ message naming the field before it costs memory or time:
 2. :func:`keypoints.checkpoint_meta.validate_meta`: every metadata field against its allowed values (a
    ``rescale`` of 20000 would make predicting one small crop allocate gigabytes);
 3. the model's state-dict entries against the network the metadata describes (names, shapes, dtypes; and the
-   eye stage's entries ``eyes`` against its ``EyeNet``), and only then ``tinynet.load``.
+   close-up stages' entries ``closeup`` against their networks), and only then ``tinynet.load``.
 
 The model spec (``meta``, :func:`checkpoint_meta`) says everything a reader needs: architecture, input
 size, preprocessing (``rescale``), point framing, refinement passes, flip averaging, the number of points
-``K`` and how they swap sides in a mirror (``flip_permutation``), the eye stage, the recipe.
+``K`` and how they swap sides in a mirror (``flip_permutation``), the close-up stages, the recipe.
 :func:`build_model` builds the network from it; training, evaluation, the predictor and the command
 lines all go through :func:`read_checkpoint`.
 """
@@ -134,8 +134,8 @@ def build_model(meta: dict):
 
 def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[dict, Any]:
     """``(checkpoint, model)``: the checkpoint (``meta`` validated, defaults filled) and its network with
-    the weights loaded. ``training=True`` also requires the training state (``last.npz``). With an eye stage
-    (``meta.eye_stage``), ``checkpoint["eye_model"]`` is its ``EyeNet`` with the entries ``eyes`` loaded.
+    the weights loaded. ``training=True`` also requires the training state (``last.npz``). With close-up stages
+    (``meta.closeup``), ``checkpoint["closeup_models"]`` maps each region's name to its ``CloseupNet``, loaded.
 
     Raises
     ------
@@ -165,33 +165,38 @@ def read_checkpoint(path: str | os.PathLike, training: bool = False) -> tuple[di
     if training:
         check_training_recipe(where, meta, structure, model.state_dict())
     check_model_entries(where, structure["model"], model.state_dict())
-    eye_model = None
-    if meta["eye_stage"] is not None:
-        from .eyes.stage import EyeStage, build_eye_model
+    closeup = {}
+    if meta["closeup"] is not None:
+        from .closeup.stage import REGIONS, CloseupStage, build_closeup_model
 
-        if "eyes" not in structure:
-            raise CheckpointError(f"{where}: meta.eye_stage is set but the file holds no 'eyes' weights")
+        saved = structure.get("closeup")
+        if not isinstance(saved, dict) or set(saved) != set(meta["closeup"]):
+            raise CheckpointError(f"{where}: meta.closeup names {sorted(meta['closeup'])} but the file's 'closeup'"
+                                  f" weights are {sorted(saved) if isinstance(saved, dict) else saved!r}")
         with tinynet.init.skip_random_init():
-            eye_model = build_eye_model(EyeStage.from_dict(meta["eye_stage"]))
-        check_model_entries(f"{where}: eyes", structure["eyes"], eye_model.state_dict())
+            closeup = {name: build_closeup_model(REGIONS[name], CloseupStage.from_dict(stage))
+                       for name, stage in meta["closeup"].items()}
+        for name, net in closeup.items():
+            check_model_entries(f"{where}: closeup {name}", saved[name], net.state_dict())
     try:
         checkpoint = tinynet.load(path)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    for group in ("model", "eyes") if eye_model is not None else ("model",):
-        for name, value in checkpoint[group].items():
+    groups = [("model", checkpoint["model"])] + [(f"closeup {name}", checkpoint["closeup"][name]) for name in closeup]
+    for group, entries in groups:
+        for name, value in entries.items():
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise CheckpointError(f"{where}: {group} entry {name!r} holds NaN or infinite values (a run that diverged?)")
     model.load_state_dict(checkpoint["model"])
-    if eye_model is not None:
-        eye_model.load_state_dict(checkpoint["eyes"])
-        checkpoint["eye_model"] = eye_model.eval()
+    for name, net in closeup.items():
+        net.load_state_dict(checkpoint["closeup"][name])
+    checkpoint["closeup_models"] = {name: net.eval() for name, net in closeup.items()}
     checkpoint["meta"] = meta
     return checkpoint, model
 
 
 def update_meta(path: str | os.PathLike, entries: dict | None = None, **fields: Any) -> dict:
-    """Set metadata ``fields`` (and top-level ``entries``, such as the eye stage's ``eyes`` weights) of the
+    """Set metadata ``fields`` (and top-level ``entries``, such as the close-up stages' ``closeup`` weights) of the
     checkpoint at ``path`` in place: every other array is written back as it was stored (the shipped float16
     weights stay float16, bit for bit), the new metadata is validated first, and the file is replaced
     atomically: written beside it and read back whole (the entries against the networks the metadata

@@ -25,7 +25,7 @@ RESCALE_RANGE = (1.0, 2.0)
 #: optional fields and the value a checkpoint without them (an older one) means
 DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
             "confidence_calibration": None, "test_frames": None, "num_points": NUM_KEYPOINTS, "flip_permutation": None,
-            "eye_stage": None}
+            "closeup": None}
 
 
 class CheckpointError(ValueError):
@@ -103,20 +103,20 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
                 f" and a negative slope, got {calibration!r}"
             )
         calibration = [float(calibration[0]), float(calibration[1])]
-    eyes = meta["eye_stage"]
-    if eyes is not None:  # keypoints.eyes: the eye network's shape and passes (its weights are the entries "eyes")
-        from .eyes import EyeStage
+    closeup = meta["closeup"]
+    if closeup is not None:  # keypoints.closeup: each region network's shape and passes (weights: entries "closeup")
+        from .closeup.stage import checked_closeup
 
         if num_points != NUM_KEYPOINTS:
-            raise CheckpointError(f"{where}: meta.eye_stage must be null for {num_points} points (it reads the"
-                                  f" eyes of the {NUM_KEYPOINTS} iBUG points)")
+            raise CheckpointError(f"{where}: meta.closeup must be null for {num_points} points (it reads regions of"
+                                  f" the {NUM_KEYPOINTS} iBUG points)")
         try:
-            eyes = EyeStage.from_dict(eyes).to_dict()
-        except (TypeError, ValueError) as exc:
+            closeup = {name: stage.to_dict() for name, stage in checked_closeup(closeup).items()}
+        except ValueError as exc:
             raise CheckpointError(f"{where}: meta.{exc}") from None
     return dict(meta, input_size=size, rescale=int(rescale), dropout=float(dropout), flip_test=bool(meta["flip_test"]),
                 refine_passes=int(passes), framing=framing, confidence_calibration=calibration, test_frames=frames,
-                num_points=num_points, flip_permutation=permutation, eye_stage=eyes)
+                num_points=num_points, flip_permutation=permutation, closeup=closeup)
 
 
 def _point_layout(meta: dict, where: str) -> tuple[int, list | None]:

@@ -83,7 +83,8 @@ _RECIPE_FLAGS = {
     "head": "head",
     "refine_passes": "refine_passes",
     "ema": "ema",
-    "eye_epochs": "eye_epochs",
+    "closeup": "closeup",
+    "closeup_epochs": "closeup_epochs",
 }
 
 
@@ -124,9 +125,10 @@ def train_parser(prog: str = "train_keypoints.py") -> argparse.ArgumentParser:
                         help="classic: a dropout after each hidden layer; dropout-last: one, after the last batch norm")
     parser.add_argument("--refine-passes", type=_number(int, 0, 4),
                         help="prediction frames the face again from its own points this many times (0-4)")
-    parser.add_argument("--eye-epochs", type=_number(int, 0, 500),
-                        help="train the eye stage (a network reading each eye up close, keypoints.eyes) for this many"
-                        " epochs after the face network; 0: none")
+    parser.add_argument("--closeup", nargs="*", choices=("eyes", "mouth"), metavar="REGION",
+                        help="regions (eyes, mouth) that networks of their own read up close after the face network"
+                        " (keypoints.closeup); give none for no close-up stage")
+    parser.add_argument("--closeup-epochs", type=_number(int, 1, 500), help="epochs of each close-up stage")
     parser.add_argument("--ema", type=_number(float, 0, 1, high_open=True), help="keep an exponential moving average of the weights with this decay (0: off)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--limit", type=_number(int, 1), help="use only the first N training (and test) faces: a quick run")
@@ -143,6 +145,8 @@ def build_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recip
     """The recipe the flags ask for; with ``--resume``, the checkpoint's own (``resumed``: that checkpoint if
     already read, else it is read here), of which only ``--epochs`` may change."""
     overrides = {field: getattr(args, flag) for flag, field in _RECIPE_FLAGS.items() if getattr(args, flag) is not None}
+    if "closeup" in overrides:
+        overrides["closeup"] = tuple(overrides["closeup"])  # as the recipe holds it
     if args.augment is not None:
         from .recipes import DEFAULT_AUGMENT
 
@@ -230,7 +234,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
 
     # a bad checkpoint fails before any download
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
-                               test_frames=() if args.no_test_frames else None, eye_passes=args.eye_passes)
+                               test_frames=() if args.no_test_frames else None, closeup_passes=args.closeup_passes)
     if args.data_format == "pts" and args.data is None:
         raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
     data_dir = ensure_data(args.data) if args.data_format == "csv" else args.data
@@ -247,7 +251,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
         how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
         if metrics["refine_passes"] and metrics["test_frames"]:
             how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
-        how += [f"{metrics['eye_passes']} eye stage pass(es)"] if metrics["eye_passes"] else []
+        how += [f"close-up {name} x{passes}" for name, passes in metrics["closeup"].items()]
         suffix = " (" + ", ".join(how) + ")" if how else ""
         print(f"{args.checkpoint}: {format_metrics(metrics)}{suffix}")
     return 0
@@ -272,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="re-frame each face from its own points this many times (default: as the checkpoint)")
     evaluate.add_argument("--no-test-frames", action="store_true",
                           help="the last pass reads the canonical frame only, not the checkpoint's test frames")
-    evaluate.add_argument("--eye-passes", type=int, choices=range(5), metavar="{0..4}",
-                          help="read each eye up close this many times (default: as the checkpoint's eye stage; 0: off)")
+    evaluate.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
+                          help="read the eyes and mouth up close this many times (default: as the checkpoint's close-up"
+                          " stages; 0: off)")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
     from .wild.cli import add_commands

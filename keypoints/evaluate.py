@@ -38,7 +38,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: str | Path, limit: int | 
     metrics["refine_passes"] = predictor.refine_passes
     metrics["test_frames"] = [list(frame) for frame in predictor.test_frames]  # read in the last pass
     metrics["input_size"] = predictor.input_size
-    metrics["eye_passes"] = predictor.eye_passes
+    metrics["closeup"] = predictor.closeup_reads()  # region -> reads
     return metrics
 
 

@@ -4,10 +4,11 @@ The graph is the network alone (``tinynet.onnx.to_onnx``: input ``(N, 1, S, S)``
 ``(N, 2K)`` for K points, 136 for the shipped model), built from the checkpoint's weights with the ``onnx`` package. Everything else a user needs to
 run it as ``keypoints predict`` does (how a face is framed and cropped, how the outputs map to pixels, the
 refinement passes, flip averaging and test frames the checkpoint asks for) travels with it as the model's
-``metadata_props``: :data:`METADATA_FIELDS` lists the keys; every value is JSON. A checkpoint with an eye stage
-(``keypoints.eyes``) also gives a second file beside the first, ``NAME.eyes.onnx`` (its ``EyeNet``: input
-``(N, 1, s, s)`` eye crops, output ``(N, 12)``), named in the metadata's ``eye_stage``. ``examples/onnx_opencv.py``
-reads them and runs the whole pipeline with OpenCV and NumPy alone.
+``metadata_props``: :data:`METADATA_FIELDS` lists the keys; every value is JSON. A checkpoint with close-up
+stages (``keypoints.closeup``) also gives one file per region beside the first, ``NAME.eyes.onnx`` and
+``NAME.mouth.onnx`` (each a ``CloseupNet``: input ``(N, 1, s, s)`` crops, output ``(N, 2P)``), named in the
+metadata's ``closeup``. ``examples/onnx_opencv.py`` reads them and runs the whole pipeline with OpenCV and
+NumPy alone.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tinynet.onnx import GraphBuilder, register_converter, require_onnx, to_onnx
 from .checkpoint import flip_permutation_of, read_checkpoint
 from .files import atomic_output, refuse_input_as_output
 from .geometry import denormalize_keypoints
-from .models import EyeNet, NaimishNet
+from .models import CloseupNet, NaimishNet
 from .wild.face_crop import FRAME_OFFSET, FRAME_SCALE
 
 FORMAT = "keypoints-onnx"
@@ -52,27 +53,31 @@ METADATA_FIELDS = {
     "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (the iBUG one for 68"
                         " points); null for a model whose points have no mirror (then flip_test is false)",
     "checkpoint": "the checkpoint file the network came from",
-    "eye_stage": "null, or {file, size, side, passes}: after the face's reads, each eye is read passes times by the"
-                 " ONNX file beside this one (input (N, 1, size, size) gray eye crops, output (N, 12): points 36-41"
-                 " as x0, y0, ... in units of size / 2 about the crop centre (size - 1) / 2); the crop is centred on"
-                 " the eye's six points, side eye distances wide, turned so the eyes are level, the left eye"
-                 " mirrored (its points come back as 45, 44, 43, 42, 47, 46)",
+    "closeup": "{} or {region: {file, size, side, passes, crops}}, regions in the order they are read: after the"
+                " face's reads, each region is read passes times by the ONNX file beside this one (input (N, 1, size,"
+                " size) gray crops, output (N, 2P): P points as x0, y0, ... in units of size / 2 about the crop centre"
+                " (size - 1) / 2). crops lists one face's crops as [point indices in output order, mirrored]: each"
+                " centred on the mean of its points, side eye distances wide (the distance between the centres of"
+                " points 36-41 and 42-47), turned so the eyes are level, then flipped if mirrored; a point read by"
+                " several crops is their mean",
 }
 
 
 @register_converter(NaimishNet)
-@register_converter(EyeNet)
-def convert_naimishnet(graph: GraphBuilder, model: NaimishNet | EyeNet, x: str, name: str) -> str:
-    """``NaimishNet.forward`` and ``EyeNet.forward``: ``regressor(flatten(features(x)))``, children named as in
+@register_converter(CloseupNet)
+def convert_naimishnet(graph: GraphBuilder, model: NaimishNet | CloseupNet, x: str, name: str) -> str:
+    """``NaimishNet.forward`` and ``CloseupNet.forward``: ``regressor(flatten(features(x)))``, children named as in
     their state dicts."""
     for child in ("features", "flatten", "regressor"):
         x = graph.convert(getattr(model, child), x, f"{name}.{child}" if name else child)
     return x
 
 
-def onnx_metadata(meta: dict, checkpoint: str | os.PathLike, eyes_file: str | None = None) -> dict[str, str]:
+def onnx_metadata(meta: dict, checkpoint: str | os.PathLike, closeup_files: dict[str, str] | None = None) -> dict[str, str]:
     """The ``metadata_props`` (:data:`METADATA_FIELDS`, JSON values) of a checkpoint's validated ``meta``;
-    ``eyes_file``: the name of the eye stage's ONNX file (for a checkpoint with an eye stage)."""
+    ``closeup_files``: region name -> the name of its ONNX file (the regions exported with it)."""
+    from .closeup.stage import REGIONS
+
     from .framing import DATASET_FRAMING, PointFraming
 
     size, num_points, permutation = int(meta["input_size"]), int(meta["num_points"]), flip_permutation_of(meta)
@@ -98,56 +103,60 @@ def onnx_metadata(meta: dict, checkpoint: str | os.PathLike, eyes_file: str | No
         "flip_test": bool(meta["flip_test"]),
         "flip_permutation": None if permutation is None else [int(i) for i in permutation],
         "checkpoint": Path(checkpoint).name,
-        "eye_stage": None,
+        "closeup": {
+            name: dict(meta["closeup"][name], file=file,
+                       crops=[[[int(i) for i in indices], mirrored] for indices, mirrored in REGIONS[name].crops])
+            for name, file in (closeup_files or {}).items()
+        },
     }
-    if meta.get("eye_stage") is not None and eyes_file is not None:
-        stage = meta["eye_stage"]
-        values["eye_stage"] = {"file": eyes_file, "size": stage["size"], "side": stage["side"], "passes": stage["passes"]}
     return {key: json.dumps(value) for key, value in values.items()}
 
 
-def eyes_path(output: str | os.PathLike) -> Path:
-    """Where the eye stage of an export to ``output`` goes: ``NAME.onnx`` -> ``NAME.eyes.onnx``, beside it."""
+def closeup_path(output: str | os.PathLike, region: str) -> Path:
+    """Where a close-up stage of an export to ``output`` goes: ``NAME.onnx`` -> ``NAME.eyes.onnx``, beside it."""
     output = Path(output)
-    return output.with_name((output.name[:-5] if output.name.endswith(".onnx") else output.name) + ".eyes.onnx")
+    return output.with_name((output.name[:-5] if output.name.endswith(".onnx") else output.name) + f".{region}.onnx")
 
 
-def checkpoint_to_onnx(checkpoint: str | os.PathLike, eyes_file: str | None = None):
-    """``(face, eyes)``: the ``onnx.ModelProto`` of the network in ``checkpoint`` with :func:`onnx_metadata`
-    (naming ``eyes_file``), and that of its eye stage (None without one). A missing or bad checkpoint raises
-    what :func:`keypoints.checkpoint.read_checkpoint` raises (as for every command); a missing ``onnx`` package
-    an ``ImportError`` saying how to install it."""
+def checkpoint_to_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike = "model.onnx"):
+    """``(face, closeup)``: the ``onnx.ModelProto`` of the network in ``checkpoint`` with :func:`onnx_metadata`,
+    and ``{region: ModelProto}`` of its close-up stages, their files named after ``output``
+    (:func:`closeup_path`). A missing or bad checkpoint raises what :func:`keypoints.checkpoint.read_checkpoint`
+    raises (as for every command); a missing ``onnx`` package an ``ImportError`` saying how to install it."""
     require_onnx()  # before reading a checkpoint that could not be exported anyway
     stored, model = read_checkpoint(checkpoint)
     meta = stored["meta"]
     size = int(meta["input_size"])
-    eye_model = stored.get("eye_model")
-    face = to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, checkpoint, eyes_file if eye_model else None),
+    nets = stored["closeup_models"]
+    files = {name: closeup_path(output, name).name for name in nets}
+    face = to_onnx(model.eval(), (1, size, size), metadata=onnx_metadata(meta, checkpoint, files),
                    graph_name=f"naimishnet{size}")
-    if eye_model is None:
-        return face, None
-    eye_size = eye_model.input_size
-    return face, to_onnx(eye_model.eval(), (1, eye_size, eye_size), graph_name=f"eyenet{eye_size}")
+    closeup = {name: to_onnx(net.eval(), (1, net.input_size, net.input_size), graph_name=f"closeup_{name}{net.input_size}")
+               for name, net in nets.items()}
+    return face, closeup
 
 
 def export_onnx(output: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
-    """Write :func:`checkpoint_to_onnx` of ``checkpoint`` (None: the shipped model) to ``output``, and its eye
-    stage, if it has one, to :func:`eyes_path` of ``output``, each through a temporary file renamed at the end
-    (the eye file first, so the file naming it never exists without it). An output that is the checkpoint
-    itself is refused (:class:`keypoints.files.OutputError`). Returns ``(the checkpoint's path, the eye
-    file's path or None)``."""
+    """Write :func:`checkpoint_to_onnx` of ``checkpoint`` (None: the shipped model) to ``output``, and its close-up
+    stages to their :func:`closeup_path` beside it, each through a temporary file renamed at the end (the
+    close-up files first, so the file naming them never exists without them). An output that is the checkpoint
+    itself is refused (:class:`keypoints.files.OutputError`). Returns ``(the checkpoint's path, the close-up
+    files' paths)``."""
     from .predictor import PRETRAINED
 
     onnx = require_onnx()
     source = PRETRAINED if checkpoint is None else Path(checkpoint)
-    for path in (output, eyes_path(output)):
+    from .closeup.stage import REGIONS
+
+    for path in [output] + [closeup_path(output, name) for name in REGIONS]:
         refuse_input_as_output(path, [source], flag="output")
-    face, eyes = checkpoint_to_onnx(source, eyes_path(output).name)
-    for proto, path in ((eyes, eyes_path(output)), (face, output)):
-        if proto is not None:
-            with atomic_output(path, flag="output") as temporary:
-                onnx.save(proto, str(temporary))
-    return source, None if eyes is None else eyes_path(output)
+    face, closeup = checkpoint_to_onnx(source, output)
+    written = []
+    for proto, path in [(proto, closeup_path(output, name)) for name, proto in closeup.items()] + [(face, Path(output))]:
+        with atomic_output(path, flag="output") as temporary:
+            onnx.save(proto, str(temporary))
+        written.append(path)
+    return source, written[:-1]
 
 
 def export_command(args) -> int:
@@ -156,7 +165,7 @@ def export_command(args) -> int:
     import sys
 
     try:
-        source, eyes = export_onnx(args.output, args.model)
+        source, closeup = export_onnx(args.output, args.model)
     except ImportError as exc:
         if args.debug:
             raise
@@ -165,8 +174,8 @@ def export_command(args) -> int:
     print(f"wrote {args.output}: the network of {source} (input 'input' (N, 1, S, S) gray crops in [0, 1],"
           " output 'output' (N, 2K) for K points); its metadata says how to frame a face and map the points back"
           " (examples/onnx_opencv.py runs it with OpenCV alone)")
-    if eyes is not None:
-        print(f"wrote {eyes}: the eye stage's network (eye crops in, six points of an eye out), named in"
+    for path in closeup:
+        print(f"wrote {path}: a close-up stage's network (crops of a face region in, its points out), named in"
               f" {Path(args.output).name}'s metadata")
     return 0
 

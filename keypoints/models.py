@@ -170,24 +170,24 @@ def naimishnet(
                       num_points=num_points)
 
 
-class EyeNet(Module):
-    """The eye stage's regressor (``keypoints.eyes``): one eye crop in, that eye's six points out.
+class CloseupNet(Module):
+    """A close-up stage's regressor (``keypoints.closeup``): one crop of a face region in, that region's points out.
 
-    Input ``(N, 1, S, S)`` in [0, 1], S a multiple of 8; output ``(N, 12)``: points 36-41 of a right eye
-    (a left eye is read mirrored), normalised as ``(u - (S - 1) / 2) / (S / 2)`` in crop pixels ``u``.
-    Three blocks ``Conv2d 3x3 (padding 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` with ``width``,
-    ``2 width`` and ``4 width`` channels (fused as NaimishNet's), then ``Linear(4 width (S/8)^2, hidden) -> ReLU
-    -> Linear(hidden, 12)``. State-dict keys as NaimishNet's: ``features.*``, ``regressor.*``.
+    Input ``(N, 1, S, S)`` in [0, 1], S a multiple of 8; output ``(N, 2P)``: P points (6 for an eye, 20 for the
+    mouth), normalised as ``(u - (S - 1) / 2) / (S / 2)`` in crop pixels ``u``. Three blocks ``Conv2d 3x3
+    (padding 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` with ``width``, ``2 width`` and ``4 width`` channels
+    (fused as NaimishNet's), then ``Linear(4 width (S/8)^2, hidden) -> ReLU -> Linear(hidden, 2P)``. State-dict
+    keys as NaimishNet's: ``features.*``, ``regressor.*``.
     """
 
-    def __init__(self, input_size: int = 48, width: int = 16, hidden: int = 128,
+    def __init__(self, input_size: int = 48, width: int = 16, num_points: int = 6, hidden: int = 128,
                  rng: np.random.Generator | None = None, dtype=np.float32):
         super().__init__()
         if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16 \
                 or input_size % 8:
-            raise ValueError(f"EyeNet: input_size must be a multiple of 8 of at least 16, got {input_size!r}")
+            raise ValueError(f"CloseupNet: input_size must be a multiple of 8 of at least 16, got {input_size!r}")
         rng = np.random.default_rng() if rng is None else rng
-        self.input_size, self.width = int(input_size), int(width)
+        self.input_size, self.width, self.num_points = int(input_size), int(width), int(num_points)
         layers: list[Module] = []
         in_channels = 1
         for out_channels in (width, 2 * width, 4 * width):
@@ -204,18 +204,17 @@ class EyeNet(Module):
         self.regressor = Sequential(
             Linear(4 * width * side * side, hidden, rng=rng, dtype=dtype),
             ReLU(),
-            Linear(hidden, 12, rng=rng, dtype=dtype),
+            Linear(hidden, 2 * self.num_points, rng=rng, dtype=dtype),
         )
         self.features[0].input_grad = False  # nothing reads the gradient with respect to the crops
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, width={self.width}"
+        return f"input_size={self.input_size}, width={self.width}, num_points={self.num_points}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """``(N, 1, S, S) -> (N, 12)``."""
+        """``(N, 1, S, S) -> (N, 2P)``."""
         return self.regressor(self.flatten(self.features(x)))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        """``(N, 12) -> None`` (the input gradient is skipped), accumulating every parameter's gradient."""
+        """``(N, 2P) -> None`` (the input gradient is skipped), accumulating every parameter's gradient."""
         return self.features.backward(self.flatten.backward(self.regressor.backward(dout)))
-

@@ -8,8 +8,9 @@ those points (``keypoints.framing.frame_matrix``: their centroid and spread put 
 and read again. If the checkpoint names ``test_frames``, the last pass reads the face in each of those
 frames around the canonical one (the jitter training applies to it) and averages the points. The exact
 inverse of the last pass's map brings the points back to the crop's own pixel coordinates, whatever its
-size, colour or dtype. Last, if the checkpoint has an eye stage (``keypoints.eyes``), each eye is read up
-close from the gray image at its own resolution and its six points are replaced, ``eye_passes`` times.
+size, colour or dtype. Last, if the checkpoint has close-up stages (``keypoints.closeup``), the eyes and the
+mouth are read up close from the gray image at its own resolution and their points replaced, ``closeup_passes``
+times.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from .geometry import (
     normalize_keypoints,
 )
 from .crops import center_crop, rescale_face
-from .eyes.stage import EYES, EyeStage, read_eyes
+from .closeup.stage import REGIONS, checked_closeup, read_region
 from .image import to_gray_float32
 
 
@@ -46,7 +47,8 @@ class Prediction(NamedTuple):
     normalized: np.ndarray  # (N, 2K) network outputs (normalised crop coordinates)
     affines: np.ndarray  # (N, 3, 3) input pixels -> crop pixels
     # with flip averaging, the last pass's plain and mirrored points before averaging, (N, K, 2) in input
-    # pixels (keypoints.wild.confidence reads their disagreement); None without
+    # pixels (keypoints.wild.confidence reads their disagreement; the face network's reads, before the close-up
+    # stages); None without
     plain: np.ndarray | None = None
     mirrored: np.ndarray | None = None
 
@@ -76,11 +78,11 @@ class Predictor:
     test_frames : tuple of (shift_x, shift_y, zoom, degrees)
         Frames around the canonical one that the last refinement pass reads, averaging the points
         (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
-    eye_stage : keypoints.eyes.EyeStage or None
-        The checkpoint's eye stage (None: the face network's eye points are final; also when the
-        checkpoint's ``EyeNet`` is not given as ``eye_model``, which :func:`load_predictor` does).
-    eye_passes : int
-        How many times the eye network reads each eye (0: not at all).
+    closeup : dict of region name -> keypoints.closeup.CloseupStage
+        The checkpoint's close-up stages that run ({}: the face network's points are final); a stage runs when
+        its network is given in ``closeup_models`` (:func:`load_predictor` gives the checkpoint's).
+    closeup_passes : int or None
+        How many times each close-up network reads its region (None: as each stage says; 0: not at all).
     num_points : int
         K, the points of each face (68 for the iBUG layout; another K for a model trained on your own points).
     flip_permutation : (K,) int or None
@@ -88,7 +90,8 @@ class Predictor:
     """
 
     def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
-                 test_frames: Sequence | None = None, eye_model=None, eye_passes: int | None = None):
+                 test_frames: Sequence | None = None, closeup_models: dict | None = None,
+                 closeup_passes: int | None = None):
         self.model = model.eval()
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
@@ -112,22 +115,30 @@ class Predictor:
             self.test_frames = checked_test_frames(frames)
         except ValueError as exc:
             raise ValueError(f"Predictor: {exc}") from None
-        stage = meta.get("eye_stage")
-        self.eye_stage = None if stage is None or eye_model is None else EyeStage.from_dict(stage)
-        self.eye_model = None if self.eye_stage is None else eye_model.eval()
-        default = 0 if self.eye_stage is None else self.eye_stage.passes
-        passes = default if eye_passes is None else eye_passes
-        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= 4:
-            raise ValueError(f"Predictor: eye_passes must be an int in 0..4, got {passes!r}")
-        if passes and self.eye_stage is None:
-            raise ValueError(f"Predictor: eye_passes={passes} needs an eye stage, and this checkpoint has none")
-        self.eye_passes = int(passes)
+        models = closeup_models or {}
+        stages = checked_closeup(meta.get("closeup") or {})
+        self.closeup = {name: stage for name, stage in stages.items() if name in models}
+        self.closeup_models = {name: models[name].eval() for name in self.closeup}
+        passes = closeup_passes
+        if passes is not None and (isinstance(passes, bool) or not isinstance(passes, (int, np.integer))
+                                   or not 0 <= passes <= 4):
+            raise ValueError(f"Predictor: closeup_passes must be an int in 0..4, got {passes!r}")
+        if passes and not self.closeup:
+            raise ValueError(f"Predictor: closeup_passes={passes} needs close-up stages, and this checkpoint has none")
+        self.closeup_passes = None if passes is None else int(passes)
 
     def __repr__(self) -> str:
         return (
             f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
-            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)}, eye_passes={self.eye_passes})"
+            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)},"
+            f" closeup={self.closeup_reads()})"
         )
+
+    def closeup_reads(self) -> dict[str, int]:
+        """How many times each close-up stage reads its region (``{}``: none runs)."""
+        reads = {name: stage.passes if self.closeup_passes is None else self.closeup_passes
+                 for name, stage in self.closeup.items()}
+        return {name: passes for name, passes in reads.items() if passes}
 
     def _rescaled(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One gray float32 image -> ``(rescaled (h, w) float32, affine (3, 3) image pixels -> rescaled pixels)``."""
@@ -231,11 +242,14 @@ class Predictor:
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
         crop_points = denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
-        if self.eye_passes:
-            points = read_eyes(self.eye_model, self.eye_stage, grays, points, self.eye_passes).astype(np.float32)
-            eyes = normalize_keypoints(apply_affine(points[:, EYES].astype(np.float64), affines), self.input_size)
-            out = out.reshape(-1, self.num_points, 2).copy()
-            out[:, EYES] = eyes
+        reads = self.closeup_reads()
+        if reads:
+            for name, times in reads.items():  # REGIONS' order: the eyes, then the mouth (framed by the new eyes)
+                points = read_region(self.closeup_models[name], REGIONS[name], self.closeup[name], grays, points, times)
+            points = points.astype(np.float32)
+            moved = [index for name in reads for index in REGIONS[name].points]
+            out = out.reshape(-1, self.num_points, 2).copy()  # the normalised outputs follow (evaluate's nMSE)
+            out[:, moved] = normalize_keypoints(apply_affine(points[:, moved].astype(np.float64), affines), self.input_size)
             out = out.reshape(-1, 2 * self.num_points)
         if passes is None:
             return Prediction(points, out, affines)
@@ -271,17 +285,17 @@ def _checked_image(index: int, image) -> np.ndarray:
 
 def load_predictor(
     path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
-    test_frames: Sequence | None = None, eye_passes: int | None = None,
+    test_frames: Sequence | None = None, closeup_passes: int | None = None,
 ) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
     ``path=None`` loads the model that ships with the package (``PRETRAINED``). ``flip``, ``refine_passes``
     and ``test_frames`` override the checkpoint's test-time flip averaging, number of refinement passes and
     frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
-    frame only). ``eye_passes`` overrides how often the eye stage reads each eye (0: not at all).
+    frame only). ``closeup_passes`` overrides how often each close-up stage reads its region (0: not at all).
     """
     from .checkpoint import read_checkpoint
 
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
     return Predictor(model, checkpoint["meta"], flip=flip, refine_passes=refine_passes, test_frames=test_frames,
-                     eye_model=checkpoint.get("eye_model"), eye_passes=eye_passes)
+                     closeup_models=checkpoint.get("closeup_models"), closeup_passes=closeup_passes)

@@ -46,10 +46,11 @@ class Recipe:
     # the last refinement pass also reads each face in these frames [(shift_x, shift_y, zoom, degrees), ...]
     # around the canonical one and averages the points (keypoints.framing.checked_test_frames; () = none)
     test_frames: tuple = ()
-    # the eye stage (keypoints.eyes): trained for this many epochs after the face network (0: none), read
-    # eye_passes times at prediction; 68 iBUG points only
-    eye_epochs: int = 0
-    eye_passes: int = 2
+    # the close-up stages (keypoints.closeup): these regions ("eyes", "mouth") read up close by networks of their
+    # own, each trained for closeup_epochs after the face network and read closeup_passes times; 68 iBUG points only
+    closeup: tuple = ()
+    closeup_epochs: int = 12
+    closeup_passes: int = 2
 
     def __post_init__(self) -> None:
         if self.size not in (96, 224):
@@ -78,10 +79,15 @@ class Recipe:
             raise ValueError(f"Recipe: ema must be a decay in [0, 1), got {self.ema}")
         if not 0 <= self.refine_passes <= 4:
             raise ValueError(f"Recipe: refine_passes must be in 0..4, got {self.refine_passes}")
-        if not 0 <= self.eye_epochs <= 500:
-            raise ValueError(f"Recipe: eye_epochs must be in 0..500, got {self.eye_epochs}")
-        if not 0 <= self.eye_passes <= 4:
-            raise ValueError(f"Recipe: eye_passes must be in 0..4, got {self.eye_passes}")
+        from .closeup.stage import REGIONS
+
+        self.closeup = tuple(self.closeup)  # a checkpoint's recipe holds a list
+        if len(set(self.closeup)) != len(self.closeup) or not set(self.closeup) <= set(REGIONS):
+            raise ValueError(f"Recipe: closeup must name distinct regions among {list(REGIONS)}, got {self.closeup!r}")
+        if not 1 <= self.closeup_epochs <= 500:
+            raise ValueError(f"Recipe: closeup_epochs must be in 1..500, got {self.closeup_epochs}")
+        if not 0 <= self.closeup_passes <= 4:
+            raise ValueError(f"Recipe: closeup_passes must be in 0..4, got {self.closeup_passes}")
         # a tuple of float 4-tuples whatever came in (a checkpoint's recipe holds lists), so recipes compare
         self.test_frames = checked_test_frames(self.test_frames)
 
@@ -122,7 +128,7 @@ RECIPES: dict[str, Recipe] = {
         head="dropout-last",
         refine_passes=2,
         test_frames=DEFAULT_TEST_FRAMES,
-        eye_epochs=20,
+        closeup=("eyes", "mouth"),
     ),
 }
 

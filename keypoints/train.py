@@ -137,13 +137,13 @@ def open_training_data(data, data_format: str, flip_file, log: Callable[[str], N
 
 def recipe_for_points(recipe: Recipe, num_points: int, flip_permutation: np.ndarray | None) -> Recipe:
     """``recipe`` for ``num_points`` points: without a mirror permutation, flip augmentation and flip test
-    averaging turned off; for other than the 68 iBUG points no eye stage (it reads their eyes); an upright
+    averaging turned off; for other than the 68 iBUG points no close-up stage (they read its regions); an upright
     refinement frame (which reads the 68 iBUG points' eyes too) refused."""
     if recipe.upright and num_points != NUM_KEYPOINTS:
         raise ValueError(f"the recipe's upright framing reads the eyes of the {NUM_KEYPOINTS} iBUG points;"
                          f" the data has {num_points} points")
-    if recipe.eye_epochs and num_points != NUM_KEYPOINTS:
-        recipe = dataclasses.replace(recipe, eye_epochs=0)
+    if recipe.closeup and num_points != NUM_KEYPOINTS:
+        recipe = dataclasses.replace(recipe, closeup=())
     if flip_permutation is not None:
         return recipe
     augment = dict(recipe.augment, flip=False) if "flip" in recipe.augment else recipe.augment
@@ -340,10 +340,10 @@ def train(
         update_bn(train_loader, best)
         save_weights(best_path, recipe, snapshot(best), state.best_epoch, state.best_loss, framing, **points_meta)
         log(f"recomputed the batch-norm statistics of the averaged weights of epoch {state.best_epoch}")
-    if recipe.eye_epochs and not interrupted:
-        from .eyes.training import add_eye_stage
+    if recipe.closeup and not interrupted:
+        from .closeup.training import add_closeup_stages
 
-        add_eye_stage(best_path, train_set, indices[train_index], indices[val_index], recipe, log)
+        add_closeup_stages(best_path, train_set, indices[train_index], indices[val_index], recipe, log)
     train_seconds = time.perf_counter() - train_started
     if recipe.flip_test and val_faces is not None and not interrupted and num_points != NUM_KEYPOINTS:
         log(f"no confidence calibration: the confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points")

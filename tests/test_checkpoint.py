@@ -37,11 +37,13 @@ BAD = {
                                [-4.0, float("-inf")], ["-4", -2.0], [True, -2.0], {"a": -4.0, "b": -2.0}],
     "test_frames": ["evil", [[0, 0, 1]], [[0.5, 0, 1, 0]], [[0, 0, 2, 0]], [[0, 0, 1, 90]], [[0, 0, float("nan"), 0]],
                     [[0, 0, 1, "0"]], [[0, 0, 1, 0]] * 17],
-    # keypoints.eyes.EyeStage: size a multiple of 8 in 16..128, side in [0.25, 4], width 4..128, passes 0..4
-    "eye_stage": ["evil", [48, 0.8, 16, 2], {"size": 48, "side": 0.8, "width": 16},
-                  {"size": 44, "side": 0.8, "width": 16, "passes": 2}, {"size": 48, "side": 0.1, "width": 16, "passes": 2},
-                  {"size": 48, "side": 0.8, "width": 16, "passes": 9}, {"size": "48", "side": 0.8, "width": 16, "passes": 2},
-                  {"size": 48, "side": 0.8, "width": 16, "passes": 2, "extra": 1}],
+    # keypoints.closeup: {region: stage}, regions eyes and mouth; a stage's size a multiple of 8 in 16..128,
+    # side in [0.25, 4], width 4..128, passes 0..4
+    "closeup": ["evil", [{"size": 48, "side": 0.8, "width": 16, "passes": 2}], {"nose": {"size": 48, "side": 0.8, "width": 16, "passes": 2}},
+                {"eyes": {"size": 48, "side": 0.8, "width": 16}}, {"eyes": {"size": 44, "side": 0.8, "width": 16, "passes": 2}},
+                {"mouth": {"size": 48, "side": 0.1, "width": 16, "passes": 2}}, {"eyes": {"size": 48, "side": 0.8, "width": 16, "passes": 9}},
+                {"eyes": {"size": "48", "side": 0.8, "width": 16, "passes": 2}},
+                {"eyes": {"size": 48, "side": 0.8, "width": 16, "passes": 2, "extra": 1}}],
 }
 
 
@@ -64,8 +66,9 @@ def test_good_metadata_passes_and_defaults_fill_the_optional_fields(size, data):
                              *[st.floats(0.01, 0.99)] * 3, st.booleans()),
         "test_frames": st.lists(st.tuples(st.floats(-0.1, 0.1), st.floats(-0.1, 0.1), st.floats(0.8, 1.25),
                                           st.floats(-30, 30)).map(list), max_size=16),
-        "eye_stage": st.builds(lambda size, side, width, passes: {"size": size, "side": side, "width": width, "passes": passes},
-                               st.sampled_from([16, 32, 48, 128]), st.floats(0.25, 4.0), st.integers(4, 128), st.integers(0, 4)),
+        "closeup": st.dictionaries(st.sampled_from(["eyes", "mouth"]), st.builds(
+            lambda size, side, width, passes: {"size": size, "side": side, "width": width, "passes": passes},
+            st.sampled_from([16, 32, 48, 128]), st.floats(0.25, 4.0), st.integers(4, 128), st.integers(0, 4))),
     }), label="optional fields")
     checked = validate_meta({**meta, **extra})
     assert checked == {**DEFAULTS, **meta, **extra}

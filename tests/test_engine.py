@@ -74,6 +74,7 @@ def test_a_photo_is_predicted_without_numba_from_an_empty_kernel_cache(tmp_path)
     assert len(numpy_faces) == len(numba_faces) == 1
     assert numpy_faces[0]["box"] == numba_faces[0]["box"]
     for got, expected in zip(numpy_faces[0]["points"], numba_faces[0]["points"]):
-        # pixels, rounded to 3 decimals in the records: float32 rounding carried through the face network's reads
-        # and the eye stage's two (each framed from points that already differ), then rounded once more
-        assert got == pytest.approx(expected, abs=3e-3)
+        # pixels: the engines' outputs differ by float32 rounding, and cv2.warpAffine samples each refinement and
+        # close-up frame on a 1/32-pixel grid, so a difference of 1e-6 can move a sample to the next grid position
+        # and every later read starts from points that moved (0.007 px measured; the ONNX example's tests allow 0.05)
+        assert got == pytest.approx(expected, abs=0.05)

@@ -208,26 +208,36 @@ def test_export_command_writes_the_checkpoint_network_and_its_pipeline(tmp_path,
     assert_close(run_onnx(path, x), tinynet_forward(model.eval(), x))
 
 
-def test_a_checkpoint_with_an_eye_stage_exports_its_eye_network_beside_it(tmp_path, rng, capsys):
-    """NAME.eyes.onnx holds the checkpoint's EyeNet (OpenCV and onnxruntime give tinynet's outputs) and the face
-    file's metadata names it with the stage's size, side and passes; the example refuses a missing eye file."""
+def test_a_checkpoint_with_closeup_stages_exports_their_networks_beside_it(tmp_path, rng, capsys):
+    """NAME.eyes.onnx and NAME.mouth.onnx hold the checkpoint's close-up networks (OpenCV and onnxruntime give
+    tinynet's outputs) and the face file's metadata names them with each stage's size, side, passes and crops;
+    the example refuses a missing close-up file."""
     from keypoints.checkpoint import read_checkpoint, update_meta
-    from keypoints.eyes.stage import EyeStage, build_eye_model
+    from keypoints.closeup.stage import EYES, MOUTH, CloseupStage, build_closeup_model
 
     checkpoint = tmp_path / "best.npz"
     write_checkpoint(checkpoint, flip_test=True)
-    stage = EyeStage(size=32, side=0.8, width=4, passes=2)
-    eyes = randomize_batchnorm(build_eye_model(stage, rng), rng)
-    update_meta(checkpoint, entries={"eyes": eyes.state_dict()}, eye_stage=stage.to_dict())
+    stages = {"eyes": CloseupStage(size=32, side=0.8, width=4, passes=2), "mouth": CloseupStage(size=24, side=1.4, width=4, passes=1)}
+    nets = {name: randomize_batchnorm(build_closeup_model(region, stages[name], rng), rng)
+            for name, region in (("eyes", EYES), ("mouth", MOUTH))}
+    update_meta(checkpoint, entries={"closeup": {name: net.state_dict() for name, net in nets.items()}},
+                closeup={name: stage.to_dict() for name, stage in stages.items()})
     path = tmp_path / "out" / "net.onnx"
     assert main(["export", str(path), "--model", str(checkpoint)]) == 0
-    assert "net.eyes.onnx: the eye stage's network" in capsys.readouterr().out
-    assert sorted(p.name for p in path.parent.iterdir()) == ["net.eyes.onnx", "net.onnx"]
+    out = capsys.readouterr().out
+    assert "net.eyes.onnx: a close-up stage's network" in out and "net.mouth.onnx" in out
+    assert sorted(p.name for p in path.parent.iterdir()) == ["net.eyes.onnx", "net.mouth.onnx", "net.onnx"]
     meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
-    assert meta["eye_stage"] == {"file": "net.eyes.onnx", "size": 32, "side": 0.8, "passes": 2}
-    x = rng.random((5, 1, 32, 32), dtype=np.float32)
-    assert_close(run_onnx(path.parent / "net.eyes.onnx", x), tinynet_forward(read_checkpoint(checkpoint)[0]["eye_model"], x))
-    (path.parent / "net.eyes.onnx").unlink()
+    assert list(meta["closeup"]) == ["eyes", "mouth"]  # the order prediction reads them in
+    assert meta["closeup"]["eyes"] == {"file": "net.eyes.onnx", "size": 32, "side": 0.8, "width": 4, "passes": 2,
+                                       "crops": [[[36, 37, 38, 39, 40, 41], False], [[45, 44, 43, 42, 47, 46], True]]}
+    perm = mirror_permutation()
+    assert meta["closeup"]["mouth"]["crops"] == [[list(range(48, 68)), False], [perm[48:68].tolist(), True]]
+    loaded = read_checkpoint(checkpoint)[0]["closeup_models"]
+    for name, size in (("eyes", 32), ("mouth", 24)):
+        x = rng.random((5, 1, size, size), dtype=np.float32)
+        assert_close(run_onnx(path.parent / f"net.{name}.onnx", x), tinynet_forward(loaded[name], x))
+    (path.parent / "net.mouth.onnx").unlink()
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), np.full((64, 64, 3), 128, np.uint8))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -236,13 +246,13 @@ def test_a_checkpoint_with_an_eye_stage_exports_its_eye_network_beside_it(tmp_pa
     assert done.returncode == 2 and done.stderr.startswith(f"error: {path}") and done.stderr.count("\n") == 1, done.stderr
 
 
-def test_a_checkpoint_without_an_eye_stage_says_so_in_its_metadata(tmp_path):
+def test_a_checkpoint_without_closeup_stages_says_so_in_its_metadata(tmp_path):
     checkpoint = tmp_path / "best.npz"
     write_checkpoint(checkpoint)
     path = tmp_path / "net.onnx"
     assert main(["export", str(path), "--model", str(checkpoint)]) == 0
-    assert {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}["eye_stage"] is None
-    assert not (tmp_path / "net.eyes.onnx").exists()
+    assert {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}["closeup"] == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "net.onnx"]
 
 
 @pytest.mark.parametrize("permutation", [None, [1, 0, 2, 4, 3]])
@@ -353,18 +363,19 @@ def test_example_errors(shipped_onnx, tmp_path, rng):
 
 def test_example_pipeline_is_keypoints_pipeline(shipped_onnx, astronaut):
     """The example's own steps (detection, framing, rescale and crop, flip averaging, two refinement passes,
-    four test frames, the way back to the photo, the eye stage's two passes), fed by tinynet's networks, give
+    four test frames, the way back to the photo, the close-up stages' passes), fed by tinynet's networks, give
     keypoints' points: within 0.05 pixel, as the test below. The example reads the faces and their mirror images
     in two calls, the predictor in one batch; tinynet's outputs then differ in their last bits, and
     ``cv2.warpAffine``'s 1/32-pixel grid can turn that into a hundredth of a pixel in a refinement frame
-    (0.012 px measured on this photo with the eye stage off; one plain read agrees to 1e-5)."""
+    (0.012 px measured on this photo with the close-up stages off; one plain read agrees to 1e-5)."""
     import keypoints
     from keypoints.wild.faces import predict_faces
 
     example = runpy.run_path(str(EXAMPLE))
     meta = example["read_metadata"](str(shipped_onnx))
     predictor = keypoints.load_predictor()
-    assert (predictor.refine_passes, predictor.flip, len(predictor.test_frames), predictor.eye_passes) == (2, True, 4, 2)
+    assert (predictor.refine_passes, predictor.flip, len(predictor.test_frames)) == (2, True, 4)  # all of it runs
+    assert predictor.closeup_reads() == {"eyes": 2, "mouth": 2}
 
     class TinynetNetwork:  # cv2.dnn's two calls, answered by one of the predictor's own networks
         def __init__(self, model):
@@ -380,7 +391,8 @@ def test_example_pipeline_is_keypoints_pipeline(shipped_onnx, astronaut):
     boxes = example["detect"](cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
     gray = cv2.cvtColor(photo.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_BGR2GRAY)
     points = example["face_points"](TinynetNetwork(predictor.model), gray, boxes, meta, 2, True, meta["test_frames"])
-    points = example["read_eyes"](TinynetNetwork(predictor.eye_model), gray, points, meta["eye_stage"], 2)
+    for name, stage in meta["closeup"].items():
+        points = example["read_closeup"](TinynetNetwork(predictor.closeup_models[name]), gray, points, stage, 2)
     faces = predict_faces(predictor, photo, detector="haar")
     assert len(faces) == len(boxes) == 1
     np.testing.assert_array_equal(boxes[0], faces[0].box)
@@ -397,7 +409,8 @@ def test_example_on_a_photo_gives_keypoints_points(shipped_onnx, astronaut):
 
     photo = cv2.imread(str(astronaut), cv2.IMREAD_COLOR)
     for options, overrides, tolerance in (
-        (("--refine-passes", "0", "--no-flip"), {"flip": False, "refine_passes": 0}, 1e-3),
+        (("--refine-passes", "0", "--no-flip", "--closeup-passes", "0"), {"flip": False, "refine_passes": 0, "closeup_passes": 0},
+         1e-3),
         ((), {}, 0.05),
     ):
         faces = run_example(shipped_onnx, astronaut, *options)

@@ -168,10 +168,12 @@ def test_example_script_smoke_run(tiny_data, tmp_path):
     # 4 validation faces cannot calibrate the confidence: said, and the checkpoint has none (so no confidence)
     assert "no confidence calibration: " in result.stdout
     assert tinynet.load(out / "best.npz")["meta"].get("confidence_calibration") is None
-    # the default recipe's eye stage, trained on the same 12 faces and written into best.npz
-    assert "eye stage epoch  20/20" in result.stdout
+    # the default recipe's close-up stages, trained on the same 12 faces and written into best.npz
+    assert "eyes stage epoch  12/12" in result.stdout and "mouth stage epoch  12/12" in result.stdout
     best = tinynet.load(out / "best.npz")
-    assert best["meta"]["eye_stage"] == {"size": 48, "side": 0.8, "width": 16, "passes": 2} and best["eyes"]
+    assert best["meta"]["closeup"] == {"eyes": {"size": 48, "side": 0.8, "width": 16, "passes": 2},
+                                       "mouth": {"size": 48, "side": 1.4, "width": 16, "passes": 2}}
+    assert set(best["closeup"]) == {"eyes", "mouth"}
 
 
 @pytest.mark.integration
@@ -217,9 +219,10 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tiny_data, uninterrupted
 
 def test_resume_with_ema_refine_and_the_new_head_is_bit_for_bit(tiny_data, tmp_path):
     """The recipe's newer parts keep exact resume: framed crops (their extra random draws), the averaged
-    weights (saved in last.npz), the batch-norm recomputation of the averaged weights and the eye stage at the end."""
+    weights (saved in last.npz), the batch-norm recomputation of the averaged weights and the close-up stages at
+    the end."""
     recipe = dataclasses.replace(
-        RESUME_RECIPE, ema=0.9, head="dropout-last", refine_passes=1, eye_epochs=2,
+        RESUME_RECIPE, ema=0.9, head="dropout-last", refine_passes=1, closeup=("eyes", "mouth"), closeup_epochs=2,
         augment=dict(DEFAULT_AUGMENT, refine=0.5, frame_shift=0.02, frame_zoom=0.05),
     )
     out_a, out_b = tmp_path / "a", tmp_path / "b"
@@ -234,8 +237,8 @@ def test_resume_with_ema_refine_and_the_new_head_is_bit_for_bit(tiny_data, tmp_p
         assert_same_tree(last_a[part], last_b[part], part)
     best_a, best_b = tinynet.load(out_a / "best.npz"), tinynet.load(out_b / "best.npz")
     assert_same_tree(best_a["model"], best_b["model"])
-    assert best_a["meta"]["eye_stage"] is not None and set(best_a["eyes"]) == set(best_b["eyes"])
-    assert_same_tree(best_a["eyes"], best_b["eyes"], "eyes")
+    assert best_a["meta"]["closeup"] == best_b["meta"]["closeup"] and set(best_a["closeup"]) == {"eyes", "mouth"}
+    assert_same_tree(best_a["closeup"], best_b["closeup"], "closeup")
     # the kept weights are the average, with statistics of their own (not the averaged buffers)
     kept = last_a["best_model"]
     assert not np.array_equal(best_a["model"]["regressor.1.running_var"], kept["regressor.1.running_var"])

@@ -377,7 +377,7 @@ def test_trained_model_puts_the_astronauts_eyes_nose_and_mouth_where_they_are(tr
 
 def test_trained_model_puts_the_eye_centres_on_the_pupils(portrait, trained):
     """Behind her browline glasses the face network alone puts both eye centres 11-12 px (an eighth of the eye
-    distance) below the pupils, on the lower lids; the eye stage (keypoints.eyes) reads them up close."""
+    distance) below the pupils, on the lower lids; the close-up stage (keypoints.closeup) reads them up close."""
     (_, points, _), = predict_faces(trained, portrait)
     for name, eye in (("right eye centre", points[36:42]), ("left eye centre", points[42:48])):
         reference, tolerance = REFERENCE_POINTS[name]

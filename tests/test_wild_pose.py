@@ -114,13 +114,17 @@ def test_draw_pose_draws_the_three_axes_from_the_nose_tip():
 
 
 def test_a_mirrored_photo_gives_the_opposite_yaw_and_roll():
-    """The whole pipeline on scikit-image's astronaut (her head turned and tilted a few degrees) and on its
-    mirror image: detection, the shipped model, then the pose fit."""
+    """The whole pipeline on matplotlib's portrait of Grace Hopper (her head turned a few degrees), turned by 10
+    degrees in the picture so that it is tilted too, and on its mirror image: detection, the shipped model, then
+    the pose fit."""
     cv2 = pytest.importorskip("cv2")
-    data = pytest.importorskip("skimage.data", reason="scikit-image (a test extra) ships the astronaut photo")
+    cbook = pytest.importorskip("matplotlib.cbook")
     from keypoints import head_pose, load_predictor, predict_faces
 
-    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
+    height, width = portrait.shape[:2]
+    turn = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 10.0, 1.0)
+    photo = cv2.warpAffine(portrait, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
     predictor = load_predictor()
     (face,), (mirrored,) = predict_faces(predictor, photo), predict_faces(predictor, np.ascontiguousarray(photo[:, ::-1]))
     pose, pose_mirrored = head_pose(face.points, photo.shape), head_pose(mirrored.points, photo.shape)
