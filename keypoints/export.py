@@ -53,7 +53,7 @@ METADATA_FIELDS = {
     "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (the iBUG one for 68"
                         " points); null for a model whose points have no mirror (then flip_test is false)",
     "checkpoint": "the checkpoint file the network came from",
-    "closeup": "{} or {region: {file, size, side, passes, crops}}, regions in the order they are read: after the"
+    "closeup": "{} or {region: {file, size, side, width, passes, crops}}, regions in the order they are read: after the"
                 " face's reads, each region is read passes times by the ONNX file beside this one (input (N, 1, size,"
                 " size) gray crops, output (N, 2P): P points as x0, y0, ... in units of size / 2 about the crop centre"
                 " (size - 1) / 2). crops lists one face's crops as [point indices in output order, mirrored]: each"

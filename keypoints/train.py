@@ -194,7 +194,10 @@ def train(
     started = time.perf_counter()
     data_dir, train_set, flip_permutation, flip_note = open_training_data(data, data_format, flip_file, log)
     num_points = train_set.keypoints.shape[1]
+    requested = recipe.closeup
     recipe = recipe_for_points(recipe, num_points, flip_permutation)
+    if requested and not recipe.closeup:
+        log(f"no close-up stages: they read regions of the {NUM_KEYPOINTS} iBUG points, the data has {num_points}")
     points_meta = {"num_points": num_points, "flip_permutation": flip_permutation}
     if checkpoint is not None:
         check_resumed_points(resume, checkpoint["meta"], num_points, flip_permutation)  # before the recipe it changes

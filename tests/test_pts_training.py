@@ -284,8 +284,9 @@ def test_training_on_pts_files_end_to_end(pts_data, trained, capsys):
     assert "flip permutation from" in metrics["flip"] and metrics["flip_test"] is True
     meta = tinynet.load(trained / "best.npz")["meta"]
     assert (meta["num_points"], meta["flip_permutation"]) == (K, FLIP)
+    assert meta.get("closeup") is None and meta["recipe"]["closeup"] == []  # they read the 68 iBUG points' regions
     predictor = load_predictor(trained / "best.npz")
-    assert predictor.flip and predictor.refine_passes == 2
+    assert predictor.flip and predictor.refine_passes == 2 and predictor.closeup_reads() == {}
     # the test split's NME recomputed here: the predictor's points against the hand-written files, over the
     # diagonal of the true points' box
     test = PtsDataset(pts_data, "test")
