@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from tinynet.nn import L1Loss
-from tinynet.optim import AdamW, CosineAnnealingLR
+from tinynet.optim import CosineAnnealingLR
 
 from ..crops import jitter_factor, photometric_jitter
 from .stage import (
@@ -78,10 +78,10 @@ def train_closeup(
     if points is None or len(points) == 0:
         raise ValueError(f"{region.name} stage: no training faces")
     stream = STREAM + list(REGIONS).index(region.name)
+    from ..recipes import Recipe, build_optimizer  # the one weight-decay rule: conv and linear weights only
+
     model = build_closeup_model(region, stage, rng=np.random.default_rng([seed, stream]))
-    decay = [p for p in model.parameters() if p.data.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.data.ndim <= 1]
-    optimizer = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}], lr=LR)
+    optimizer = build_optimizer(model, Recipe(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY))
     crops_per_epoch = len(region.crops) * len(points)
     batch_size = min(BATCH_SIZE, crops_per_epoch)  # at least two crops a face: batch norm sees two or more
     batches = crops_per_epoch // batch_size
@@ -132,8 +132,9 @@ def add_closeup_stages(best_path, dataset, train_indices: np.ndarray, val_indice
     from ..predictor import load_predictor
 
     started = time.perf_counter()
-    images = [dataset[int(i)]["image"] for i in train_indices]  # gray float32 at the images' own resolution
-    points = np.stack([dataset[int(i)]["keypoints"] for i in train_indices]) if len(train_indices) else None
+    faces = [dataset[int(i)] for i in train_indices]  # each image read once, gray float32 at its own resolution
+    images = [face["image"] for face in faces]
+    points = np.stack([face["keypoints"] for face in faces]) if faces else None
     validation = None
     if len(val_indices):
         samples = [dataset[int(i)] for i in val_indices]
