@@ -1,8 +1,9 @@
 """keypoints against dlib, whole pipeline against whole pipeline, on the 770 test photos.
 
     pip install -e ".[bench]"            # dlib-bin and face-recognition-models (the 68-point model file)
-    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--refine-passes N] [--no-test-frames] [--closeup-passes N] [--limit N]
-                                      [--detector haar+profile] [--json out.json]
+    python benchmarks/compare_dlib.py [--data DIR] [--model CKPT] [--speed fast] [--refine-passes N] [--no-test-frames]
+                                      [--closeup-passes N] [--limit N] [--detector haar+profile] [--larger-photos N]
+                                      [--json out.json]
 
 Each tool runs as its users run it, photo in, points out: keypoints with its own detector, framing, network
 and refinement (``keypoints.predict_faces``); dlib with its HOG face detector (one upsampling, as its
@@ -59,17 +60,45 @@ def dlib_pipeline():
 
 
 def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None, test_frames: bool = True,
-                       closeup_passes: int | None = None):
+                       closeup_passes: int | None = None, speed: str = "accurate"):
     from keypoints.predictor import load_predictor
     from keypoints.wild.faces import predict_faces
 
     predictor = load_predictor(model, refine_passes=refine_passes, test_frames=None if test_frames else (),
-                               closeup_passes=closeup_passes)
+                               closeup_passes=closeup_passes, speed=speed)
 
     def run(photo: np.ndarray) -> list:
         return [(face.box, face.points) for face in predict_faces(predictor, photo, detector=detector)]
 
     return run, predictor
+
+
+def larger_photos() -> dict[str, np.ndarray]:
+    """matplotlib's Grace Hopper portrait (512 x 600) and the same portrait pasted into a 1920 x 1080 frame."""
+    import matplotlib.cbook as cbook
+
+    portrait = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[200:800, 700:1212] = portrait
+    return {"portrait 512x600": portrait, "frame 1920x1080": frame}
+
+
+def time_larger_photos(tools: dict, repeat: int) -> dict:
+    """Median ms per photo of each tool on :func:`larger_photos`, the tools taking turns ``repeat`` times."""
+    result = {}
+    for name, photo in larger_photos().items():
+        seconds = {tool: [] for tool in tools}
+        for run in tools.values():
+            run(photo)  # warm-up
+        for _ in range(repeat):
+            for tool, run in tools.items():
+                start = time.perf_counter()
+                faces = run(photo)
+                seconds[tool].append(time.perf_counter() - start)
+                if len(faces) != 1:
+                    raise SystemExit(f"compare_dlib: {tool} found {len(faces)} faces in the {name}, expected 1")
+        result[name] = {tool: 1000 * statistics.median(values) for tool, values in seconds.items()}
+    return result
 
 
 def nearest_face(faces: list, true: np.ndarray):
@@ -97,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     parser.add_argument("--model", help="keypoints checkpoint (default: the model that ships with the package)")
-    parser.add_argument("--detector", default="haar+profile", help="keypoints' face detector (a name in keypoints.wild.detection.DETECTORS)")
+    parser.add_argument("--speed", choices=("accurate", "fast"), default="accurate",
+                        help="keypoints' --speed (fast: also its detector, unless --detector is given)")
+    parser.add_argument("--detector", help="keypoints' face detector (a name in keypoints.wild.detection.DETECTORS;"
+                                           " default haar+profile, haar+profile-fast with --speed fast)")
     parser.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                         help="override the checkpoint's number of refinement passes")
     parser.add_argument("--no-test-frames", action="store_true",
@@ -105,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
                         help="override how often the checkpoint's close-up stages read the eyes and mouth (0: off)")
     parser.add_argument("--limit", type=int, help="only the first N test photos")
+    parser.add_argument("--larger-photos", type=int, default=0, metavar="N",
+                        help="also time both tools N times on the 512x600 portrait and on it in a 1920x1080 frame")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -112,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     from keypoints.metrics import nme_per_face
 
     dlib_run = dlib_pipeline()
+    from keypoints.wild.detection import DEFAULT_DETECTOR, FAST_DETECTOR
+
+    args.detector = args.detector or (FAST_DETECTOR if args.speed == "fast" else DEFAULT_DETECTOR)
     ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes, not args.no_test_frames,
-                                             args.closeup_passes)
+                                             args.closeup_passes, args.speed)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     tools = {"keypoints": ours_run, "dlib": dlib_run}
@@ -150,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "on_faces_it_found": nme["own"],
             "ms_per_photo_median": 1000 * statistics.median(seconds[name]),
         }
-    print(f"{count} test photos; {int(both.sum())} where both found the face; predictor {predictor!r}")
+    print(f"{count} test photos; {int(both.sum())} where both found the face; predictor {predictor!r}, detector {args.detector}")
     header = f"{'':10s} {'found':>6s} {'NME %':>7s} {'median':>7s} {'p90':>7s} {'fail %':>7s} {'ms/photo':>9s}   on faces both found"
     print(header)
     for name in tools:
@@ -167,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: on all {own['faces']} photos it found: NME {own['nme_percent']:.2f} %, median"
                 f" {own['nme_median_percent']:.2f} %, p90 {own['nme_p90_percent']:.2f} %, failures {own['failure_rate_percent']:.1f} %"
             )
+    if args.larger_photos:
+        result["larger_photos_ms"] = time_larger_photos(tools, args.larger_photos)
+        for name, times in result["larger_photos_ms"].items():
+            print(f"{name}: " + ", ".join(f"{tool} {ms:.1f} ms" for tool, ms in times.items())
+                  + f" (median of {args.larger_photos}, in turns)")
     if args.json:
         target = Path(args.json)
         partial = target.with_name(f".{target.name}.tmp")

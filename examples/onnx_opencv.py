@@ -13,8 +13,8 @@ parsing, so not even the onnx package is needed) and does what ``python -m keypo
    photo shrunk to 1024 pixels on its longer side if it is larger);
 2. framing: each box grown and shifted as the training images frame a face, cut out with replicated edges;
 3. the first read: the crop rescaled (shorter side ``rescale``), its centre ``S x S``, flip-averaged;
-4. ``refine_passes`` more reads, each framing the face from the previous points; the last one in every
-   test frame, averaged;
+4. ``refine_passes`` more reads, each framing the face from the previous points (its mirror image framed as
+   training frames a mirrored face); the last one in every test frame, averaged;
 5. the points mapped back to the photo's pixels;
 6. if the model has close-up stages (``closeup`` in the metadata; their networks are the files
    ``NAME.eyes.onnx`` and ``NAME.mouth.onnx`` beside the model), the eyes and the mouth read up close
@@ -178,8 +178,11 @@ def frame_jitter(frame: list, meta: dict) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- the network
-def read(net, crops: np.ndarray, meta: dict, flip: bool) -> np.ndarray:
-    """Crops ``(F, S, S)`` -> points ``(F, K, 2)`` in crop pixels, averaged with the mirrored crops' if ``flip``."""
+def read(net, crops: np.ndarray, meta: dict, flip: bool, mirrored: np.ndarray | None = None,
+         axis: float | None = None) -> np.ndarray:
+    """Crops ``(F, S, S)`` -> points ``(F, K, 2)`` in crop pixels, averaged with the mirrored faces' if ``flip``.
+    ``mirrored``: the faces' mirror images, ``x' = axis - x`` from the crops' pixels (None: the crops flipped,
+    ``axis = S - 1``)."""
     size = meta["input_size"]
 
     def network(batch: np.ndarray) -> np.ndarray:
@@ -189,9 +192,11 @@ def read(net, crops: np.ndarray, meta: dict, flip: bool) -> np.ndarray:
 
     points = network(crops)
     if flip:
-        mirrored = network(crops[:, :, ::-1])[:, meta["flip_permutation"]]  # the mirrored face's points, ...
-        mirrored[..., 0] = size - 1 - mirrored[..., 0]  # ... mirrored back onto the face
-        points = 0.5 * (points + mirrored)
+        if mirrored is None:
+            mirrored, axis = crops[:, :, ::-1], size - 1.0
+        back = network(mirrored)[:, meta["flip_permutation"]]  # the mirrored face's points, ...
+        back[..., 0] = axis - back[..., 0]  # ... mirrored back onto the face
+        points = 0.5 * (points + back)
     return points
 
 
@@ -213,16 +218,21 @@ def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_pas
     frames = np.stack([translation(-offset, -offset)] * len(boxes))  # rescaled -> crop pixels
     crops = np.stack([image[offset : offset + size, offset : offset + size] for image in rescaled])
     points = read(net, crops, meta, flip)  # (F, K, 2) in crop pixels
+    # a mirrored face is framed as training frames it: mirrored about the line through the canonical centroid
+    # (x' = 2 c S - x), where a framed face's points are centred, not about the crop's middle
+    axis = 2.0 * meta["point_framing"]["centroid"][0] * size
+    mirror = np.array([[-1.0, 0.0, axis], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     for index in range(refine_passes):
         frames = np.stack([point_frame(p, meta) for p in apply(points, np.linalg.inv(frames))])
         last = index == refine_passes - 1
         jitters = [frame_jitter(f, meta) for f in test_frames] if last and test_frames else [np.eye(3)]
         total = 0.0
         for jitter in jitters:
-            crops = np.stack([cv2.warpAffine(image, (jitter @ frame)[:2], (size, size), flags=cv2.INTER_LINEAR,
-                                             borderMode=cv2.BORDER_REPLICATE)
-                              for image, frame in zip(rescaled, frames)])
-            total = total + apply(read(net, crops, meta, flip), np.linalg.inv(jitter))  # into the canonical crop
+            crops, mirrored = (np.stack([cv2.warpAffine(image, (m @ jitter @ frame)[:2], (size, size),
+                                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                                         for image, frame in zip(rescaled, frames)]) for m in (np.eye(3), mirror))
+            points = read(net, crops, meta, flip, mirrored, axis)
+            total = total + apply(points, np.linalg.inv(jitter))  # into the canonical crop
         points = total / len(jitters)
     return apply(points, np.linalg.inv(frames @ np.stack(to_rescaled)))
 

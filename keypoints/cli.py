@@ -234,7 +234,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
 
     # a bad checkpoint fails before any download
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
-                               test_frames=() if args.no_test_frames else None, closeup_passes=args.closeup_passes)
+                               test_frames=() if args.no_test_frames else None, closeup_passes=args.closeup_passes,
+                               speed=args.speed)
     if args.data_format == "pts" and args.data is None:
         raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
     data_dir = ensure_data(args.data) if args.data_format == "csv" else args.data
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
                           help="read the eyes and mouth up close this many times (default: as the checkpoint's close-up"
                           " stages; 0: off)")
+    evaluate.add_argument("--speed", choices=("accurate", "fast"), default="accurate",
+                          help="fast: the predictor settings of predict --speed fast (the flags above override them)")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)
     from .wild.cli import add_commands
@@ -293,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[skip : skip + 1] == ["train"]:
         return train_main(argv[skip + 1 :] + argv[:skip], prog="python -m keypoints train")
     args = parser.parse_args(argv)
+    from .wild.cli import resolve_speed
+
+    resolve_speed(args)  # the photo commands' --detector default follows --speed
     from .data import DownloadError
 
     try:

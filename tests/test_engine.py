@@ -37,6 +37,8 @@ def test_auto_is_numpy_for_a_handful_of_photos_and_numba_for_more_or_a_video():
         engine_flags("auto")  # must be resolved first
     with pytest.raises(ValueError, match="PredictOptions: engine must be one of auto, numpy, numba, got 'gpu'"):
         PredictOptions(engine="gpu")
+    with pytest.raises(ValueError, match="PredictOptions: speed must be one of accurate, fast, got 'turbo'"):
+        PredictOptions(speed="turbo")
 
 
 def test_the_engine_is_decided_once_for_every_worker(monkeypatch, tmp_path):

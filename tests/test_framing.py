@@ -18,12 +18,14 @@ from keypoints.framing import (
     frame_matrix,
     framed_sample,
     measure_point_framing,
+    mirror_frame,
     point_spread,
     warp_crop,
 )
 from keypoints.loader import DataLoader
 from keypoints.predictor import load_predictor
-from keypoints.geometry import FLIP_PERMUTATION, apply_affine, denormalize_keypoints, map_to_original, normalize_keypoints, rotation_scale_about
+from keypoints.geometry import (FLIP_PERMUTATION, apply_affine, denormalize_keypoints, flip_keypoints, flip_matrix, map_to_original,
+                                normalize_keypoints, rotation_scale_about)
 from tinynet.nn import Module
 
 S = 96
@@ -227,6 +229,47 @@ def test_refinement_reads_the_canonical_crop_of_the_previous_points_and_a_canoni
         # and the affine of the result maps image pixels to that last crop
         np.testing.assert_allclose(map_to_original(denormalize_keypoints(second.normalized[i].reshape(68, 2), S),
                                                    second.affines[i]), second.points[i], atol=1e-3)
+
+
+@given(width=st.integers(40, 400), centroid_x=st.floats(0.3, 0.7), upright=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=30)
+def test_mirror_frame_is_the_frame_training_gives_the_mirrored_face(width, centroid_x, upright, seed):
+    """Training frames a mirrored face from its mirrored points after mirroring the image (framed_sample);
+    mirror_frame gets there from the plain face's frame."""
+    points = np.random.default_rng(seed).uniform(0, width - 1, size=(68, 2))
+    framing = PointFraming((centroid_x, 0.55), 0.2, upright=upright)
+    trained = frame_matrix(flip_keypoints(points, width), S, framing) @ flip_matrix(width)
+    np.testing.assert_allclose(mirror_frame(S, framing) @ frame_matrix(points, S, framing), trained, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(mirror_frame(S, framing) @ mirror_frame(S, framing), np.eye(3), atol=0)  # its own inverse
+    # the mirror axis is the canonical centroid's vertical line: a crop flip (about (S - 1) / 2) is not
+    # the same map unless the centroid sits exactly in the middle
+    assert abs((mirror_frame(S, framing) - flip_matrix(S))[0, 2]) == pytest.approx(abs(2 * centroid_x * S - (S - 1)))
+
+
+def test_refinement_reads_the_mirrored_face_as_training_framed_it(tmp_path):
+    """With flip averaging, the refinement pass's mirror images are training's mirrored crops (framed_sample
+    with flip and no jitter, from the previous points), not the plain crops flipped: those put the face
+    2 c S - (S - 1) pixels aside (1.1 at S = 96 for the data set's framing)."""
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    predictor = load_predictor(path, flip=True, refine_passes=1, test_frames=())
+    framing = PointFraming((0.5006, 0.5401), 0.1774)
+    predictor.framing = framing
+    predictor.model = CanonicalFace(framing)
+    images = [np.random.default_rng(i).random((150 + 20 * i, 130)).astype(np.float32) for i in range(3)]
+    first = load_predictor(path, flip=True, refine_passes=0)
+    first.model = CanonicalFace(framing)
+    previous = first.predict_details(images).points
+    predictor.predict_details(images)
+    seen = predictor.model.seen[-1]  # the refinement pass: the plain crops, then their mirror images
+    assert len(seen) == 2 * len(images)
+    for i, image in enumerate(images):
+        rescaled, to_rescaled = predictor._rescaled(image)
+        source = apply_affine(previous[i].astype(np.float64), to_rescaled)
+        trained, _ = framed_sample(rescaled, source.astype(np.float32), S, np.random.default_rng(0), framing, flip=1.0)
+        np.testing.assert_allclose(seen[len(images) + i], trained, atol=2e-3)
+        # and not the plain crop flipped, which is a pixel away on this noise
+        assert np.abs(seen[i][:, ::-1] - trained).mean() > 0.05
 
 
 def test_predictor_refine_passes_validated(tmp_path):

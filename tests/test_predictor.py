@@ -274,3 +274,31 @@ def test_flip_averaging_matches_the_hand_average(checkpoint):
     for i, (h, w) in enumerate(shapes):
         np.testing.assert_allclose(averaged[i], crop_to_image(crop_points[i], h, w), atol=1e-3)
     assert np.abs(averaged - single).max() > 1.0  # the flip really changed something here
+
+
+# ---------------------------------------------------------------------------------------------------
+# Speed settings
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_speed_fast_reads_the_shipped_model_twice_and_each_closeup_stage_once():
+    accurate, fast = load_predictor(), load_predictor(speed="fast")
+    assert accurate.flip and accurate.refine_passes == 2 and len(accurate.test_frames) == 4
+    assert accurate.closeup_reads() == {"eyes": 2, "mouth": 2}
+    assert (fast.flip, fast.refine_passes, fast.test_frames) == (False, 1, ())
+    assert fast.closeup_reads() == {"eyes": 1, "mouth": 1}
+    # a setting given explicitly wins over the speed's
+    mixed = load_predictor(speed="fast", flip=True, refine_passes=2, closeup_passes=0)
+    assert (mixed.flip, mixed.refine_passes, mixed.test_frames, mixed.closeup_reads()) == (True, 2, (), {})
+
+
+def test_speed_fast_never_adds_reads_a_checkpoint_lacks(checkpoint):
+    # write_checkpoint's model: no refinement passes, no close-up stages
+    plain = load_predictor(checkpoint[0])
+    fast = load_predictor(checkpoint[0], speed="fast")
+    assert plain.refine_passes == 0 and fast.refine_passes == 0 and fast.closeup_reads() == {} and not fast.flip
+
+
+def test_speed_is_checked_before_the_file_is_read(tmp_path):
+    with pytest.raises(ValueError, match="speed must be one of accurate, fast, got 'slow'"):
+        load_predictor(tmp_path / "missing.npz", speed="slow")

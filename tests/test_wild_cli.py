@@ -309,3 +309,36 @@ def test_visualize_errors(model_path, portrait):
         show_maps(predictor, portrait, 0, "x.png", max_maps=0)
     name, weight = first_conv(predictor)
     assert name == "features.0" and weight.shape == (32, 1, 4, 4)
+
+
+def test_speed_fast_reads_each_face_twice_without_flip_and_with_the_fast_detector(portrait_path, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """``--speed fast``: the detector haar+profile-fast (unless --detector says otherwise), no flip averaging (so
+    no confidence, and --min-confidence refused with the way out), the shipped model read as the fast settings say."""
+    from keypoints.wild import detection
+
+    parsed = wild_cli.build_parser().parse_args(["predict", "a.jpg", "--speed", "fast"])
+    wild_cli.resolve_speed(parsed)
+    assert parsed.detector == detection.FAST_DETECTOR
+    for argv, expected in ((["predict", "a.jpg"], detection.DEFAULT_DETECTOR),
+                           (["predict", "a.jpg", "--speed", "fast", "--detector", "haar"], "haar")):
+        parsed = wild_cli.build_parser().parse_args(argv)
+        wild_cli.resolve_speed(parsed)
+        assert parsed.detector == expected
+    used = []
+    real = detection.DETECTORS[detection.FAST_DETECTOR]
+    monkeypatch.setitem(detection.DETECTORS, detection.FAST_DETECTOR, lambda gray, size: used.append(1) or real(gray, size))
+    js = tmp_path / "fast.json"
+    assert run("predict", portrait_path, "--speed", "fast", "--json", js, "--no-progress") == 0
+    assert used  # the fast detector ran
+    (face,) = json.loads(js.read_text())["images"][0]["faces"]
+    assert face["confidence"] is None and len(face["points"]) == 68
+    accurate = tmp_path / "accurate.json"
+    assert run("predict", portrait_path, "--json", accurate, "--no-progress") == 0
+    (slow,) = json.loads(accurate.read_text())["images"][0]["faces"]
+    assert slow["confidence"] is not None
+    # the two settings read the same face: the points agree to a few pixels (eye distance about 90 px here)
+    assert np.abs(np.array(face["points"]) - np.array(slow["points"])).mean() < 4.0
+    capsys.readouterr()
+    assert run("predict", portrait_path, "--speed", "fast", "--min-confidence", "0.5", "--json", js) == 2
+    assert "add --flip to --speed fast" in capsys.readouterr().err

@@ -485,12 +485,43 @@ def test_haar_profile_runs_both_orientations_and_drops_overlaps(monkeypatch):
             # the mirror: the same face again (x = 100 - 10 - 30 = 60 here), and a new one at x = 5
             return np.array([[60, 21, 30, 30], [5, 50, 20, 20]])
 
-    monkeypatch.setattr(detect_module, "detect_haar", lambda gray, min_size: np.zeros((0, 4), np.int64))
+    monkeypatch.setattr(detect_module, "detect_haar", lambda gray, min_size, scale_factor: np.zeros((0, 4), np.int64))
     monkeypatch.setattr(detect_module, "_haar_cascade", lambda path: FakeProfile())
     gray = np.arange(100, dtype=np.uint8)[None, :].repeat(80, axis=0)
     boxes = detect_module.detect_haar_profile(gray, 10)
     np.testing.assert_array_equal(boxes, [[10, 20, 30, 30], [75, 50, 20, 20]])
     np.testing.assert_array_equal(seen[1], gray[:, ::-1])
+
+
+def test_the_fast_detector_scans_face_sizes_1_2_apart_in_both_cascades(monkeypatch):
+    """``haar+profile-fast`` is ``haar+profile`` with OpenCV's scaleFactor 1.2 (not 1.1) in the frontal cascade
+    and in both profile scans."""
+    from keypoints.wild import detection as detect_module
+
+    factors = []
+
+    class FakeCascade:
+        def detectMultiScale(self, image, scaleFactor, minNeighbors, minSize):
+            factors.append(scaleFactor)
+            return np.zeros((0, 4), np.int64)
+
+    monkeypatch.setattr(detect_module, "_haar_cascade", lambda path: FakeCascade())
+    gray = np.zeros((80, 100), np.uint8)
+    assert len(detect_module.detect_faces(gray, detector=detect_module.FAST_DETECTOR)) == 0
+    assert factors == [1.2, 1.2, 1.2]  # frontal, then the profile cascade on the photo and on its mirror
+    factors.clear()
+    detect_module.detect_faces(gray)
+    assert factors == [1.1, 1.1, 1.1]
+
+
+def test_the_fast_detector_finds_the_portrait_face_where_the_default_does(portrait):
+    from keypoints.wild.detection import FAST_DETECTOR, detect_faces
+
+    (default,) = detect_faces(portrait)
+    (fast,) = detect_faces(portrait, detector=FAST_DETECTOR)
+    centre = lambda box: box[:2] + box[2:] / 2.0  # noqa: E731
+    assert np.hypot(*(centre(fast) - centre(default))) < 0.1 * default[2]
+    assert 0.8 < fast[2] / default[2] < 1.25
 
 
 @pytest.mark.integration

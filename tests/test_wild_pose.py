@@ -128,7 +128,14 @@ def test_a_mirrored_photo_gives_the_opposite_yaw_and_roll():
     predictor = load_predictor()
     (face,), (mirrored,) = predict_faces(predictor, photo), predict_faces(predictor, np.ascontiguousarray(photo[:, ::-1]))
     pose, pose_mirrored = head_pose(face.points, photo.shape), head_pose(mirrored.points, photo.shape)
+    from keypoints.geometry import flip_keypoints
+
+    back = flip_keypoints(mirrored.points, width)  # the mirror photo's points, mirrored back onto the photo
+    assert np.abs(back - face.points).mean() < 0.55  # 0.42 px; 0.76 when the mirrored reads were flipped crops
     assert abs(pose.yaw) > 2 and abs(pose.roll) > 2  # turned and tilted enough for the signs to mean something
-    assert np.sign(pose_mirrored.yaw) == -np.sign(pose.yaw) and abs(pose_mirrored.yaw + pose.yaw) < 1.5
+    # the pipeline is not exactly mirror-symmetric (a network is not mirror-equivariant, the detector's boxes differ):
+    # the two photos' points differ by 0.42 px on average once mirrored back (0.76 px before mirrored reads were
+    # framed as training frames them), and the yaw fit, the most sensitive angle, turns that into about 2 degrees
+    assert np.sign(pose_mirrored.yaw) == -np.sign(pose.yaw) and abs(pose_mirrored.yaw + pose.yaw) < 2.5
     assert np.sign(pose_mirrored.roll) == -np.sign(pose.roll) and abs(pose_mirrored.roll + pose.roll) < 1.5
     assert abs(pose_mirrored.pitch - pose.pitch) < 1.5  # looking up or down does not change in a mirror

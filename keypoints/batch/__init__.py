@@ -56,7 +56,7 @@ class PredictOptions:
     """What ``predict`` does with each photo (everything but the paths); picklable, sent to every worker.
 
     ``model``: a checkpoint path, or None for the shipped model; ``flip``: None keeps the checkpoint's
-    choice; ``min_confidence``: faces below it are dropped (and counted); ``indices``, ``boxes``, ``pose``:
+    choice (or ``speed``'s, :data:`keypoints.predictor.SPEEDS`); ``min_confidence``: faces below it are dropped (and counted); ``indices``, ``boxes``, ``pose``:
     what the drawn picture shows; ``engine``: ``"numba"`` (tinynet's kernels), ``"numpy"`` (no Numba at all) or
     ``"auto"`` (:func:`keypoints.engine.choose_engine` by the number of photos, resolved by :func:`iter_predictions`;
     :func:`predict_photo` called on its own takes it as one photo).
@@ -64,6 +64,7 @@ class PredictOptions:
 
     model: str | None = None
     flip: bool | None = None
+    speed: str = "accurate"  # keypoints.predictor.SPEEDS
     detector: str | None = None  # None: keypoints.wild.detection.DEFAULT_DETECTOR
     max_side: int | None = None  # None: keypoints.wild.detection.DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -86,7 +87,10 @@ class PredictOptions:
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
         from ..engine import ENGINES
+        from ..predictor import SPEEDS
 
+        if self.speed not in SPEEDS:
+            raise ValueError(f"PredictOptions: speed must be one of {', '.join(SPEEDS)}, got {self.speed!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"PredictOptions: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.model is not None and not isinstance(self.model, str):
@@ -183,13 +187,13 @@ _PREDICTORS: dict = {}
 _PREDICT_LOCK = threading.Lock()
 
 
-def cached_predictor(model: str | None, flip: bool | None):
-    """This process's predictor for ``(model, flip)``, loaded on first use (``None``: the shipped model)."""
+def cached_predictor(model: str | None, flip: bool | None, speed: str = "accurate"):
+    """This process's predictor for ``(model, flip, speed)``, loaded on first use (``None``: the shipped model)."""
     from ..wild.cli import load_model
 
-    key = (None if model is None else str(model), flip)
+    key = (None if model is None else str(model), flip, speed)
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = load_model(model, flip)
+        _PREDICTORS[key] = load_model(model, flip, speed)
     return _PREDICTORS[key]
 
 
@@ -301,7 +305,7 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
         from .pool import pool_predictions
 
         return pool_predictions(paths, outputs, options, workers)
-    return _in_process(paths, outputs, options, predictor or cached_predictor(options.model, options.flip))
+    return _in_process(paths, outputs, options, predictor or cached_predictor(options.model, options.flip, options.speed))
 
 
 def _in_process(paths: list[Path], outputs: list, options: PredictOptions, predictor) -> Iterator[PhotoResult]:

@@ -52,7 +52,7 @@ def photo_task(path: str, output: str | None, options: PredictOptions, base: str
     exit_if_told(path)
     with _PREDICT_LOCK:
         limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1), options.engine)
-        predictor = cached_predictor(options.model, options.flip)
+        predictor = cached_predictor(options.model, options.flip, options.speed)
         return predict_photo(predictor, path, options, output, base=base)
 
 

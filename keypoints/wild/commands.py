@@ -100,6 +100,7 @@ def run_settings(args: argparse.Namespace, flip: bool) -> dict:
     model = PRETRAINED if args.model is None else Path(args.model)
     return {"model": str(model), "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
             "detector": args.detector, "max_side": args.max_side, "max_pixels": args.max_pixels, "flip": flip,
+            "speed": args.speed,
             "min_confidence": args.min_confidence}
 
 
@@ -117,7 +118,8 @@ def check_predict_outputs(args: argparse.Namespace, flip: bool, several: bool) -
     if args.format == "pts" and args.json:
         raise ValueError("--format pts writes .pts files beside the photos (or into -o DIR), not to --json")
     if args.min_confidence is not None and not flip:
-        raise ValueError("--min-confidence needs the confidence, which comes from flip averaging: drop --no-flip")
+        raise ValueError("--min-confidence needs the confidence, which comes from flip averaging: drop --no-flip"
+                         f"{' (or add --flip to --speed fast)' if getattr(args, 'speed', None) == 'fast' else ''}")
 
 
 def pts_folder(args: argparse.Namespace, several: bool) -> Path | None:
@@ -183,7 +185,7 @@ def align_command(args: argparse.Namespace) -> int:
     from .photos import InputError, expand_inputs, read_photo
 
     try:
-        predictor = load_model(args.model, args.flip)
+        predictor = load_model(args.model, args.flip, args.speed)
         files, _ = expand_inputs(args.photos)
         folder = Path(args.output)
         if folder.exists() and not folder.is_dir():
