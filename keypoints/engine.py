@@ -4,10 +4,10 @@ tinynet runs every op either by a Numba kernel or by its plain NumPy reference
 (``tinynet.backends.numba.enabled``). The kernels are faster per face, but a process pays for them once:
 importing Numba and loading the cached kernels costs 0.6 to 0.9 s, and on a machine whose kernel cache is
 empty (the first run after ``pip install``) compiling them costs about 18 s. A few photos are answered
-sooner without them. The rule, for ``--engine auto`` (the default of ``predict``, ``filter``, ``video``
-and ``align``):
+sooner without them. The rule, for ``--engine auto`` (the default of ``predict``, ``filter``, ``video``,
+``align`` and ``show-maps``):
 
-- ``numpy`` for at most ``AUTO_NUMPY_MAX_PHOTOS`` photos (a single photo for ``filter``);
+- ``numpy`` for at most ``AUTO_NUMPY_MAX_PHOTOS`` photos (a single photo for ``filter`` and ``show-maps``);
 - ``numba`` for more photos, for a video, and always for training and evaluation (which do not ask).
 
 The choice is made once, in the process that reads the command line, from the number of photos given,

@@ -80,3 +80,46 @@ def test_a_photo_is_predicted_without_numba_from_an_empty_kernel_cache(tmp_path)
         # close-up frame on a 1/32-pixel grid, so a difference of 1e-6 can move a sample to the next grid position
         # and every later read starts from points that moved (0.007 px measured; the ONNX example's tests allow 0.05)
         assert got == pytest.approx(expected, abs=0.05)
+
+
+def test_a_resumed_run_keeps_the_engine_of_the_whole_run(tmp_path, capsys):
+    """``auto`` decides from every photo of the run, not from those a resumed JSON Lines run has left: 34 photos
+    are Numba's whether 34 or 30 remain (from the 30 left, NumPy would write the last decimals differently)."""
+    import cv2
+    import numpy as np
+
+    from keypoints.wild import cli as wild_cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    count = AUTO_NUMPY_MAX_PHOTOS + 2
+    for k in range(count):  # noise: no face, so the run is quick and writes a record per photo
+        cv2.imwrite(str(folder / f"{k:02d}.png"), np.random.default_rng(k).integers(0, 256, (40, 40), dtype=np.uint8))
+    out = tmp_path / "run.jsonl"
+    argv = ["predict", str(folder), "--format", "jsonl", "--json", str(out), "--workers", "1", "--no-progress", "-v"]
+    assert wild_cli.main(argv) == 1  # no face in any photo
+    assert f"engine: numba (auto, {count} photos)" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert len(lines) == count
+    out.write_text("\n".join(lines[:4]) + "\n")  # an interrupted run: 4 photos recorded
+    wild_cli.main(argv)
+    said = capsys.readouterr().out
+    assert "skipping 4 photos already in" in said and f"engine: numba (auto, {count} photos)" in said
+    assert len(out.read_text().splitlines()) == count
+
+
+def test_show_maps_runs_the_network_without_numba_by_default(tmp_path):
+    """``show-maps`` reads one image: ``auto`` is NumPy there too (no Numba import, no compiling on a first run);
+    ``--engine numba`` still loads the kernels."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    portrait = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    env.pop("TINYNET_NUMBA", None)
+    for engine, imported in (("auto", False), ("numba", True)):
+        command = ["show-maps", "--image", portrait, "--layer", "0", "-o", str(tmp_path / f"{engine}.png"),
+                   "--engine", engine]
+        done = subprocess.run([sys.executable, "-c", WRAPPER, *command], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert f"numba imported: {imported}" in done.stderr
+        assert (tmp_path / f"{engine}.png").stat().st_size > 0

@@ -90,6 +90,7 @@ def predict_command(args: argparse.Namespace) -> int:
                                  max_pixels=args.max_pixels, min_confidence=args.min_confidence,
                                  indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
+        photos_in_run = len(files)  # auto's engine follows the whole run, also when a resumed one has fewer left
         commands.check_predict_outputs(args, predictor.flip, several)
         outputs = output_paths(files, several, args.output, "_keypoints")
         if args.json and args.json != "-":
@@ -119,11 +120,12 @@ def predict_command(args: argparse.Namespace) -> int:
                 client.close()
             print(f"nothing to do: every photo is already in {args.json}", file=info)
             return 0
-    # iter_predictions would resolve "auto" from the same count: resolved here to be said under --verbose
-    options = dataclasses.replace(options, engine=choose_engine(args.engine, len(files)))
+    # resolved here, from every photo of the run (iter_predictions would take the photos still to do: a resumed
+    # run could then switch engine and write its last decimals differently), and said under --verbose
+    options = dataclasses.replace(options, engine=choose_engine(args.engine, photos_in_run))
     workers = 1 if client is not None else choose_workers(args.workers, len(files))
     if args.verbose:
-        print(f"engine: {options.engine} ({args.engine}, {len(files)} photo{'s' if len(files) != 1 else ''});"
+        print(f"engine: {options.engine} ({args.engine}, {photos_in_run} photo{'s' if photos_in_run != 1 else ''});"
               f" {'a Dask cluster' if client is not None else f'{workers} process' + ('es' if workers != 1 else '')}"
               f" ({args.workers if client is None else '--scheduler'})", file=info)
     records, failures = [], []
@@ -282,8 +284,9 @@ def show_maps_command(args: argparse.Namespace) -> int:
 
     try:
         refuse_input_as_output(args.output, [args.image, args.model])
-        maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps,
-                         max_pixels=args.max_pixels)
+        with engine_flags(choose_engine(args.engine, 1)):
+            maps = show_maps(load_model(args.model), args.image, args.layer, args.output, max_maps=args.max_maps,
+                             max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         _error(str(exc), args)
         return 2
@@ -387,6 +390,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--layer", required=True, metavar="L", help="index or name in model.features, e.g. 2 or features.2")
     p.add_argument("--max-maps", type=int, default=64, help="plot at most this many channels (default %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="maps.png")
+    add_engine_option(p, "numpy (one image)")
     p.set_defaults(func=show_maps_command)
 
     add_align_command(subparsers, _common)
