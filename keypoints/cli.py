@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[skip : skip + 1] == ["train"]:
         return train_main(argv[skip + 1 :] + argv[:skip], prog="python -m keypoints train")
     args = parser.parse_args(argv)
-    from .wild.cli import resolve_speed
+    from .wild.commands import resolve_speed
 
     resolve_speed(args)  # the photo commands' --detector default follows --speed
     from .data import DownloadError

@@ -33,8 +33,7 @@ import numpy as np
 
 from ..engine import AUTO_NUMPY_MAX_PHOTOS, add_engine_option, choose_engine, engine_flags
 from ..files import OutputError, check_image_output, refuse_input_as_output, write_image
-from ..image import DEFAULT_MAX_PIXELS
-from .commands import positive_int
+from .commands import add_common_options, resolve_speed
 from .photos import expand_inputs, output_paths, read_photo
 
 # ----------------------------------------------------------------------------------------------------
@@ -57,19 +56,6 @@ def load_model(path: str | None, flip: bool | None = None, speed: str = "accurat
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (train one with examples/train_keypoints.py)")
     return load_predictor(path, flip=flip, speed=speed)
-
-
-def resolve_speed(args: argparse.Namespace) -> None:
-    """After parsing: a photo command without ``--detector`` gets the detector of its ``--speed``."""
-    from .detection import DEFAULT_DETECTOR, FAST_DETECTOR
-
-    if hasattr(args, "speed") and getattr(args, "detector", None) is None:
-        args.detector = FAST_DETECTOR if args.speed == "fast" else DEFAULT_DETECTOR
-
-
-# ----------------------------------------------------------------------------------------------------
-# Commands
-# ----------------------------------------------------------------------------------------------------
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -299,42 +285,13 @@ def show_maps_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
-    """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
-    ``--max-pixels``."""
-    from ..predictor import SPEEDS
-    from .detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS, FAST_DETECTOR
-
-    # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
-    parser.add_argument("--model", metavar="CKPT",
-                        help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
-    if detector:
-        parser.add_argument("--speed", choices=SPEEDS, default="accurate",
-                            help="fast: two reads of each face instead of twelve, no flip averaging (so no"
-                                 " confidence), the close-up stages once, and the detector --detector"
-                                 f" {FAST_DETECTOR}; about 3x faster, a little less accurate (default %(default)s)")
-        parser.add_argument("--detector", choices=sorted(DETECTORS),
-                            help=f"face detector (default {DEFAULT_DETECTOR}; {FAST_DETECTOR} with --speed fast)")
-        parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,
-                            help="larger photos are shrunk to this longest side for detection only"
-                                 " (default %(default)s)")
-        parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                            help="average with the mirrored face (default: as the checkpoint's recipe)")
-    if photo:
-        parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-                            help="pixel limit checked before decoding: a larger JPEG photo is decoded at 1/2, 1/4"
-                                 " or 1/8 size if that fits, other images (and video frames) are refused"
-                                 " (default %(default)s)")
-
-
 def add_commands(subparsers) -> None:
     """Register ``predict``, ``filter``, ``video``, ``show-filters``, ``show-maps`` and ``align`` on ``subparsers``
     (what ``ArgumentParser.add_subparsers()`` returns); each sets ``func``."""
     p = subparsers.add_parser("predict", help="68 keypoints for every face in photos",
                               description="Detect faces in photos, predict 68 keypoints per face, draw them.")
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files and/or folders of images")
-    _common(p)
+    add_common_options(p)
     p.add_argument("-o", "--output", metavar="OUT", help="picture with the keypoints (a folder when several inputs)")
     from .commands import add_align_command, add_batch_options, add_blink_options, add_predict_outputs
 
@@ -349,7 +306,7 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser("filter", help="sunglasses on every face of a photo")
     p.add_argument("photo", metavar="PHOTO")
-    _common(p)
+    add_common_options(p)
     p.add_argument("--sunglasses", action="store_true", help="the sunglasses filter")
     p.add_argument("--overlay", metavar="FILE.png",
                    help="your own glasses picture (alpha used; without alpha, white is transparent)")
@@ -362,7 +319,7 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser("video", help="keypoints or sunglasses on every frame of a video")
     p.add_argument("video", metavar="IN.mp4")
-    _common(p)
+    add_common_options(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="written with the mp4v codec")
     p.add_argument("--sunglasses", action="store_true")
     p.add_argument("--overlay", metavar="FILE.png", help="your own glasses picture (implies --sunglasses)")
@@ -380,12 +337,12 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=video_command)
 
     p = subparsers.add_parser("show-filters", help="plot the first conv layer's kernels")
-    _common(p, detector=False, photo=False)  # reads the model only
+    add_common_options(p, detector=False, photo=False)  # reads the model only
     p.add_argument("-o", "--output", required=True, metavar="filters.png")
     p.set_defaults(func=show_filters_command)
 
     p = subparsers.add_parser("show-maps", help="plot one layer's feature maps for a face")
-    _common(p, detector=False)
+    add_common_options(p, detector=False)
     p.add_argument("--image", required=True, metavar="FACE", help="a face crop (e.g. a training image)")
     p.add_argument("--layer", required=True, metavar="L", help="index or name in model.features, e.g. 2 or features.2")
     p.add_argument("--max-maps", type=int, default=64, help="plot at most this many channels (default %(default)s)")
@@ -393,7 +350,7 @@ def add_commands(subparsers) -> None:
     add_engine_option(p, "numpy (one image)")
     p.set_defaults(func=show_maps_command)
 
-    add_align_command(subparsers, _common)
+    add_align_command(subparsers, add_common_options)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,49 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_common_options(parser: argparse.ArgumentParser, detector: bool = True, photo: bool = True) -> None:
+    """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
+    ``--max-pixels``."""
+    from ..image import DEFAULT_MAX_PIXELS
+    from ..predictor import SPEEDS
+    from .detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS, FAST_DETECTOR
+
+    # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    parser.add_argument("--model", metavar="CKPT",
+                        help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
+    if detector:
+        parser.add_argument("--speed", choices=SPEEDS, default="accurate",
+                            help="fast: two reads of each face instead of twelve, no flip averaging (so no"
+                                 " confidence), the close-up stages once, and the detector --detector"
+                                 f" {FAST_DETECTOR}; about 3x faster, a little less accurate (default %(default)s)")
+        parser.add_argument("--detector", choices=sorted(DETECTORS),
+                            help=f"face detector (default {DEFAULT_DETECTOR}; {FAST_DETECTOR} with --speed fast)")
+        parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,
+                            help="larger photos are shrunk to this longest side for detection only"
+                                 " (default %(default)s)")
+        parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                            help="average with the mirrored face (default: as the checkpoint's recipe)")
+    if photo:
+        parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                            help="pixel limit checked before decoding: a larger JPEG photo is decoded at 1/2, 1/4"
+                                 " or 1/8 size if that fits, other images (and video frames) are refused"
+                                 " (default %(default)s)")
+
+
+def resolve_speed(args: argparse.Namespace) -> None:
+    """After parsing: a photo command without ``--detector`` gets the detector of its ``--speed``."""
+    from .detection import DEFAULT_DETECTOR, FAST_DETECTOR
+
+    if hasattr(args, "speed") and getattr(args, "detector", None) is None:
+        args.detector = FAST_DETECTOR if args.speed == "fast" else DEFAULT_DETECTOR
+
+
+# ----------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------
+
+
 def workers_count(text: str) -> int | str:
     """An argparse type: ``auto`` or a positive integer (``--workers``)."""
     return "auto" if text == "auto" else positive_int(text)
