@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     parser.add_argument("--model", help="keypoints checkpoint (default: the model that ships with the package)")
-    parser.add_argument("--speed", choices=("accurate", "fast"), default="accurate",
+    from keypoints.predictor import SPEEDS
+
+    parser.add_argument("--speed", choices=SPEEDS, default="accurate",
                         help="keypoints' --speed (fast: also its detector, unless --detector is given)")
     parser.add_argument("--detector", help="keypoints' face detector (a name in keypoints.wild.detection.DETECTORS;"
                                            " default haar+profile, haar+profile-fast with --speed fast)")

@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
                           help="read the eyes and mouth up close this many times (default: as the checkpoint's close-up"
                           " stages; 0: off)")
-    evaluate.add_argument("--speed", choices=("accurate", "fast"), default="accurate",
+    from .predictor import SPEEDS
+
+    evaluate.add_argument("--speed", choices=SPEEDS, default="accurate",
                           help="fast: the predictor settings of predict --speed fast (the flags above override them)")
     commands.add_parser("train", help="train (the same as examples/train_keypoints.py)", add_help=False)
     evaluate.set_defaults(func=evaluate_main)

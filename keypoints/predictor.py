@@ -225,8 +225,9 @@ class Predictor:
         """
         size, n, k = self.input_size, len(rescaled), self.num_points
         jitters = [frame_jitter(size, self.framing, (dx, dy), zoom, degrees) for dx, dy, zoom, degrees in self.test_frames]
-        outs, reads = self._framed_outputs(rescaled * len(jitters), np.concatenate([jitters[j] @ frames for j in
-                                           range(len(jitters))]), batch_size)  # (J * N) crops, frame by frame: one batch
+        # the J * N crops, frame by frame, in one batch: fewer calls
+        outs, reads = self._framed_outputs(rescaled * len(jitters), np.concatenate([jitter @ frames for jitter in jitters]),
+                                           batch_size)
         outs = outs.reshape(len(jitters), n, 2 * k)
         reads = None if reads is None else reads.reshape(2, len(jitters), n, k, 2).astype(np.float64)
         total = np.zeros((n, 2 * k))
@@ -310,13 +311,18 @@ def _checked_image(index: int, image) -> np.ndarray:
     return image
 
 
+def checked_speed(speed, where: str) -> str:
+    """``speed`` if it is one of :data:`SPEEDS`, else ``ValueError`` naming ``where``."""
+    if speed not in SPEEDS:
+        raise ValueError(f"{where}: speed must be one of {', '.join(SPEEDS)}, got {speed!r}")
+    return speed
+
+
 def speed_settings(speed: str, meta: dict) -> dict:
     """The ``Predictor`` settings ``speed`` (one of :data:`SPEEDS`) gives a checkpoint with ``meta``: ``{}`` for
     ``"accurate"``; for ``"fast"`` no flip averaging, no test frames, at most one refinement pass and, if the
     checkpoint has close-up stages, one read of each."""
-    if speed not in SPEEDS:
-        raise ValueError(f"speed must be one of {', '.join(SPEEDS)}, got {speed!r}")
-    if speed == "accurate":
+    if checked_speed(speed, "speed_settings") == "accurate":
         return {}
     settings = {"flip": False, "test_frames": (), "refine_passes": min(1, int(meta.get("refine_passes", 0)))}
     if meta.get("closeup"):
@@ -338,8 +344,7 @@ def load_predictor(
     """
     from .checkpoint import read_checkpoint
 
-    if speed not in SPEEDS:  # before reading the file
-        raise ValueError(f"load_predictor: speed must be one of {', '.join(SPEEDS)}, got {speed!r}")
+    checked_speed(speed, "load_predictor")  # before reading the file
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
     given = {"flip": flip, "refine_passes": refine_passes, "test_frames": test_frames, "closeup_passes": closeup_passes}
     settings = {**speed_settings(speed, checkpoint["meta"]), **{k: v for k, v in given.items() if v is not None}}

@@ -87,10 +87,9 @@ class PredictOptions:
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
         from ..engine import ENGINES
-        from ..predictor import SPEEDS
+        from ..predictor import checked_speed
 
-        if self.speed not in SPEEDS:
-            raise ValueError(f"PredictOptions: speed must be one of {', '.join(SPEEDS)}, got {self.speed!r}")
+        checked_speed(self.speed, "PredictOptions")
         if self.engine not in ENGINES:
             raise ValueError(f"PredictOptions: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.model is not None and not isinstance(self.model, str):
