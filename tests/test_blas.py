@@ -127,3 +127,26 @@ def test_a_forked_child_runs_products_on_its_own_threads(threads):
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0 and queue.get(timeout=5) == SHAPES["rows"][0][1]
+
+
+def test_inference_keeps_numpys_product_until_training_has_pinned_blas(threads, monkeypatch):
+    """Under no_grad a product is NumPy's own (BLAS's threads) in a process that never trained; once a training
+    product has put BLAS on one thread, inference is cut into pieces on tinynet's threads as training is (else it
+    would run on one core)."""
+    import tinynet
+
+    threads(2)
+    monkeypatch.setitem(blas._state, "pinned", False)
+    runs = []
+    run = blas._run
+    monkeypatch.setattr(blas, "_run", lambda pieces: runs.append(len(pieces)) or run(pieces))
+    a, b = (np.ones(shape, np.float32) for shape in SHAPES["rows"])
+    with tinynet.no_grad():
+        blas.matmul(a, b)
+    assert runs == []  # NumPy's product
+    blas.matmul(a, b)  # a training product
+    assert runs == [blas.PIECES] and blas._state["pinned"] and blas_threads() == 1
+    with tinynet.no_grad():
+        inference = blas.matmul(a, b)
+    assert runs == [blas.PIECES, blas.PIECES]
+    np.testing.assert_array_equal(inference, blas.matmul(a, b))  # the same pieces: the training product's bits
