@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             "on_faces_it_found": nme["own"],
             "ms_per_photo_median": 1000 * statistics.median(seconds[name]),
         }
-    print(f"{count} test photos; {int(both.sum())} where both found the face; predictor {predictor!r}, detector {args.detector}")
+    print(f"{count} test photos; {int(both.sum())} where both found the face; predictor {predictor!r},"
+          f" detector {args.detector}")
     header = f"{'':10s} {'found':>6s} {'NME %':>7s} {'median':>7s} {'p90':>7s} {'fail %':>7s} {'ms/photo':>9s}   on faces both found"
     print(header)
     for name in tools:
