@@ -58,7 +58,8 @@ class PredictOptions:
     ``model``: a checkpoint path, or None for the shipped model; ``flip``: None keeps the checkpoint's
     choice (or ``speed``'s); ``speed``: one of :data:`keypoints.predictor.SPEEDS`; ``min_confidence``: faces
     below it are dropped (and counted); ``indices``, ``boxes``, ``pose``: what the drawn picture shows;
-    ``engine``: ``"numba"`` (tinynet's kernels), ``"numpy"`` (no Numba at all) or ``"auto"`` (:func:`keypoints.engine.choose_engine` by the number of photos, resolved by :func:`iter_predictions`;
+    ``engine``: ``"numba"`` (tinynet's kernels), ``"numpy"`` (no Numba at all) or ``"auto"``
+    (:func:`keypoints.engine.choose_engine` by the number of photos, resolved by :func:`iter_predictions`;
     :func:`predict_photo` called on its own takes it as one photo).
     """
 
