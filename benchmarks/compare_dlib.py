@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     from keypoints.metrics import nme_per_face
 
     dlib_run = dlib_pipeline()
-    from keypoints.wild.detection import DEFAULT_DETECTOR, FAST_DETECTOR
+    from keypoints.wild.commands import resolve_speed
 
-    args.detector = args.detector or (FAST_DETECTOR if args.speed == "fast" else DEFAULT_DETECTOR)
+    resolve_speed(args)  # no --detector: the one of --speed, as the photo commands choose it
     ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes, not args.no_test_frames,
                                              args.closeup_passes, args.speed)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")

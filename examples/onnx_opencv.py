@@ -228,11 +228,12 @@ def face_points(net, gray: np.ndarray, boxes: np.ndarray, meta: dict, refine_pas
         jitters = [frame_jitter(f, meta) for f in test_frames] if last and test_frames else [np.eye(3)]
         total = 0.0
         for jitter in jitters:
-            crops, mirrored = (np.stack([cv2.warpAffine(image, (m @ jitter @ frame)[:2], (size, size),
-                                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                                         for image, frame in zip(rescaled, frames)]) for m in (np.eye(3), mirror))
-            points = read(net, crops, meta, flip, mirrored, axis)
-            total = total + apply(points, np.linalg.inv(jitter))  # into the canonical crop
+            def framed(view: np.ndarray) -> np.ndarray:  # every face's crop in the frame `view @ jitter @ frame`
+                return np.stack([cv2.warpAffine(image, (view @ jitter @ frame)[:2], (size, size), flags=cv2.INTER_LINEAR,
+                                                borderMode=cv2.BORDER_REPLICATE) for image, frame in zip(rescaled, frames)])
+
+            found = read(net, framed(np.eye(3)), meta, flip, framed(mirror) if flip else None, axis)
+            total = total + apply(found, np.linalg.inv(jitter))  # into the canonical crop
         points = total / len(jitters)
     return apply(points, np.linalg.inv(frames @ np.stack(to_rescaled)))
 
