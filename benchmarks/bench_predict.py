@@ -78,13 +78,7 @@ def main() -> None:
     (box,) = detect_faces(portrait)
     crop = crop_face(to_gray_float32(portrait), pad_box(box))
 
-    results = {"model": name, "predictor": repr(predictor), "numba_threads": None}
-    try:
-        import numba
-
-        results["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        pass
+    results = {"model": name, "predictor": repr(predictor), "tinynet_threads": tinynet.blas.get_num_threads()}
     results["detect_ms_portrait_512x600"] = 1000 * median_seconds(lambda: detect_faces(portrait), args.repeat)
     results["detect_ms_frame_1920x1080"] = 1000 * median_seconds(lambda: detect_faces(frame), args.repeat)
     for batch in (1, 64):

@@ -1,12 +1,14 @@
-"""Every Numba kernel is compiled twice, parallel and serial, and small inputs run the serial one
-(``tinynet._numba.PARALLEL_MIN_WORK``). The unit tests' inputs are small, so here the property tests of
-the kernels run again with the threshold at 0: the parallel versions against the same references."""
+"""Every Numba kernel's outer loop is shared out over tinynet's threads for large inputs, and runs on the
+calling thread for small ones (``tinynet._numba.PARALLEL_MIN_WORK``). The unit tests' inputs are small, so
+here the property tests of the kernels run again with the threshold at 0 (every call shared out), and a
+whole training step must give the same bits on one thread and on three."""
 from unittest import mock
 
 import numpy as np
 import pytest
 
 import tinynet._numba as numba_config
+from tinynet import blas, nn, optim
 import test_conv_pool
 import test_fast_kernels
 import test_kernels
@@ -46,3 +48,34 @@ def test_small_work_runs_serially_and_large_work_in_parallel():
         _relu_forward_kernel(small, np.empty_like(small))
         _relu_forward_kernel(large, np.empty_like(large))
     assert calls == ["serial", "parallel"]
+
+
+def _training_step(threads: int) -> list[np.ndarray]:
+    """One forward, backward and Adam step of a small convolutional net on ``threads`` threads, every kernel
+    call shared out; returns the output, the input gradient and every parameter after the step."""
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 5, 4, rng=rng), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d(2, 2),  # the 1-channel conv
+        nn.Conv2d(5, 6, 3, padding=1, rng=rng), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3, 2),  # im2col
+        nn.Flatten(), nn.Linear(6 * 5 * 5, 16, rng=rng), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3, rng=rng),
+    )
+    net = nn.fuse(net)  # the first block becomes BatchNormReLUMaxPool2d; the 3x3 pooling stays apart
+    x = rng.standard_normal((7, 1, 25, 25)).astype(np.float32)
+    optimizer = optim.Adam(net.parameters(), lr=0.01)
+    before = blas.get_num_threads()
+    blas.set_num_threads(threads)
+    try:
+        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0):
+            out = net(x)
+            dx = net.backward(np.cos(out))
+            optimizer.step()
+    finally:
+        blas.set_num_threads(before)
+    return [out, dx] + [p.data.copy() for p in net.parameters()]
+
+
+def test_a_training_step_gives_the_same_bits_on_one_thread_and_on_three():
+    one, three = _training_step(1), _training_step(3)
+    assert len(one) == len(three) == 2 + 14  # out, dx, 7 layers x (weight, bias)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""One place for the Numba flags every kernel in tinynet uses.
+"""One place for the Numba flags every kernel in tinynet uses, and the way a kernel runs on several threads.
 
 Imported by the kernel modules only, so by the first kernel an op calls (``tinynet.kernels`` loads them
 on first use): importing tinynet does not import Numba, and with ``tinynet.backends.numba.enabled``
@@ -6,49 +6,46 @@ False nothing ever does.
 
 Why these flags:
 - ``cache=True`` writes compiled machine code next to the module (``__pycache__``), so only
-  the very first import on a machine pays the compile time.
-- ``nogil=True`` lets a kernel run while another Python thread (the data loader) holds the GIL.
+  the very first run on a machine pays the compile time.
+- ``nogil=True`` lets a kernel run while other Python threads run: the data loader, and the other
+  ranges of the same kernel (below).
 - ``fastmath`` is the subset that lets LLVM vectorise reductions and fuse multiply-adds, *without*
   ``nnan``/``ninf``: a NaN in the input must come out as a NaN, never be optimised away.
-- ``parallel=True`` only for kernels whose ``prange`` loop writes independent outputs
-  (one image, or one (image, channel) plane, per iteration), so there are no races.
 
-Threads. A training step alternates Numba kernels (im2col, batch norm, pooling) with OpenBLAS
-matrix products, each using every core. Both pools busy-wait ("spin") after finishing, so that a
-quick next call finds them awake; but the next call is the *other* library's, and the spinning
-threads then steal its cores. Measured on 2 cores (naimishnet(96), batch 64): Numba's default
-``omp`` layer made the Linear layers 10x slower than alone. So tinynet selects Numba's
-``workqueue`` layer, whose workers sleep when idle (unless ``NUMBA_THREADING_LAYER`` is set), and
-``tinynet/__init__.py`` asks OpenBLAS to sleep at once (``OPENBLAS_THREAD_TIMEOUT``) when it is
-imported before NumPy (OpenBLAS reads it only when it loads). The workqueue layer does not allow
-two Python threads to run tinynet's parallel kernels at the same time: use one thread for compute.
+Threads. No kernel is compiled with ``parallel=True``. A kernel whose outer loop has independent
+iterations (one image, one (image, channel) plane, one channel, one block of elements) takes that loop's
+range as its last two arguments, ``first`` and ``stop``; ``parallel_kernel`` cuts the range into one part
+per thread of tinynet's pool (``tinynet._threads``, the threads that also run the matrix products'
+pieces), and every thread runs the same compiled code on its part. Why not ``prange``:
+- compile time: a ``prange`` loop took about three times as long to compile as the plain loop, and
+  each kernel was compiled twice (parallel, and serial for small inputs); a machine's first training
+  step waited 23-40 s for its kernels;
+- spinning: Numba's pool and OpenBLAS's both busy-wait after a call, and in a training step the next call
+  is the other library's (Numba's default ``omp`` layer made the Linear layers 10x slower on 2 cores);
+  tinynet's threads sleep when idle;
+- the results: each output is written by one iteration whatever the split, so they do not depend on
+  the thread count (the tests compare one thread with several to the bit).
 """
 from __future__ import annotations
 
 import functools
-import os
-import types
+from typing import Callable
 
 import numba
 from numba.core import event as numba_event
 
+from . import _threads
 from .backends import numba as _backend
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-#: keyword arguments for a serial kernel: ``@numba.njit(**JIT)``
+#: keyword arguments for every kernel: ``@numba.njit(**JIT)``
 JIT = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
-#: keyword arguments for a kernel with a ``prange`` loop over independent outputs
-PARALLEL_JIT = dict(JIT, parallel=True)
 
 njit = numba.njit
-prange = numba.prange
 
 
-#: below this many elements of work a kernel runs serially on the calling thread. Waking the pool's
+#: below this many elements of work a kernel runs on the calling thread alone. Waking the pool's
 #: sleeping threads is slow on these virtual machines: the fused batch-norm block on one 32x93x93
 #: image took 0.70 ms in parallel and 0.18 ms serially. One face through NaimishNet-96 (median of 50,
 #: three runs each): 6.8-7.6 ms with a threshold of 2**18, 3.6-5.8 ms with 2**20; a batch of 64
@@ -56,28 +53,33 @@ prange = numba.prange
 PARALLEL_MIN_WORK = 1 << 20
 
 
-def parallel_kernel(size_arg: int = 0):
-    """Decorator: compile ``func`` twice, with ``PARALLEL_JIT`` and serially (``prange`` is then a
-    plain ``range``), and call the parallel one only when ``args[size_arg].size >= PARALLEL_MIN_WORK``.
+def parallel_kernel(size_arg: int, iterations: Callable[..., int]):
+    """Decorator for a kernel ``func(*args, first, stop)`` whose loop ``for item in range(first, stop)`` writes
+    independent outputs; ``iterations(*args)`` is that loop's whole length.
 
-    The two compiled versions are reachable as ``.parallel`` and ``.serial``. The serial one is
-    compiled from a copy of the function named ``<name>_serial``, so the two are cached apart.
+    The decorated function takes ``*args`` only. With fewer than ``PARALLEL_MIN_WORK`` elements in
+    ``args[size_arg]``, or one thread, the whole range runs on the calling thread (``.serial(*args)``);
+    otherwise in ``get_num_threads()`` consecutive ranges, one per thread (``.parallel(*args)``). The
+    outputs are the same to the bit. ``.kernel`` is the compiled function itself.
     """
 
     def decorate(func):
-        parallel = njit(**PARALLEL_JIT)(func)
-        copy = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial", func.__defaults__,
-                                  func.__closure__)
-        copy.__qualname__ = func.__qualname__ + "_serial"
-        copy.__module__ = func.__module__
-        copy.__doc__ = func.__doc__
-        serial = njit(**JIT)(copy)
+        kernel = njit(**JIT)(func)
+
+        def serial(*args):
+            kernel(*args, 0, iterations(*args))
+
+        def parallel(*args):
+            count = iterations(*args)
+            parts = max(1, min(_threads.get_num_threads(), count))
+            _threads.run([(kernel, *args, first, stop) for first, stop in _threads.bounds(count, parts)])
 
         @functools.wraps(func)
         def launch(*args):
-            return (launch.parallel if args[size_arg].size >= PARALLEL_MIN_WORK else launch.serial)(*args)
+            large = args[size_arg].size >= PARALLEL_MIN_WORK and _threads.get_num_threads() > 1
+            return (launch.parallel if large else launch.serial)(*args)
 
-        launch.parallel, launch.serial = parallel, serial
+        launch.kernel, launch.parallel, launch.serial = kernel, parallel, serial
         return launch
 
     return decorate

@@ -44,12 +44,12 @@ threads.
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import _threads
 from ._grad_mode import is_grad_enabled
+from ._threads import get_num_threads, set_num_threads  # noqa: F401  (tinynet.blas.set_num_threads: the public name)
 
 #: below this many multiply-adds a 2-D product runs as one piece, on the calling thread: waking a sleeping thread
 #: takes 0.3-0.6 ms on these virtual machines, so one image's (64, 290) @ (290, 1936) took 1.27 ms in two pieces
@@ -68,47 +68,9 @@ PIECES = 8
 IMAGES_PER_SUM = 8
 
 
-def _default_threads() -> int:
-    setting = os.environ.get("TINYNET_NUM_THREADS", "").strip()
-    if setting:
-        if not setting.isdigit() or int(setting) < 1:
-            raise ValueError(f"TINYNET_NUM_THREADS: expected a positive integer, got {setting!r}")
-        return int(setting)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 # pinned: tinynet has put NumPy's BLAS on one thread (at the first training product), so from then on every large
 # product, also under no_grad (validation between epochs, the evaluation after training), runs in pieces
-_state: dict = {"threads": _default_threads(), "pool": None, "blas": None, "pinned": False}
-_lock = threading.Lock()  # several Python threads may run layers at once: one pool
-
-
-def get_num_threads() -> int:
-    """How many pieces (threads) each large matrix product of a layer is split into."""
-    return _state["threads"]
-
-
-def set_num_threads(threads: int) -> None:
-    """Split each large product into ``threads`` pieces from now on (1: one single-threaded product)."""
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"set_num_threads: expected a positive integer, got {threads!r}")
-    if int(threads) != _state["threads"]:
-        _shutdown_pool()
-        _state["threads"] = int(threads)
-
-
-def _shutdown_pool() -> None:
-    pool, _state["pool"] = _state["pool"], None
-    if pool is not None:
-        pool.shutdown(wait=False)
-
-
-# a forked child has the pool object but not its threads: it starts its own on first use
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _state.update(pool=None))
+_state: dict = {"blas": None, "pinned": False}
 
 
 def _blas() -> list:
@@ -124,18 +86,14 @@ def _blas() -> list:
     return _state["blas"]
 
 
-def _run_group(pieces: list) -> None:
-    for function, *arguments in pieces:
-        function(*arguments)
-
-
 def _run(pieces: list) -> None:
-    """Call each ``function(*arguments)`` of ``pieces``, spread over ``get_num_threads()`` threads (the
-    first group on this thread), NumPy's BLAS on one thread. The pieces do not depend on the thread count,
-    so neither do the results."""
+    """Call each ``function(*arguments)`` of ``pieces`` on tinynet's threads (``tinynet._threads.run``), NumPy's
+    BLAS on one thread. The pieces do not depend on the thread count, so neither do the results."""
     libraries = _blas()
     if not libraries:
-        return _run_group(pieces)
+        for function, *arguments in pieces:  # each product whole, on that BLAS's own threads
+            function(*arguments)
+        return
     _state["pinned"] = True
     for library in libraries:
         if library.get_num_threads() != 1:
@@ -143,24 +101,12 @@ def _run(pieces: list) -> None:
             # made a NaimishNet-96 training step 3.5x slower (1.67 against 0.48 s), its threads spinning beside
             # the Numba kernels that follow
             library.set_num_threads(1)
-    groups = [pieces[s] for s in _slices(len(pieces), min(_state["threads"], len(pieces)))]
-    futures = []
-    if len(groups) > 1:
-        with _lock:
-            if _state["pool"] is None:
-                _state["pool"] = ThreadPoolExecutor(_state["threads"] - 1, thread_name_prefix="tinynet-blas")
-            pool = _state["pool"]
-        futures = [pool.submit(_run_group, group) for group in groups[1:]]
-    _run_group(groups[0])
-    for future in futures:
-        future.result()
+    _threads.run(pieces)
 
 
 def _slices(length: int, parts: int) -> list[slice]:
     """``parts`` consecutive slices of ``range(length)``, sizes differing by at most one."""
-    step, extra = divmod(length, parts)
-    bounds = np.cumsum([0] + [step + (i < extra) for i in range(parts)])
-    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+    return [slice(start, stop) for start, stop in _threads.bounds(length, parts)]
 
 
 def _one_product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:

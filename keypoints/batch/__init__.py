@@ -21,12 +21,12 @@ split take another kernel: a two-face photo's points moved by up to 0.006 px bet
 the records of ``--workers N`` and of a Dask cluster are those of ``--workers 1``, to the byte. The price
 is in one process: the reads of a photo are small products (batches of 2 to 8 crops), and one thread gave
 10.3 photos/s against 12.2 on the first 200 test photos (2 cores), as fast or faster on the 512-pixel portraits;
-``--workers 2`` gave 17.3 (``benchmarks/bench_batch.py``). Numba's results do not depend on its thread count (its
-``prange`` loops write independent outputs), so N local workers give Numba and OpenCV
-``max(1, cores // N)`` threads each (:func:`threads_per_worker`; ``NUMBA_NUM_THREADS`` is in the worker's
-environment before Numba loads) and do not oversubscribe the cores. A Dask task runs one photo at a time per
-process (Numba's workqueue layer runs one parallel kernel at a time) with the worker's ``OMP_NUM_THREADS``
-(a Dask nanny sets 1) for Numba and OpenCV: give Dask one thread per worker process and as many processes
+``--workers 2`` gave 17.3 (``benchmarks/bench_batch.py``). tinynet's results do not depend on its thread count
+(its kernels' threads write independent outputs), so N local workers give tinynet and OpenCV
+``max(1, cores // N)`` threads each (:func:`threads_per_worker`; ``TINYNET_NUM_THREADS`` is in the worker's
+environment before tinynet loads) and do not oversubscribe the cores. A Dask task runs one photo at a time per
+process (tinynet's thread count is one setting per process) with the worker's ``OMP_NUM_THREADS``
+(a Dask nanny sets 1) for tinynet and OpenCV: give Dask one thread per worker process and as many processes
 as cores. The records are the same as a single process's on the same machine; another machine's OpenBLAS
 may pick other kernels for its CPU, and points may then differ in the fifth decimal.
 
@@ -183,7 +183,7 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
 # ----------------------------------------------------------------------------------------------------
 
 _PREDICTORS: dict = {}
-#: one photo at a time per process: Numba's workqueue layer runs one parallel kernel at a time
+#: one photo at a time per process: tinynet's thread count (``limit_threads``) is one setting for the whole process
 _PREDICT_LOCK = threading.Lock()
 
 
@@ -228,18 +228,14 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (available_cores() if cores is None else cores) // workers)
 
 
-#: the thread limits Numba and tinynet read when they load (BLAS: one thread while a photo is read, :func:`one_blas_thread`)
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "TINYNET_NUM_THREADS")
+#: the thread limit tinynet reads when it loads (BLAS: one thread while a photo is read, :func:`one_blas_thread`)
+THREAD_VARIABLES = ("TINYNET_NUM_THREADS",)
 
 
-def limit_threads(threads: int, engine: str = "numba") -> None:
-    """OpenCV's threads and tinynet's matrix-product threads (``tinynet.blas``) in this process, and Numba's
-    (for the calling thread) when ``engine`` is ``"numba"`` (a NumPy run does not import Numba)."""
+def limit_threads(threads: int) -> None:
+    """OpenCV's threads and tinynet's (its kernels' and matrix products', ``tinynet.blas.set_num_threads``) in
+    this process."""
     tinynet.blas.set_num_threads(threads)
-    if engine == "numba":
-        import numba
-
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     cv2.setNumThreads(threads)
 
 

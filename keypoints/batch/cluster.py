@@ -47,11 +47,11 @@ def connect(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
 
 def photo_task(path: str, output: str | None, options: PredictOptions, base: str) -> PhotoResult:
     """One photo on a Dask worker: the process's model, one photo at a time, ``OMP_NUM_THREADS`` threads for
-    Numba and OpenCV (``numba.set_num_threads`` holds for the calling thread only, so every task sets it);
+    tinynet and OpenCV (set by every task: a worker may have run another task's settings);
     :func:`keypoints.batch.predict_photo` reads the faces on one OpenBLAS thread, as in every process."""
     exit_if_told(path)
     with _PREDICT_LOCK:
-        limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1), options.engine)
+        limit_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
         predictor = cached_predictor(options.model, options.flip, options.speed)
         return predict_photo(predictor, path, options, output, base=base)
 

@@ -55,7 +55,7 @@ def _worker_main(connection, options: PredictOptions, threads: int) -> None:
     """A worker: load the model once, then answer ``(index, path, output)`` jobs until ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the pool
     try:
-        limit_threads(threads, options.engine)
+        limit_threads(threads)
         predictor = cached_predictor(options.model, options.flip, options.speed)
     except Exception as exc:  # the parent reports it: a fresh worker would fail the same way
         connection.send(("failed", f"{type(exc).__name__}: {exc}"))

@@ -12,22 +12,22 @@ convolution that made it. Here:
 - backward: one pass for the two per-channel sums, one pass writing ``dx``; ``x_hat`` is recomputed
   from ``x`` on the fly instead of being stored ("recompute, save memory").
 
-Every kernel runs one ``prange`` iteration per channel: channels are independent, so no races.
+Every kernel runs one iteration per channel: channels are independent, so no races.
 Arrays are seen as ``(N, C, L)`` with ``L = H * W`` (or 1 for ``(N, C)`` inputs).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .._numba import parallel_kernel, prange
+from .._numba import parallel_kernel
 
 
-@parallel_kernel()
-def channel_stats_kernel(x, mean, var):
+@parallel_kernel(size_arg=0, iterations=lambda x, *_: x.shape[1])
+def channel_stats_kernel(x, mean, var, first, stop):
     """``mean[c]``, biased ``var[c]`` over axes (0, 2) of ``x (N, C, L)``."""
     n_img, n_ch, length = x.shape
     count = n_img * length
-    for c in prange(n_ch):
+    for c in range(first, stop):
         total = 0.0
         total_sq = 0.0
         for n in range(n_img):
@@ -41,11 +41,11 @@ def channel_stats_kernel(x, mean, var):
         var[c] = max(total_sq / count - m * m, 0.0)
 
 
-@parallel_kernel()
-def normalize_kernel(x, mean, inv_std, weight, bias, out):
+@parallel_kernel(size_arg=0, iterations=lambda x, *_: x.shape[1])
+def normalize_kernel(x, mean, inv_std, weight, bias, out, first, stop):
     """``out = (x - mean) * inv_std * weight + bias`` per channel (weight/bias already folded in by the caller)."""
     n_img, n_ch, length = x.shape
-    for c in prange(n_ch):
+    for c in range(first, stop):
         scale = inv_std[c] * weight[c]
         shift = bias[c] - mean[c] * scale
         for n in range(n_img):
@@ -55,11 +55,11 @@ def normalize_kernel(x, mean, inv_std, weight, bias, out):
                 dst[i] = src[i] * scale + shift
 
 
-@parallel_kernel()
-def batchnorm_backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
+@parallel_kernel(size_arg=0, iterations=lambda dout, x, *_: x.shape[1])
+def batchnorm_backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight, first, stop):
     """``dbias[c] = sum dout``, ``dweight[c] = sum dout * x_hat`` with ``x_hat = (x - mean) * inv_std``."""
     n_img, n_ch, length = x.shape
-    for c in prange(n_ch):
+    for c in range(first, stop):
         s = 0.0
         sx = 0.0
         m = mean[c]
@@ -74,14 +74,14 @@ def batchnorm_backward_sums_kernel(dout, x, mean, inv_std, dbias, dweight):
         dweight[c] = sx * inv_std[c]
 
 
-@parallel_kernel()
-def batchnorm_backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
+@parallel_kernel(size_arg=0, iterations=lambda dout, x, *_: x.shape[1])
+def batchnorm_backward_dx_kernel(dout, x, mean, inv_std, scale, dbias, dweight, count, training, dx, first, stop):
     """Train: ``dx = scale * (dout - dbias/M - x_hat * dweight/M)``; eval: ``dx = scale * dout``.
 
     ``scale = weight * inv_std`` per channel.
     """
     n_img, n_ch, length = x.shape
-    for c in prange(n_ch):
+    for c in range(first, stop):
         k = scale[c]
         if training:
             a = dbias[c] / count  # mean of dout

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import JIT, njit, parallel_kernel, prange
+from .._numba import JIT, njit, parallel_kernel
 
 
 #: outputs per block in the weight-gradient dot products (1 KB of float32: L1-resident with its inputs)
@@ -41,13 +41,26 @@ def _forward_plane(img, w, b, kh, kw, dst):
             row[t] = acc
 
 
-@parallel_kernel(3)
-def conv1ch_forward_kernel(x, weight, bias, out):
-    """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one ``prange``
-    iteration per output plane ``(n, f)``."""
+@njit(**JIT, inline="always")
+def _widen(plane, wide):
+    """Copy ``plane (OH, OW)`` into the rows of ``wide`` (row length ``W``; the columns beyond ``OW`` stay 0).
+    An element loop: a slice assignment (``wide[a:b] = plane[oh]``) made Numba compile its shape-mismatch
+    error path, 5 s of a cold start."""
+    out_h, out_w = plane.shape
+    width = wide.size // out_h
+    for oh in range(out_h):
+        dst = wide[oh * width :]
+        src = plane[oh]
+        for t in range(out_w):
+            dst[t] = src[t]
+
+
+@parallel_kernel(size_arg=3, iterations=lambda x, weight, bias, out: out.shape[0] * out.shape[1])
+def conv1ch_forward_kernel(x, weight, bias, out, first, stop):
+    """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one iteration per output plane ``(n, f)``."""
     n_img, n_filters = out.shape[0], out.shape[1]
     kh, kw = weight.shape[1], weight.shape[2]
-    for plane in prange(n_img * n_filters):
+    for plane in range(first, stop):
         n = plane // n_filters
         f = plane - n * n_filters
         b = bias[f]
@@ -63,9 +76,9 @@ def conv1ch_forward_kernel(x, weight, bias, out):
             _forward_plane(x[n], w, b, kh, kw, out[n, f])
 
 
-@parallel_kernel()
-def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
-    """``dweight (F, kh, kw)`` and ``dbias (F,)``; one ``prange`` iteration per filter.
+@parallel_kernel(size_arg=0, iterations=lambda dout, x, dweight, dbias: dweight.shape[0])
+def conv1ch_weight_grad_kernel(dout, x, dweight, dbias, first, stop):
+    """``dweight (F, kh, kw)`` and ``dbias (F,)``; one iteration per filter.
 
     Each gradient plane is first copied into a "wide" buffer with the input's row length ``W``
     (zeros beyond ``OW``). Then every tap ``(i, j)`` is a single long dot product of that buffer
@@ -76,13 +89,12 @@ def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
     kh, kw = dweight.shape[1], dweight.shape[2]
     width = x.shape[2]
     length = (out_h - 1) * width + out_w  # the last needed input pixel stays inside the plane
-    for f in prange(n_filters):
+    for f in range(first, stop):
         acc = np.zeros((kh, kw))
         total = 0.0
         wide = np.zeros(out_h * width, dtype=dout.dtype)  # columns >= OW stay 0
         for n in range(n_img):
-            for oh in range(out_h):
-                wide[oh * width : oh * width + out_w] = dout[n, f, oh]
+            _widen(dout[n, f], wide)
             flat = x[n].reshape(x.shape[1] * width)
             row_sum = dout.dtype.type(0)
             for q in range(length):
@@ -105,22 +117,21 @@ def conv1ch_weight_grad_kernel(dout, x, dweight, dbias):
         dbias[f] = total
 
 
-@parallel_kernel()
-def conv1ch_input_grad_kernel(dout, weight, dx):
-    """``dx (N, H, W)``, the adjoint of the forward; one ``prange`` iteration per image. Same "wide"
+@parallel_kernel(size_arg=0, iterations=lambda dout, weight, dx: dx.shape[0])
+def conv1ch_input_grad_kernel(dout, weight, dx, first, stop):
+    """``dx (N, H, W)``, the adjoint of the forward; one iteration per image. Same "wide"
     gradient rows as ``conv1ch_weight_grad_kernel``: each tap adds ``w[f, i, j] * wide`` to the flat
     image at offset ``i*W + j``, one long vectorised loop."""
     n_img, n_filters, out_h, out_w = dout.shape
     kh, kw = weight.shape[1], weight.shape[2]
     width = dx.shape[2]
     length = (out_h - 1) * width + out_w
-    for n in prange(n_img):
+    for n in range(first, stop):
         flat = dx[n].reshape(dx.shape[1] * width)
         flat[:] = 0
         wide = np.zeros(out_h * width, dtype=dout.dtype)
         for f in range(n_filters):
-            for oh in range(out_h):
-                wide[oh * width : oh * width + out_w] = dout[n, f, oh]
+            _widen(dout[n, f], wide)
             for i in range(kh):
                 for j in range(kw):
                     hit = flat[i * width + j :]  # a view: a plain q >= 0 index vectorises (see above)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import JIT, njit, parallel_kernel, prange
+from .._numba import JIT, njit, parallel_kernel
 
 
 @njit(**JIT, inline="always")
@@ -36,16 +36,16 @@ def _bn_relu_row(src, scale, shift, dst):
         dst[i] = y if (y > 0 or y != y) else 0.0
 
 
-@parallel_kernel()
-def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window):
-    """``out (N, C, OH, OW)``, ``window`` (int8) from ``x (N, C, H, W)``; one ``prange`` iteration per plane.
+@parallel_kernel(size_arg=0, iterations=lambda x, *_: x.shape[0] * x.shape[1])
+def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window, first, stop):
+    """``out (N, C, OH, OW)``, ``window`` (int8) from ``x (N, C, H, W)``; one iteration per plane.
 
     Each pair of input rows is normalised into a small scratch buffer first (a contiguous loop that
     LLVM vectorises), then pooled from there while it is still in the L1 cache.
     """
     n_img, n_ch, _, w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         k = scale[c]
@@ -74,13 +74,13 @@ def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window):
                 where[ow] = index
 
 
-@parallel_kernel(3)
-def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial):
+@parallel_kernel(size_arg=3, iterations=lambda dout, out, window, x, *_: x.shape[0] * x.shape[1])
+def bn_relu_maxpool_backward_sums_kernel(dout, out, window, x, mean, partial, first, stop):
     """Per plane ``(n, c)``: ``partial[plane] = (sum dy, sum dy * (x - mean))``; only the windows'
     winners where ``out > 0`` have ``dy != 0``, so the products are taken at the winners only."""
     n_img, n_ch, h, w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         m = mean[c]
@@ -121,13 +121,13 @@ def _bn_backward_row(src, k, a, b, m, training, dst):
         dst[:] = 0  # eval: dx = scale * dy, and x (even a NaN in it) plays no part
 
 
-@parallel_kernel(3)
-def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scale, dbias, dweight, count, training, dx):
+@parallel_kernel(size_arg=3, iterations=lambda dout, out, window, x, *_: x.shape[0] * x.shape[1])
+def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scale, dbias, dweight, count, training, dx, first, stop):
     """``dx`` of the fused block: the batch-norm terms everywhere, plus ``dy`` at the winners
     (written row pair by row pair, so the winners are patched while the rows are in cache)."""
     n_img, n_ch, h, w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         k = scale[c]

@@ -1,13 +1,13 @@
 """im2col / col2im's jitted bodies; the math, the checks, the wrappers and the NumPy references are in
 ``tinynet.functional.im2col``.
 
-Both kernels run one ``prange`` iteration per ``(n, c)`` plane and handle the zero padding by
+Both kernels run one iteration per ``(n, c)`` plane and handle the zero padding by
 computing, per kernel offset, the range of windows that read inside the image (``_valid_range``):
 no padded copy of the input is made.
 """
 from __future__ import annotations
 
-from .._numba import JIT, njit, parallel_kernel, prange
+from .._numba import JIT, njit, parallel_kernel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -30,14 +30,14 @@ def _valid_range(size: int, out_size: int, stride: int, pad: int, offset: int) -
     return lo, hi
 
 
-@parallel_kernel(7)
-def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
+@parallel_kernel(size_arg=7, iterations=lambda x, *_: x.shape[0] * x.shape[1])
+def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out, first, stop):
     """Write the columns of ``x (N, C, H, W)`` into ``out (N, C*kh*kw, OH*OW)``.
 
     ``col2im_kernel`` is its adjoint: the same loops with source and destination swapped (a mirrored
     pair kept on purpose; one generic body would cost a branch in the innermost loop).
 
-    One ``prange`` iteration per ``(n, c)`` plane: it writes only rows ``c*kh*kw ... c*kh*kw + kh*kw - 1``
+    One iteration per ``(n, c)`` plane: it writes only rows ``c*kh*kw ... c*kh*kw + kh*kw - 1``
     of image ``n``, so iterations never touch the same memory. Padding is handled by computing, per
     kernel offset, the range of windows that read inside the image (``_valid_range``) and writing
     zeros outside it: no padded copy of the input is made.
@@ -45,7 +45,7 @@ def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
     n_img, n_ch, h, w = x.shape
     out_h = (h + 2 * ph - kh) // sh + 1
     out_w = (w + 2 * pw - kw) // sw + 1
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         img = x[n, c]  # (H, W)
@@ -77,14 +77,14 @@ def im2col_kernel(x, kh, kw, sh, sw, ph, pw, out):
                         row[base + ow] = 0
 
 
-@parallel_kernel()
-def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, out):
+@parallel_kernel(size_arg=0, iterations=lambda cols, kh, kw, sh, sw, ph, pw, out: out.shape[0] * out.shape[1])
+def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, out, first, stop):
     """Fold ``cols (N, C*kh*kw, OH*OW)`` into ``out (N, C, H, W)``, summing overlapping windows.
 
     The adjoint of ``im2col_kernel``, whose loops it mirrors on purpose (``+=`` into the image instead
     of ``=`` into the columns).
 
-    One ``prange`` iteration per ``(n, c)`` plane, which reads only that plane's rows of ``cols``
+    One iteration per ``(n, c)`` plane, which reads only that plane's rows of ``cols``
     and accumulates only into ``out[n, c]``: overlapping windows add into the same pixels, but
     always within one iteration, so there are no races. Column entries that came from the
     padding have no pixel and are skipped.
@@ -92,7 +92,7 @@ def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, out):
     n_img, n_ch, h, w = out.shape
     out_h = (h + 2 * ph - kh) // sh + 1
     out_w = (w + 2 * pw - kw) // sw + 1
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         img = out[n, c]  # (H, W)

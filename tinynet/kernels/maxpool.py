@@ -1,7 +1,7 @@
 """Max pooling's jitted bodies; the math, the checks, the wrapper and the NumPy reference are in
 ``tinynet.functional.pooling``.
 
-Forward: one ``prange`` iteration per ``(n, c)`` plane writes that plane's maxima and their flat
+Forward: one iteration per ``(n, c)`` plane writes that plane's maxima and their flat
 indices; ties keep the first maximum (strict ``>``) and a NaN wins its window (the last one), as
 PyTorch's CPU kernel. Backward: ``dx[n, c].flat[argmax] += dout``, one plane per iteration, so no two
 iterations write the same pixel even where windows overlap.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import JIT, njit, parallel_kernel, prange
+from .._numba import JIT, njit, parallel_kernel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,11 +61,11 @@ def _maxpool_plane(img, kh, kw, sh, sw, ph, pw, out, argmax):
             argmax[oh, ow] = index
 
 
-@parallel_kernel()
-def maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
-    """Fill ``out`` and ``argmax`` (both ``(N, C, OH, OW)``); one ``prange`` iteration per plane."""
+@parallel_kernel(size_arg=0, iterations=lambda x, *_: x.shape[0] * x.shape[1])
+def maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax, first, stop):
+    """Fill ``out`` and ``argmax`` (both ``(N, C, OH, OW)``); one iteration per plane."""
     n_img, n_ch = x.shape[0], x.shape[1]
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         # the common 2x2 and 3x3 windows get their own inlined copy with literal sizes, which LLVM
@@ -78,12 +78,12 @@ def maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
             _maxpool_plane(x[n, c], kh, kw, sh, sw, ph, pw, out[n, c], argmax[n, c])
 
 
-@parallel_kernel(2)
-def maxpool2d_backward_kernel(dout, argmax, dx):
-    """``dx[n, c].flat[argmax] += dout``; one ``prange`` iteration per plane, so no two write the same pixel."""
+@parallel_kernel(size_arg=2, iterations=lambda dout, argmax, dx: dx.shape[0] * dx.shape[1])
+def maxpool2d_backward_kernel(dout, argmax, dx, first, stop):
+    """``dx[n, c].flat[argmax] += dout``; one iteration per plane, so no two write the same pixel."""
     n_img, n_ch, h, w = dx.shape
     out_h, out_w = dout.shape[2], dout.shape[3]
-    for plane in prange(n_img * n_ch):
+    for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         flat = dx[n, c].reshape(h * w)  # a view: dx is C-contiguous
