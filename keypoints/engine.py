@@ -30,9 +30,11 @@ ENGINES = ("auto", "numpy", "numba")
 #: ``auto`` runs NumPy for at most this many photos. Measured on 2 busy cores (load 2-2.5), one OpenBLAS thread
 #: as ``predict`` runs, ``predict_faces`` on the first 30 test photos (each one face found): 71-82 ms per photo
 #: on the kernels, 102-111 ms in NumPy, so the kernels save 20-30 ms per photo; their fixed cost in a fresh
-#: process was 0.56-0.74 s warm (import Numba, load the cached kernels) and about 18 s with an empty cache.
-#: They pay off after some 20-35 photos warm and several hundred cold: 32 keeps a warm run of up to 32 photos
-#: within a few tenths of a second of the kernels and spares a first run of a few photos the compilation.
+#: process was 0.56-0.74 s warm (import Numba, load the cached kernels) and about 18 s with an empty cache (5-7 s
+#: since the kernels are compiled once each, without ``prange``: ``predict`` of the portrait, cold, 5.6-6.9 s
+#: against 1.7 s warm). They pay off after some 20-35 photos warm and a few hundred cold: 32 keeps a warm run of
+#: up to 32 photos within a few tenths of a second of the kernels and spares a first run of a few photos the
+#: compilation.
 AUTO_NUMPY_MAX_PHOTOS = 32
 
 
