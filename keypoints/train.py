@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 import tinynet
+import tinynet.compile
 from tinynet.optim import CosineAnnealingLR
 from tinynet.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
@@ -192,6 +194,9 @@ def train(
         recipe = recipe_from_dict(checkpoint["meta"]["recipe"]) if recipe is None else recipe
 
     started = time.perf_counter()
+    # a machine's first run: a second process compiles the backward pass's and Adam's kernels while this one
+    # prepares the data and compiles the forward pass's (nothing is started when the kernel cache is warm)
+    compiling = tinynet.compile.start_background(report=sys.stderr.isatty())
     data_dir, train_set, flip_permutation, flip_note = open_training_data(data, data_format, flip_file, log)
     num_points = train_set.keypoints.shape[1]
     requested = recipe.closeup
@@ -333,6 +338,8 @@ def train(
             f" | {len(train_loader) * recipe.batch_size / seconds:.0f} img/s, {seconds:.1f} s{' *' if improved else ''}"
         )
 
+    if compiling is not None:
+        compiling.wait()  # done long ago (it compiles for seconds): reap the process
     if state.best_model is None:
         raise SystemExit("no epoch finished, nothing to evaluate")
     if averaged is not None and not interrupted:

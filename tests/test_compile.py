@@ -1,0 +1,109 @@
+"""tinynet.compile: the list of a training step's kernel signatures, the command that compiles them ahead of time
+and the background process training starts on a machine's first run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from numba.core.sigutils import normalize_signature
+
+import tinynet
+import tinynet.compile
+from keypoints.models import naimishnet
+from tinynet import kernels, nn, optim
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STEP = """
+import sys
+import numpy as np
+import tinynet
+from keypoints.models import naimishnet
+from tinynet import nn, optim
+tinynet.report_compilation(sys.stdout)
+model = naimishnet(96, seed=0).train().skip_input_grad()
+criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
+rng = np.random.default_rng(0)
+criterion(model(rng.random((2, 1, 96, 96), dtype=np.float32)), rng.random((2, 136), dtype=np.float32))
+model.backward(criterion.backward())
+optimizer.step()
+print("step done")
+"""
+
+
+def _launches(monkeypatch) -> list[tuple[str, tuple]]:
+    """Spy on every kernel launch: (kernel name, Numba's types of its arguments and of its range)."""
+    calls = []
+    for module in kernels._MODULES:
+        for name, launch in vars(getattr(kernels, module)).items():
+            if not hasattr(launch, "kernel"):
+                continue
+            for version in ("serial", "parallel"):
+                real = getattr(launch, version)
+
+                def spy(*args, _name=name, _real=real):
+                    calls.append((_name, tuple(numba.typeof(arg) for arg in args) + (numba.int64, numba.int64)))
+                    return _real(*args)
+
+                monkeypatch.setattr(launch, version, spy)
+    return calls
+
+
+def test_the_list_is_what_a_training_step_calls_in_the_order_it_first_calls_them(monkeypatch):
+    calls = _launches(monkeypatch)
+    model = naimishnet(96, seed=0).train().skip_input_grad()
+    criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
+    rng = np.random.default_rng(0)
+    criterion(model(rng.random((2, 1, 96, 96), dtype=np.float32)), rng.random((2, 136), dtype=np.float32))
+    model.backward(criterion.backward())
+    optimizer.step()
+    first_calls = list(dict.fromkeys(calls))  # each (kernel, types) once, in the order of its first call
+    listed = [(name, tuple(normalize_signature(f"({types})")[0])) for _, name, types in tinynet.compile.TRAINING_STEP]
+    assert first_calls == listed
+    # and with a warm cache (this process has just compiled them) training starts no second process
+    assert tinynet.compile.is_cached("adam", "adam_update_kernel")
+    assert tinynet.compile.start_background() is None
+
+
+def test_nothing_starts_when_the_kernels_are_off():
+    with tinynet.backends.numba.flags(enabled=False):
+        assert tinynet.compile.start_background() is None
+
+
+def test_on_an_empty_cache_the_background_half_and_the_command_leave_a_training_step_nothing_to_compile(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+
+    def run(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+
+    def cached() -> set[str]:  # the kernels with an index in the cache (not their jitted helpers, _valid_range...)
+        names = {path.name.split("-")[0].split(".")[1] for path in (tmp_path / "cache").rglob("*.nbi")}
+        return {name for name in names if name.endswith("_kernel")}
+
+    # 1. the background process training starts: the list's second half
+    done = run("import tinynet.compile as c; p = c.start_background(); print(p is not None, p.wait())")
+    assert done.stdout.split() == ["True", "0"], done.stderr
+    half = len(tinynet.compile.TRAINING_STEP) // 2
+    names = [name for _, name, _ in tinynet.compile.TRAINING_STEP]
+    assert cached() == set(names[half:])
+    # 2. the command: the rest, in two processes
+    done = subprocess.run([sys.executable, "-m", "tinynet.compile", "--jobs", "2"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(names)} kernels compiled or found in the cache" in done.stderr
+    assert cached() == set(names)
+    # 3. a training step then loads every kernel from the cache: Numba compiles none of tinynet's
+    done = run(STEP)
+    assert done.returncode == 0, done.stderr
+    assert "step done" in done.stdout and "compiling" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_the_command_refuses_a_job_count_below_one(jobs, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tinynet.compile.main(["--jobs", jobs])
+    assert exit_info.value.code == 2
+    assert f"--jobs: expected a positive number of processes, got {jobs}" in capsys.readouterr().err

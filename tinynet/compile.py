@@ -1,0 +1,146 @@
+"""Compile tinynet's Numba kernels before their first use, on several cores.
+
+    python -m tinynet.compile              # once after installing: every kernel a float32 training step calls
+    python -m tinynet.compile --jobs 1     # in this process only
+
+Numba compiles a kernel the first time a process calls it with new argument types, and keeps the machine code in
+its cache (``cache=True``: ``__pycache__`` beside the kernels, or ``NUMBA_CACHE_DIR``), so only the first run on
+a machine pays. That run compiles the 14 kernels of a training step one after the other, on one core, 8-13 s on
+the 2-core machines here. This module compiles them from a list of their argument types (``TRAINING_STEP``, in
+the order a training step first calls them), in ``--jobs`` processes at once.
+
+``start_background()`` is what training (``keypoints.train``) calls before it prepares its data: while the
+training process compiles the forward pass's kernels as it meets them, a second process compiles the list's
+second half from its end (Adam's and the backward pass's kernels), so that the training process finds most of
+them in the cache when it gets there. Both processes compile the same signatures, so a kernel they both reach
+is written to the cache twice with the same contents (Numba writes each file under a temporary name and renames
+it). The first step from an empty cache, in turns with and without it (``benchmarks/README.md``): 7.0, 7.7
+and 10.1 s against 10.3, 14.8 and 12.8 s. With a warm cache nothing is started.
+
+Other argument types (float64 gradient checks, a layer the list does not name) compile at their first call, as
+before.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .backends import numba as numba_backend
+
+#: (kernel module, kernel, argument types) for every kernel call of a float32 training step, first use first: a
+#: NaimishNet-style net (a 1-channel first convolution, fused BatchNorm-ReLU-MaxPool blocks, im2col convolutions,
+#: BatchNorm1d and ReLU in the head) and Adam. The last two arguments are each kernel's range (``first, stop``).
+#: ``tests/test_compile.py`` checks that a real training step calls exactly these.
+TRAINING_STEP: list[tuple[str, str, str]] = [
+    ("conv_single_channel", "conv1ch_forward_kernel",
+     "float32[:, :, ::1], float32[:, :, ::1], float32[::1], float32[:, :, :, ::1], int64, int64"),
+    ("batchnorm", "channel_stats_kernel", "float32[:, :, ::1], float64[::1], float64[::1], int64, int64"),
+    ("fused", "bn_relu_maxpool_forward_kernel",
+     "float32[:, :, :, ::1], float64[::1], float64[::1], float32[:, :, :, ::1], int8[:, :, :, ::1], int64, int64"),
+    ("im2col", "im2col_kernel",
+     "float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, ::1], int64, int64"),
+    ("batchnorm", "normalize_kernel",
+     "float32[:, :, ::1], float64[::1], float64[::1], float64[::1], float64[::1], float32[:, :, ::1], int64, int64"),
+    ("elementwise", "relu_forward_kernel", "float32[::1], float32[::1], int64, int64"),
+    ("elementwise", "relu_backward_kernel", "float32[::1], float32[::1], float32[::1], int64, int64"),
+    ("batchnorm", "batchnorm_backward_sums_kernel",
+     "float32[:, :, ::1], float32[:, :, ::1], float64[::1], float64[::1], float64[::1], float64[::1], int64, int64"),
+    ("batchnorm", "batchnorm_backward_dx_kernel",
+     "float32[:, :, ::1], float32[:, :, ::1], float64[::1], float64[::1], float64[::1], float64[::1], float64[::1],"
+     " float64, bool_, float32[:, :, ::1], int64, int64"),
+    ("fused", "bn_relu_maxpool_backward_sums_kernel",
+     "float32[:, :, :, ::1], float32[:, :, :, ::1], int8[:, :, :, ::1], float32[:, :, :, ::1], float64[::1],"
+     " float64[:, ::1], int64, int64"),
+    ("fused", "bn_relu_maxpool_backward_dx_kernel",
+     "float32[:, :, :, ::1], float32[:, :, :, ::1], int8[:, :, :, ::1], float32[:, :, :, ::1], float64[::1],"
+     " float64[::1], float64[::1], float64[:], float64[::1], float64, bool_, float32[:, :, :, ::1], int64, int64"),
+    ("im2col", "col2im_kernel",
+     "float32[:, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, :, ::1], int64, int64"),
+    ("conv_single_channel", "conv1ch_weight_grad_kernel",
+     "float32[:, :, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[::1], int64, int64"),
+    ("adam", "adam_update_kernel",
+     "float32[::1], float32[::1], float32[::1], float32[::1], float32[::1], bool_, float64, float64, float64,"
+     " float64, float64, float64, float64, int64, int64"),
+]
+
+
+def _dispatcher(module: str, name: str):
+    """The compiled kernel (Numba's dispatcher) behind ``tinynet.kernels.<module>.<name>``."""
+    from . import kernels
+
+    return getattr(getattr(kernels, module), name).kernel
+
+
+def compile_kernels(entries: list[tuple[str, str, str]]) -> None:
+    """Compile (or load from the cache) each ``(module, kernel, argument types)`` of ``entries``, in order."""
+    from numba.core.sigutils import normalize_signature
+
+    for module, name, types in entries:
+        argument_types, _ = normalize_signature(f"({types})")
+        # a tuple of types, as a call looks it up: the cache is keyed by the signature as given (a string misses)
+        _dispatcher(module, name).compile(tuple(argument_types))
+
+
+def is_cached(module: str, name: str) -> bool:
+    """Whether the kernel has an entry in Numba's cache on disk (its index file exists). Reads Numba's cache
+    object (``_cache``, not public API): where that fails, False."""
+    try:
+        return os.path.getsize(_dispatcher(module, name)._cache._cache_file._index_path) > 0
+    except (AttributeError, OSError):
+        return False
+
+
+def _start(args: list[str], quiet: bool) -> subprocess.Popen:
+    """``python -m tinynet.compile *args`` in another process, with this tinynet first on its module path."""
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen([sys.executable, "-m", "tinynet.compile", *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None)
+
+
+def start_background(report: bool = False) -> subprocess.Popen | None:
+    """Start compiling the second half of ``TRAINING_STEP``, from its end, in another process and return it
+    (None when the kernels are off, or the list's last kernel is in the cache already: a warm cache).
+    ``report``: that process names each kernel it compiles on this process's standard error."""
+    if not numba_backend.enabled or is_cached(*TRAINING_STEP[-1][:2]):
+        return None
+    return _start(["--jobs", "1", "--background"] + (["--report"] if report else []), quiet=not report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parser = argparse.ArgumentParser(prog="python -m tinynet.compile", description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=cores, help=f"processes compiling at once (default: the cores, {cores})")
+    parser.add_argument("--report", action="store_true",
+                        help="name each kernel while it compiles (the default at a terminal)")
+    parser.add_argument("--part", help=argparse.SUPPRESS)  # "k/N": every N-th kernel from the k-th (a --jobs child)
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # start_background's half
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected a positive number of processes, got {args.jobs}")
+    if args.report or sys.stderr.isatty():
+        numba_backend.report_compilation(sys.stderr)
+    if args.background:
+        compile_kernels(TRAINING_STEP[len(TRAINING_STEP) // 2:][::-1])
+        return 0
+    if args.part:
+        part, parts = (int(v) for v in args.part.split("/"))
+        compile_kernels(TRAINING_STEP[part::parts])
+        return 0
+    start = time.perf_counter()
+    flags = ["--report"] if args.report else []
+    children = [_start(["--part", f"{k}/{args.jobs}"] + flags, quiet=False) for k in range(1, args.jobs)]
+    compile_kernels(TRAINING_STEP[0::args.jobs])
+    failed = sum(child.wait() != 0 for child in children)
+    print(f"tinynet: {len(TRAINING_STEP)} kernels compiled or found in the cache in {time.perf_counter() - start:.1f} s"
+          f" ({args.jobs} process{'es' if args.jobs > 1 else ''})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
