@@ -3,6 +3,9 @@
     python -m tinynet.compile              # once after installing: every kernel a float32 training step calls
     python -m tinynet.compile --jobs 1     # in this process only
 
+Those include every kernel ``python -m keypoints predict --engine numba`` calls (after the command, a first
+predict of the README portrait compiled none; on an empty cache it compiles 5).
+
 Numba compiles a kernel the first time a process calls it with new argument types, and keeps the machine code in
 its cache (``cache=True``: ``__pycache__`` beside the kernels, or ``NUMBA_CACHE_DIR``), so only the first run on
 a machine pays. That run compiles the 14 kernels of a training step one after the other, on one core, 8-13 s on
