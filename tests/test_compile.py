@@ -17,21 +17,22 @@ from tinynet import kernels, nn, optim
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STEP = """
-import sys
-import numpy as np
-import tinynet
-from keypoints.models import naimishnet
-from tinynet import nn, optim
-tinynet.report_compilation(sys.stdout)
-model = naimishnet(96, seed=0).train().skip_input_grad()
-criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
-rng = np.random.default_rng(0)
-criterion(model(rng.random((2, 1, 96, 96), dtype=np.float32)), rng.random((2, 136), dtype=np.float32))
-model.backward(criterion.backward())
-optimizer.step()
-print("step done")
-"""
+TESTS = Path(__file__).resolve().parent
+
+
+def training_step() -> None:
+    """One float32 training step of the shipped network's architecture, on two images (also run in a subprocess)."""
+    model = naimishnet(96, seed=0).train().skip_input_grad()
+    criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
+    rng = np.random.default_rng(0)
+    criterion(model(rng.random((2, 1, 96, 96), dtype=np.float32)), rng.random((2, 136), dtype=np.float32))
+    model.backward(criterion.backward())
+    optimizer.step()
+
+
+#: a training step in a fresh process that names each kernel Numba compiles
+STEP = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import tinynet; tinynet.report_compilation(sys.stdout);"
+        " import test_compile; test_compile.training_step(); print('step done')")
 
 
 def _launches(monkeypatch) -> list[tuple[str, tuple]]:
@@ -54,12 +55,7 @@ def _launches(monkeypatch) -> list[tuple[str, tuple]]:
 
 def test_the_list_is_what_a_training_step_calls_in_the_order_it_first_calls_them(monkeypatch):
     calls = _launches(monkeypatch)
-    model = naimishnet(96, seed=0).train().skip_input_grad()
-    criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
-    rng = np.random.default_rng(0)
-    criterion(model(rng.random((2, 1, 96, 96), dtype=np.float32)), rng.random((2, 136), dtype=np.float32))
-    model.backward(criterion.backward())
-    optimizer.step()
+    training_step()
     first_calls = list(dict.fromkeys(calls))  # each (kernel, types) once, in the order of its first call
     listed = [(name, tuple(normalize_signature(f"({types})")[0])) for _, name, types in tinynet.compile.TRAINING_STEP]
     assert first_calls == listed

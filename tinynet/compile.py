@@ -118,7 +118,8 @@ def start_background(report: bool = False) -> subprocess.Popen | None:
 def main(argv: list[str] | None = None) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     parser = argparse.ArgumentParser(prog="python -m tinynet.compile", description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=cores, help=f"processes compiling at once (default: the cores, {cores})")
+    parser.add_argument("--jobs", type=int, default=cores,
+                        help=f"processes compiling at once (default: the cores, {cores})")
     parser.add_argument("--report", action="store_true",
                         help="name each kernel while it compiles (the default at a terminal)")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # "k/N": every N-th kernel from the k-th (a --jobs child)

@@ -3,8 +3,8 @@
 ``tinynet.optim.adam.adam_update_reference`` is the update written as NumPy ``out=`` operations,
 one line per formula (about a dozen passes over ``p``, ``m``, ``v`` and a scratch array); here every
 element is read once and written once, on every core (blocks of elements shared out over the threads): on
-NaimishNet-96's 7.7 million parameters that is the difference between about 36 ms and a few ms per step. Same formulas, same order, arithmetic
-in the parameter's dtype; the tests compare the two.
+NaimishNet-96's 7.7 million parameters that is the difference between about 36 ms and a few ms per step. Same
+formulas, same order, arithmetic in the parameter's dtype; the tests compare the two.
 """
 from __future__ import annotations
 

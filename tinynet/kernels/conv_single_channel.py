@@ -57,7 +57,8 @@ def _widen(plane, wide):
 
 @parallel_kernel(size_arg=3, iterations=lambda x, weight, bias, out: out.shape[0] * out.shape[1])
 def conv1ch_forward_kernel(x, weight, bias, out, first, stop):
-    """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one iteration per output plane ``(n, f)``."""
+    """``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one iteration per output
+    plane ``(n, f)``."""
     n_img, n_filters = out.shape[0], out.shape[1]
     kh, kw = weight.shape[1], weight.shape[2]
     for plane in range(first, stop):

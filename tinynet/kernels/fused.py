@@ -122,7 +122,8 @@ def _bn_backward_row(src, k, a, b, m, training, dst):
 
 
 @parallel_kernel(size_arg=3, iterations=lambda dout, out, window, x, *_: x.shape[0] * x.shape[1])
-def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scale, dbias, dweight, count, training, dx, first, stop):
+def bn_relu_maxpool_backward_dx_kernel(dout, out, window, x, mean, inv_std, scale, dbias, dweight, count, training, dx,
+                                       first, stop):
     """``dx`` of the fused block: the batch-norm terms everywhere, plus ``dy`` at the winners
     (written row pair by row pair, so the winners are patched while the rows are in cache)."""
     n_img, n_ch, h, w = x.shape
