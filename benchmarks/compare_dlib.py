@@ -60,11 +60,11 @@ def dlib_pipeline():
 
 
 def keypoints_pipeline(model: str | None, detector: str, refine_passes: int | None, test_frames: bool = True,
-                       closeup_passes: int | None = None, speed: str = "accurate"):
+                       closeup_passes: int | None = None, speed: str = "accurate", flip: bool | None = None):
     from keypoints.predictor import load_predictor
     from keypoints.wild.faces import predict_faces
 
-    predictor = load_predictor(model, refine_passes=refine_passes, test_frames=None if test_frames else (),
+    predictor = load_predictor(model, flip=flip, refine_passes=refine_passes, test_frames=None if test_frames else (),
                                closeup_passes=closeup_passes, speed=speed)
 
     def run(photo: np.ndarray) -> list:
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keypoints' --speed (fast: also its detector, unless --detector is given)")
     parser.add_argument("--detector", help="keypoints' face detector (a name in keypoints.wild.detection.DETECTORS;"
                                            " default haar+profile, haar+profile-fast with --speed fast)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="keypoints' flip averaging (default: as the checkpoint, or --speed, says)")
     parser.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                         help="override the checkpoint's number of refinement passes")
     parser.add_argument("--no-test-frames", action="store_true",
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     resolve_speed(args)  # no --detector: the one of --speed, as the photo commands choose it
     ours_run, predictor = keypoints_pipeline(args.model, args.detector, args.refine_passes, not args.no_test_frames,
-                                             args.closeup_passes, args.speed)
+                                             args.closeup_passes, args.speed, args.flip)
     dataset = FacialKeypointsDataset(ensure_data(args.data), "test")
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     tools = {"keypoints": ours_run, "dlib": dlib_run}
