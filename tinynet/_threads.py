@@ -80,6 +80,8 @@ def _run_group(pieces: list) -> None:
 def run(pieces: list[tuple[Callable, ...]]) -> None:
     """Call each ``function(*arguments)`` of ``pieces``, in consecutive groups over ``get_num_threads()`` threads
     (the first group on this thread), and return when all are done (re-raising the first error)."""
+    if not pieces:  # nothing to share out (bounds would divide by zero parts)
+        return
     groups = [pieces[start:stop] for start, stop in bounds(len(pieces), min(_state["threads"], len(pieces)))]
     futures = []
     if len(groups) > 1:

@@ -72,8 +72,7 @@ def predict_command(args: argparse.Namespace) -> int:
     try:
         predictor = load_model(args.model, args.flip, args.speed)
         options = PredictOptions(model=args.model, flip=args.flip, speed=args.speed, detector=args.detector,
-                                 max_side=args.max_side,
-                                 max_pixels=args.max_pixels, min_confidence=args.min_confidence,
+                                 max_side=args.max_side, max_pixels=args.max_pixels, min_confidence=args.min_confidence,
                                  indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
         photos_in_run = len(files)  # auto's engine follows the whole run, also when a resumed one has fewer left
