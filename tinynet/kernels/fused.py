@@ -45,13 +45,15 @@ def bn_relu_maxpool_forward_kernel(x, scale, shift, out, window, first, stop):
     """
     n_img, n_ch, _, w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
+    # the scratch rows, once per call: allocated per plane they cost more than the work on a small plane
+    # (2 x 64 planes of 12 x 12: 47 against 20 us)
+    top = np.empty(w, dtype=x.dtype)
+    bottom = np.empty(w, dtype=x.dtype)
     for plane in range(first, stop):
         n = plane // n_ch
         c = plane - n * n_ch
         k = scale[c]
         b = shift[c]
-        top = np.empty(w, dtype=x.dtype)
-        bottom = np.empty(w, dtype=x.dtype)
         for oh in range(out_h):
             _bn_relu_row(x[n, c, 2 * oh], k, b, top)
             _bn_relu_row(x[n, c, 2 * oh + 1], k, b, bottom)
