@@ -22,10 +22,15 @@ MAX_REFINE_PASSES = 4
 #: the rescaled shorter side is S * RESCALE_RANGE[0] .. S * RESCALE_RANGE[1] (training uses S * 250 / 224)
 RESCALE_RANGE = (1.0, 2.0)
 
-#: optional fields and the value a checkpoint without them (an older one) means
+#: what a confidence calibration reads (keypoints.wild.confidence): the last pass's test frames, or the flip
+#: disagreement
+CONFIDENCE_SIGNALS = ("test_frames", "flip")
+
+#: optional fields and the value a checkpoint without them (an older one) means; a calibration older than
+#: ``confidence_signal`` was fitted on the flip disagreement
 DEFAULTS = {"head": "classic", "refine_passes": 0, "framing": None, "flip_test": False, "dropout": 0.4,
-            "confidence_calibration": None, "test_frames": None, "num_points": NUM_KEYPOINTS, "flip_permutation": None,
-            "closeup": None}
+            "confidence_calibration": None, "confidence_signal": "flip", "test_frames": None,
+            "num_points": NUM_KEYPOINTS, "flip_permutation": None, "closeup": None}
 
 
 class CheckpointError(ValueError):
@@ -103,6 +108,13 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
                 f" and a negative slope, got {calibration!r}"
             )
         calibration = [float(calibration[0]), float(calibration[1])]
+    signal = meta["confidence_signal"]
+    if signal not in CONFIDENCE_SIGNALS:
+        raise CheckpointError(f"{where}: meta.confidence_signal must be one of {', '.join(CONFIDENCE_SIGNALS)},"
+                              f" got {signal!r}")
+    if calibration is not None and signal == "test_frames" and not (frames and int(passes) >= 1):
+        raise CheckpointError(f"{where}: meta.confidence_signal is test_frames, but the model reads no test frames"
+                              f" (meta.test_frames {frames!r}, meta.refine_passes {passes!r})")
     closeup = meta["closeup"]
     if closeup is not None:  # keypoints.closeup: each region network's shape and passes (weights: entries "closeup")
         from .closeup.stage import checked_closeup

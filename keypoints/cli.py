@@ -211,7 +211,7 @@ def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") 
         return 130
     from .metrics import format_metrics
 
-    print(f"test ({'flip-averaged' if metrics['flip_test'] else 'single pass'}): {format_metrics(metrics)}")
+    print(f"test ({describe_reads(metrics) or 'single pass'}): {format_metrics(metrics)}")
     print(f"wrote {args.out}/best.npz, last.npz, loss_curve.png, test_faces.png, metrics.json")
     return 130 if metrics.get("interrupted") else 0
 
@@ -224,6 +224,17 @@ def interrupted_note(out) -> str:
     if last.is_file():
         return f"{last} holds the last finished epoch: continue with --resume {last}"
     return "no epoch had finished, nothing was saved"
+
+
+def describe_reads(metrics: dict) -> str:
+    """How an evaluation read the faces, from its metrics: "flip-averaged, 2 refinement pass(es), ..." ("": one
+    plain read)."""
+    how = ["flip-averaged"] if metrics["flip_test"] else []
+    how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
+    if metrics["refine_passes"] and metrics["test_frames"]:
+        how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
+    how += [f"close-up {name} x{passes}" for name, passes in metrics["closeup"].items()]
+    return ", ".join(how)
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
@@ -248,13 +259,8 @@ def evaluate_main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        how = ["flip-averaged"] if metrics["flip_test"] else []
-        how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
-        if metrics["refine_passes"] and metrics["test_frames"]:
-            how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
-        how += [f"close-up {name} x{passes}" for name, passes in metrics["closeup"].items()]
-        suffix = " (" + ", ".join(how) + ")" if how else ""
-        print(f"{args.checkpoint}: {format_metrics(metrics)}{suffix}")
+        how = describe_reads(metrics)
+        print(f"{args.checkpoint}: {format_metrics(metrics)}{f' ({how})' if how else ''}")
     return 0
 
 

@@ -62,6 +62,9 @@ class Prediction(NamedTuple):
     # stages); None without
     plain: np.ndarray | None = None
     mirrored: np.ndarray | None = None
+    # with test frames, each frame's read of the last pass mapped back (flip-averaged if flip), (J, N, K, 2) in
+    # input pixels (the confidence's "test_frames" signal; the face network's reads, before the close-up stages)
+    frame_reads: np.ndarray | None = None
 
 
 class Predictor:
@@ -83,9 +86,13 @@ class Predictor:
         How many times the face is framed again from its own points and read again.
     framing : PointFraming
         Where the refinement frame puts the points (measured on the training faces).
+    confidence_signal : str
+        What the confidence reads (``meta.confidence_signal``, :data:`keypoints.wild.confidence.SIGNALS`): the
+        last pass's test frames, or the flip disagreement (a checkpoint calibrated before the test frames were).
     confidence_calibration : (float, float) or None
-        ``(a, b)`` of :mod:`keypoints.wild.confidence`, fitted for this network on its validation faces at
-        the end of training; None (no confidence) for a checkpoint without it or without flip averaging.
+        ``(a, b)`` of :mod:`keypoints.wild.confidence`, fitted for this network and signal on its validation
+        faces at the end of training; None (no confidence, ``no_confidence_reason`` says why) for a checkpoint
+        without it, or when these settings do not read the faces as the fit did.
     test_frames : tuple of (shift_x, shift_y, zoom, degrees)
         Frames around the canonical one that the last refinement pass reads, averaging the points
         (``keypoints.framing.frame_jitter``); ``()``: the canonical frame only. Unused without refinement.
@@ -119,13 +126,15 @@ class Predictor:
         self.refine_passes = int(passes)
         framing = meta.get("framing")
         self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
-        calibration = meta.get("confidence_calibration")
-        self.confidence_calibration = None if calibration is None or not self.flip else tuple(map(float, calibration))
         frames = meta.get("test_frames") if test_frames is None else test_frames
         try:
             self.test_frames = checked_test_frames(frames)
         except ValueError as exc:
             raise ValueError(f"Predictor: {exc}") from None
+        self.confidence_signal = str(meta.get("confidence_signal") or "flip")
+        calibration = meta.get("confidence_calibration")
+        self.no_confidence_reason = self._why_no_confidence(calibration, meta)
+        self.confidence_calibration = None if self.no_confidence_reason else tuple(map(float, calibration))
         models = closeup_models or {}
         stages = checked_closeup(meta.get("closeup") or {})
         self.closeup = {name: stage for name, stage in stages.items() if name in models}
@@ -137,6 +146,22 @@ class Predictor:
         if passes and not self.closeup:
             raise ValueError(f"Predictor: closeup_passes={passes} needs close-up stages, and this checkpoint has none")
         self.closeup_passes = None if passes is None else int(passes)
+
+    def _why_no_confidence(self, calibration, meta: dict) -> str | None:
+        """Why these settings give no confidence (None: they give one). A calibration holds for the reads it was
+        fitted on: the signal's reads must be made, and a test-frame spread taken with the model's own test
+        frames and flip averaging (other frames, or reads without flip averaging, spread differently)."""
+        if calibration is None:
+            return ("this model has no confidence calibration (benchmarks/calibrate_confidence.py --model CKPT --write"
+                    " fits one on its validation faces)")
+        if self.confidence_signal == "flip":
+            return None if self.flip else "it comes from the flip disagreement, and these settings read no mirror images"
+        if not (self.test_frames and self.refine_passes >= 1):
+            return "it comes from the spread of the last pass's test frames, and these settings read none"
+        if self.test_frames != checked_test_frames(meta.get("test_frames")) or self.flip != bool(meta.get("flip_test")):
+            return ("it was calibrated on the spread of the model's own test frames, read with its own flip averaging,"
+                    " and these settings read them otherwise")
+        return None
 
     def __repr__(self) -> str:
         return (
@@ -213,9 +238,11 @@ class Predictor:
         mirrored = np.stack([warp_crop(image, mirror @ frame, size) for image, frame in zip(rescaled, frames)])
         return self._crop_outputs(crops, batch_size, mirrored, mirror)
 
-    def _test_frame_outputs(self, rescaled: list, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _test_frame_outputs(self, rescaled: list, frames: np.ndarray,
+                            batch_size: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """The last refinement pass with ``test_frames``: ``(out, passes)`` as :meth:`_crop_outputs` gives them
-        for the canonical crops ``frames`` (rescaled -> crop pixels) describe, each the mean over the test frames.
+        for the canonical crops ``frames`` (rescaled -> crop pixels) describe, each the mean over the test frames,
+        and ``each (J, N, K, 2)``: every frame's points in the canonical crop's pixels (the confidence's signal).
 
         Test frame ``(shift_x, shift_y, zoom, degrees)`` is the canonical frame jittered as training jitters it
         (``frame_jitter @ frame``); its points go back into the canonical crop with that jitter's exact
@@ -230,7 +257,7 @@ class Predictor:
                                            batch_size)
         outs = outs.reshape(len(jitters), n, 2 * k)
         reads = None if reads is None else reads.reshape(2, len(jitters), n, k, 2).astype(np.float64)
-        total = np.zeros((n, 2 * k))
+        total, each = np.zeros((n, 2 * k)), []
         for j, (test_frame, jitter) in enumerate(zip(self.test_frames, jitters)):
             out = outs[j]
             if test_frame != (0.0, 0.0, 1.0, 0.0):  # the canonical frame needs no way back
@@ -239,8 +266,9 @@ class Predictor:
                 if reads is not None:
                     reads[:, j] = [map_to_original(read, jitter) for read in reads[:, j]]
             total += out
+            each.append(denormalize_keypoints(out.reshape(-1, k, 2).astype(np.float64), size))
         passes = None if reads is None else reads.mean(axis=1)  # (2, N, K, 2)
-        return (total / len(self.test_frames)).astype(np.float32), passes
+        return (total / len(self.test_frames)).astype(np.float32), passes, np.stack(each)
 
     def predict_details(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
         """Like :meth:`predict`, also returning the last pass's outputs and the per-image affines
@@ -260,11 +288,12 @@ class Predictor:
         crops = np.stack([crop for crop, _ in centred])  # (N, S, S)
         frames = np.stack([matrix for _, matrix in centred])  # (N, 3, 3) rescaled -> crop pixels
         out, passes = self._crop_outputs(crops, batch_size)
+        frame_reads = None  # (J, N, K, 2) crop pixels, when the last pass reads test frames
         for index in range(self.refine_passes):
             source = map_to_original(denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size), frames)
             frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
             if self.test_frames and index == self.refine_passes - 1:
-                out, passes = self._test_frame_outputs(rescaled, frames, batch_size)
+                out, passes, frame_reads = self._test_frame_outputs(rescaled, frames, batch_size)
                 continue
             out, passes = self._framed_outputs(rescaled, frames, batch_size)
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
@@ -279,10 +308,12 @@ class Predictor:
             out = out.reshape(-1, self.num_points, 2).copy()  # the normalised outputs follow (evaluate's nMSE)
             out[:, moved] = normalize_keypoints(apply_affine(points[:, moved].astype(np.float64), affines), self.input_size)
             out = out.reshape(-1, 2 * self.num_points)
+        if frame_reads is not None:
+            frame_reads = np.stack([map_to_original(read, affines) for read in frame_reads]).astype(np.float32)
         if passes is None:
-            return Prediction(points, out, affines)
+            return Prediction(points, out, affines, frame_reads=frame_reads)
         plain, mirrored = (map_to_original(crop, affines).astype(np.float32) for crop in passes)
-        return Prediction(points, out, affines, plain, mirrored)
+        return Prediction(points, out, affines, plain, mirrored, frame_reads)
 
     def predict(self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Face crops -> keypoints ``(N, K, 2)`` (x, y) in each crop's own pixel coordinates.

@@ -355,13 +355,16 @@ def train(
 
         add_closeup_stages(best_path, train_set, indices[train_index], indices[val_index], recipe, log)
     train_seconds = time.perf_counter() - train_started
-    if recipe.flip_test and val_faces is not None and not interrupted and num_points != NUM_KEYPOINTS:
+    # the confidence compares several reads of a face: the last pass's test frames, or flip averaging
+    several_reads = recipe.flip_test or (bool(recipe.test_frames) and recipe.refine_passes >= 1)
+    if several_reads and val_faces is not None and not interrupted and num_points != NUM_KEYPOINTS:
         log(f"no confidence calibration: the confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points")
-    elif recipe.flip_test and val_faces is not None and not interrupted:
+    elif several_reads and val_faces is not None and not interrupted:
         from .wild.confidence import calibrate_checkpoint  # the per-face confidence, from the held-out faces
 
         found = calibrate_checkpoint(best_path, train_set, indices[val_index])
-        log(f"confidence calibrated on the {n_val} validation faces: (a, b) = {found.calibration}" if found.calibration
+        log(f"confidence ({found.signal}) calibrated on the {n_val} validation faces: (a, b) = {found.calibration}"
+            if found.calibration
             else f"no confidence calibration: {found.reason}")
     metrics = evaluate_checkpoint(best_path, data_dir, flip=recipe.flip_test, limit=limit, data_format=data_format)
     metrics.update(

@@ -35,6 +35,7 @@ BAD = {
     # (intercept, slope): more disagreement must mean less confidence, so the slope is negative
     "confidence_calibration": [[-4.0, 2.0], [-4.0, 0.0], [-4.0], [-4.0, -2.0, 1.0], "evil", [float("nan"), -2.0],
                                [-4.0, float("-inf")], ["-4", -2.0], [True, -2.0], {"a": -4.0, "b": -2.0}],
+    "confidence_signal": ["mirror", "", None, 1, ["flip"]],
     "test_frames": ["evil", [[0, 0, 1]], [[0.5, 0, 1, 0]], [[0, 0, 2, 0]], [[0, 0, 1, 90]], [[0, 0, float("nan"), 0]],
                     [[0, 0, 1, "0"]], [[0, 0, 1, 0]] * 17],
     # keypoints.closeup: {region: stage}, regions eyes and mouth; a stage's size a multiple of 8 in 16..128,
@@ -52,6 +53,17 @@ def test_every_bad_field_is_refused_naming_it(field, data):
     value = data.draw(st.sampled_from(BAD[field]), label=field)
     with pytest.raises(CheckpointError, match=rf"x\.npz: meta\.{field}"):
         validate_meta(dict(GOOD, **{field: value}), "x.npz")
+
+
+def test_a_test_frames_confidence_needs_a_model_that_reads_test_frames():
+    calibrated = dict(GOOD, confidence_calibration=[-4.0, -2.0], confidence_signal="test_frames")
+    frames = [[0.04, 0.0, 1.0, 0.0], [-0.04, 0.0, 1.0, 0.0]]
+    assert validate_meta(dict(calibrated, test_frames=frames, refine_passes=1), "x.npz")["confidence_signal"] == "test_frames"
+    for missing in ({"test_frames": frames, "refine_passes": 0}, {"test_frames": None, "refine_passes": 2}):
+        with pytest.raises(CheckpointError, match="x.npz: meta.confidence_signal is test_frames, but the model reads no"):
+            validate_meta(dict(calibrated, **missing), "x.npz")
+    # an older checkpoint's calibration (no signal stored) was fitted on the flip disagreement
+    assert validate_meta(dict(GOOD, confidence_calibration=[-4.0, -2.0]), "x.npz")["confidence_signal"] == "flip"
 
 
 @given(size=st.sampled_from([96, 224]), data=st.data())

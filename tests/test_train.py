@@ -190,7 +190,7 @@ def test_example_script_smoke_run_on_the_real_data(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["faces"] == 128 and metrics["epochs_completed"] == 1
     assert all(math.isfinite(metrics[k]) for k in METRIC_KEYS)
-    assert "test (flip-averaged): NME" in result.stdout
+    assert "test (flip-averaged, 2 refinement pass(es), 4 test frames in the last pass, close-up eyes x2" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -311,9 +311,9 @@ def test_visualize_errors(model_path, portrait):
     assert name == "features.0" and weight.shape == (32, 1, 4, 4)
 
 
-def test_speed_fast_reads_each_face_twice_without_flip_and_with_the_fast_detector(portrait_path, tmp_path, capsys,
-                                                                                   monkeypatch):
-    """``--speed fast``: the detector haar+profile-fast (unless --detector says otherwise), no flip averaging (so
+def test_speed_fast_reads_each_face_twice_without_test_frames_and_with_the_fast_detector(portrait_path, tmp_path,
+                                                                                          capsys, monkeypatch):
+    """``--speed fast``: the detector haar+profile-fast (unless --detector says otherwise), no test frames (so
     no confidence, and --min-confidence refused with the way out), the shipped model read as the fast settings say."""
     from keypoints.wild import detection
 
@@ -341,4 +341,4 @@ def test_speed_fast_reads_each_face_twice_without_flip_and_with_the_fast_detecto
     assert np.abs(np.array(face["points"]) - np.array(slow["points"])).mean() < 4.0
     capsys.readouterr()
     assert run("predict", portrait_path, "--speed", "fast", "--min-confidence", "0.5", "--json", js) == 2
-    assert "add --flip to --speed fast" in capsys.readouterr().err
+    assert "test frames, and these settings read none (use the default --speed accurate)" in capsys.readouterr().err

@@ -81,8 +81,11 @@ def test_output_option_errors(photos, tmp_path, capsys):
     assert "add --json OUT" in capsys.readouterr().err
     assert run("predict", photos / "portrait.jpg", "--format", "pts", "--json", tmp_path / "x") == 2
     assert "not to --json" in capsys.readouterr().err
+    assert run("predict", photos / "portrait.jpg", "--speed", "fast", "--min-confidence", "0.5") == 2
+    assert "the last pass's test frames, and these settings read none" in capsys.readouterr().err
     assert run("predict", photos / "portrait.jpg", "--no-flip", "--min-confidence", "0.5") == 2
-    assert "flip averaging" in capsys.readouterr().err
+    assert "read with its own flip averaging, and these settings read them otherwise (drop --flip/--no-flip)" in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit):
         run("predict", photos / "portrait.jpg", "--min-confidence", "1.5")
     assert "expected a number in [0, 1]" in capsys.readouterr().err

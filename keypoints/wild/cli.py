@@ -76,7 +76,7 @@ def predict_command(args: argparse.Namespace) -> int:
                                  indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
         photos_in_run = len(files)  # auto's engine follows the whole run, also when a resumed one has fewer left
-        commands.check_predict_outputs(args, predictor.flip, several)
+        commands.check_predict_outputs(args, predictor, several)
         outputs = output_paths(files, several, args.output, "_keypoints")
         if args.json and args.json != "-":
             refuse_input_as_output(args.json, files + outputs, flag="--json")

@@ -35,7 +35,8 @@ def add_predict_outputs(parser: argparse.ArgumentParser) -> None:
                              " file afresh instead of resuming it")
     parser.add_argument("--pose", action="store_true", help="draw each face's head-pose axes on the picture")
     parser.add_argument("--min-confidence", type=_probability, metavar="C",
-                        help="keep only faces whose confidence is at least C (0..1; needs flip averaging)")
+                        help="keep only faces whose confidence is at least C (0..1; not with --speed fast or"
+                             " --no-flip, which do not read faces as the confidence was calibrated)")
 
 
 def positive_int(text: str) -> int:
@@ -62,9 +63,9 @@ def add_common_options(parser: argparse.ArgumentParser, detector: bool = True, p
                         help="a checkpoint written by training (best.npz); default: the model that ships with keypoints")
     if detector:
         parser.add_argument("--speed", choices=SPEEDS, default="accurate",
-                            help="fast: two reads of each face instead of twelve, no flip averaging (so no"
-                                 " confidence), the close-up stages once, and the detector --detector"
-                                 f" {FAST_DETECTOR}; about 3x faster, a little less accurate (default %(default)s)")
+                            help="fast: two reads of each face instead of twelve, no flip averaging or test frames"
+                                 " (so no confidence), the close-up stages once, and the detector --detector"
+                                 f" {FAST_DETECTOR}; about 2.5x faster, a little less accurate (default %(default)s)")
         parser.add_argument("--detector", choices=sorted(DETECTORS),
                             help=f"face detector (default {DEFAULT_DETECTOR}; {FAST_DETECTOR} with --speed fast)")
         parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,
@@ -154,15 +155,17 @@ def open_jsonl(args: argparse.Namespace, flip: bool) -> JsonlStream | None:
     return JsonlStream(args.json, run_settings(args, flip), overwrite=args.overwrite)
 
 
-def check_predict_outputs(args: argparse.Namespace, flip: bool, several: bool) -> None:
+def check_predict_outputs(args: argparse.Namespace, predictor, several: bool) -> None:
     """The option combinations ``predict`` cannot honour, as ``ValueError`` before any work."""
     if args.format in ("jsonl", "csv") and not args.json:
         raise ValueError(f"--format {args.format} writes to the --json target: add --json OUT (or --json - for stdout)")
     if args.format == "pts" and args.json:
         raise ValueError("--format pts writes .pts files beside the photos (or into -o DIR), not to --json")
-    if args.min_confidence is not None and not flip:
-        raise ValueError("--min-confidence needs the confidence, which comes from flip averaging: drop --no-flip"
-                         f"{' (or add --flip to --speed fast)' if getattr(args, 'speed', None) == 'fast' else ''}")
+    reason = None if args.min_confidence is None else predictor.no_confidence_reason
+    if reason is not None:
+        fix = (" (use the default --speed accurate)" if getattr(args, "speed", None) == "fast"
+               else " (drop --flip/--no-flip)" if getattr(args, "flip", None) is not None else "")
+        raise ValueError(f"--min-confidence needs the confidence: {reason}{fix}")
 
 
 def pts_folder(args: argparse.Namespace, several: bool) -> Path | None:

@@ -18,8 +18,8 @@ from .face_crop import crop_face, crop_to_photo, pad_box
 class FaceKeypoints(NamedTuple):
     """One face of a photo: ``box`` ``(4,)`` int ``(x, y, w, h)`` from the detector, ``points``
     ``(68, 2)`` float64 ``(x, y)`` in the photo's pixels and ``confidence`` in [0, 1]
-    (:mod:`keypoints.wild.confidence`; None without flip averaging, which it is computed from, or for a
-    checkpoint without a confidence calibration)."""
+    (:mod:`keypoints.wild.confidence`; None without the reads it compares, test frames or flip averaging, or
+    for a checkpoint without a confidence calibration)."""
 
     box: np.ndarray
     points: np.ndarray
@@ -64,10 +64,11 @@ def predict_faces(
     prediction = predictor.predict_details(crops)  # points (F, 68, 2) in each crop's pixels
     confidences = [None] * len(boxes)
     calibration = getattr(predictor, "confidence_calibration", None)
-    if prediction.plain is not None and calibration is not None:
-        from .confidence import face_confidence
+    if calibration is not None:
+        from .confidence import prediction_confidence
 
-        confidences = [float(c) for c in face_confidence(prediction.plain, prediction.mirrored, calibration)]
+        found = prediction_confidence(prediction, getattr(predictor, "confidence_signal", "flip"), calibration)
+        confidences = confidences if found is None else [float(c) for c in found]
     return [
         FaceKeypoints(box.copy(), crop_to_photo(points, rect), confidence)
         for box, rect, points, confidence in zip(boxes, rects, prediction.points, confidences)
