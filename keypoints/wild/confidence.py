@@ -54,16 +54,20 @@ def _check_pair(plain, mirrored) -> tuple[np.ndarray, np.ndarray]:
     return plain, mirrored
 
 
+def _over_eye_distance(distance: np.ndarray, average: np.ndarray) -> np.ndarray:
+    """``(N,)`` distances over the outer-eye-corner distance of the ``(N, 68, 2)`` average face; ``inf`` where that
+    distance is below :data:`MIN_EYE_DISTANCE` pixels or a distance is not finite."""
+    eyes = np.linalg.norm(average[:, 36] - average[:, 45], axis=-1)
+    usable = (eyes >= MIN_EYE_DISTANCE) & np.isfinite(distance)
+    return np.where(usable, distance / np.where(usable, eyes, 1.0), np.inf)
+
+
 def flip_disagreement(plain, mirrored) -> np.ndarray:
     """``(N, 68, 2), (N, 68, 2) -> (N,)``: the two passes' mean point distance over the averaged face's
     outer-eye-corner distance; ``inf`` where that distance is below :data:`MIN_EYE_DISTANCE` pixels or a
     point is not finite."""
     plain, mirrored = _check_pair(plain, mirrored)
-    average = 0.5 * (plain + mirrored)
-    eyes = np.linalg.norm(average[:, 36] - average[:, 45], axis=-1)
-    distance = np.linalg.norm(plain - mirrored, axis=-1).mean(axis=1)
-    usable = (eyes >= MIN_EYE_DISTANCE) & np.isfinite(distance)
-    return np.where(usable, distance / np.where(usable, eyes, 1.0), np.inf)
+    return _over_eye_distance(np.linalg.norm(plain - mirrored, axis=-1).mean(axis=1), 0.5 * (plain + mirrored))
 
 
 def frame_spread(reads) -> np.ndarray:
@@ -74,10 +78,7 @@ def frame_spread(reads) -> np.ndarray:
     if reads.ndim != 4 or reads.shape[0] < 2 or reads.shape[2:] != (68, 2):
         raise ValueError(f"confidence: expected the reads of J >= 2 frames, shape (J, N, 68, 2), got {reads.shape}")
     average = reads.mean(axis=0)
-    eyes = np.linalg.norm(average[:, 36] - average[:, 45], axis=-1)
-    distance = np.linalg.norm(reads - average, axis=-1).mean(axis=(0, 2))
-    usable = (eyes >= MIN_EYE_DISTANCE) & np.isfinite(distance)
-    return np.where(usable, distance / np.where(usable, eyes, 1.0), np.inf)
+    return _over_eye_distance(np.linalg.norm(reads - average, axis=-1).mean(axis=(0, 2)), average)
 
 
 def signal_of(prediction, signal: str) -> np.ndarray | None:
@@ -101,9 +102,9 @@ def confidence_from_disagreement(disagreement, calibration: tuple[float, float])
 
 
 def face_confidence(plain, mirrored, calibration: tuple[float, float]) -> np.ndarray:
-    """The hook the pipeline calls: the plain and the mirrored pass ``(N, 68, 2)`` (the mirrored one
-    already mapped back: point i is the face's point i) and the network's ``calibration`` ``(a, b)`` ->
-    ``(N,)`` confidences in [0, 1]."""
+    """The flip signal's confidences: the plain and the mirrored pass ``(N, 68, 2)`` (the mirrored one already
+    mapped back: point i is the face's point i) and the network's ``calibration`` ``(a, b)`` for that signal ->
+    ``(N,)`` confidences in [0, 1] (the pipeline calls :func:`prediction_confidence`, which picks the signal)."""
     return confidence_from_disagreement(flip_disagreement(plain, mirrored), calibration)
 
 
