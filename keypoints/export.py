@@ -48,8 +48,9 @@ METADATA_FIELDS = {
                      " upright: also level the eyes (points 36-41, 42-47)",
     "test_frames": "frames [shift_x, shift_y, zoom, degrees] around the canonical one that the last refinement"
                    " pass reads and averages ([]: the canonical frame only)",
-    "flip_test": "average each read with the mirrored crop's (its points mirrored back: x -> S - 1 - x, then"
-                 " reordered by flip_permutation)",
+    "flip_test": "average each read with the mirrored face's, its points mirrored back the same way and reordered"
+                 " by flip_permutation (the first read: the crop flipped, x -> S - 1 - x; a refinement read:"
+                 " mirrored about the canonical centroid, x -> 2 c S - x with c = point_framing.centroid[0])",
     "flip_permutation": "point i of a mirrored face is point flip_permutation[i] of the face (the iBUG one for 68"
                         " points); null for a model whose points have no mirror (then flip_test is false)",
     "checkpoint": "the checkpoint file the network came from",
