@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .framing import PointFraming
+from .framing import PointFraming, reads_test_frames
 from .geometry import MAX_POINTS, NUM_KEYPOINTS, checked_flip_permutation, default_flip_permutation
 
 ARCHITECTURES = ("naimishnet",)
@@ -112,7 +112,7 @@ def validate_meta(meta: Any, where: str = "checkpoint") -> dict:
     if signal not in CONFIDENCE_SIGNALS:
         raise CheckpointError(f"{where}: meta.confidence_signal must be one of {', '.join(CONFIDENCE_SIGNALS)},"
                               f" got {signal!r}")
-    if calibration is not None and signal == "test_frames" and not (frames and int(passes) >= 1):
+    if calibration is not None and signal == "test_frames" and not reads_test_frames(frames, passes):
         raise CheckpointError(f"{where}: meta.confidence_signal is test_frames, but the model reads no test frames"
                               f" (meta.test_frames {frames!r}, meta.refine_passes {passes!r})")
     closeup = meta["closeup"]

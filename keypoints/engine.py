@@ -5,8 +5,8 @@ tinynet runs every op either by a Numba kernel or by its plain NumPy reference
 importing Numba and loading the cached kernels costs 0.6 to 0.9 s, and on a machine whose kernel cache is
 empty (the first run after ``pip install``) compiling them costs about 4-5 s (``predict`` of the portrait,
 ``benchmarks/bench_start.py``: 5.6-6.9 s cold against 1.7-2.0 s warm; ``python -m tinynet.compile`` compiles them
-ahead, on both cores). A few photos are answered sooner without them. The rule, for ``--engine auto`` (the default of ``predict``, ``filter``, ``video``,
-``align`` and ``show-maps``):
+ahead, on both cores). A few photos are answered sooner without them. The rule, for ``--engine auto`` (the
+default of ``predict``, ``filter``, ``video``, ``align`` and ``show-maps``):
 
 - ``numpy`` for at most ``AUTO_NUMPY_MAX_PHOTOS`` photos (a single photo for ``filter`` and ``show-maps``);
 - ``numba`` for more photos, for a video, and always for training and evaluation (which do not ask).
@@ -33,9 +33,9 @@ ENGINES = ("auto", "numpy", "numba")
 #: on the kernels, 102-111 ms in NumPy, so the kernels save 20-30 ms per photo; their fixed cost in a fresh
 #: process was 0.56-0.74 s warm (import Numba, load the cached kernels) and about 18 s with an empty cache when
 #: this was measured; 4-5 s since the kernels are compiled once each, without ``prange`` (``predict`` of the
-#: portrait, cold, 5.6-6.9 s against 1.7-2.0 s warm). They pay off after some 20-35 photos warm and a few hundred cold: 32 keeps a warm run of
-#: up to 32 photos within a few tenths of a second of the kernels and spares a first run of a few photos the
-#: compilation.
+#: portrait, cold, 5.6-6.9 s against 1.7-2.0 s warm). They pay off after some 20-35 photos warm and a few hundred
+#: cold: 32 keeps a warm run of up to 32 photos within a few tenths of a second of the kernels and spares a first
+#: run of a few photos the compilation.
 AUTO_NUMPY_MAX_PHOTOS = 32
 
 

@@ -168,6 +168,12 @@ def mirror_frame(size: int, framing: PointFraming) -> np.ndarray:
     return np.array([[-1.0, 0.0, axis], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
+def reads_test_frames(test_frames, refine_passes: int) -> bool:
+    """Whether a predictor with these settings reads test frames: they are read in the last refinement pass,
+    so only with at least one."""
+    return bool(test_frames) and int(refine_passes) >= 1
+
+
 #: A test frame is ``(shift_x, shift_y, zoom, degrees)`` as in :func:`frame_matrix`; these bounds keep it
 #: within a few times the jitter the refinement pass is trained on (frame_shift 0.02, frame_zoom 0.05,
 #: degrees 15 in the default recipe).

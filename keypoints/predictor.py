@@ -25,7 +25,7 @@ import tinynet
 
 from .checkpoint import flip_permutation_of
 from .framing import (DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, mirror_frame,
-                      warp_crop)
+                      reads_test_frames, warp_crop)
 from .models import NaimishNet
 from .geometry import (
     NUM_KEYPOINTS,
@@ -156,7 +156,7 @@ class Predictor:
                     " fits one on its validation faces)")
         if self.confidence_signal == "flip":
             return None if self.flip else "it comes from the flip disagreement, and these settings read no mirror images"
-        if not (self.test_frames and self.refine_passes >= 1):
+        if not reads_test_frames(self.test_frames, self.refine_passes):
             return "it comes from the spread of the last pass's test frames, and these settings read none"
         if self.test_frames != checked_test_frames(meta.get("test_frames")) or self.flip != bool(meta.get("flip_test")):
             return ("it was calibrated on the spread of the model's own test frames, read with its own flip averaging,"

@@ -39,7 +39,7 @@ from .data import ensure_data, open_split, prepare_faces
 from .data.pts import flip_permutation_for
 from .loader import DataLoader
 from .recipes import Recipe, build_loss, build_optimizer, recipe_from_dict, validation_split
-from .framing import measure_point_framing
+from .framing import measure_point_framing, reads_test_frames
 from .models import naimishnet
 from .geometry import NUM_KEYPOINTS, denormalize_keypoints
 from .metrics import INTEROCULAR, nme_normalization
@@ -356,7 +356,7 @@ def train(
         add_closeup_stages(best_path, train_set, indices[train_index], indices[val_index], recipe, log)
     train_seconds = time.perf_counter() - train_started
     # the confidence compares several reads of a face: the last pass's test frames, or flip averaging
-    several_reads = recipe.flip_test or (bool(recipe.test_frames) and recipe.refine_passes >= 1)
+    several_reads = recipe.flip_test or reads_test_frames(recipe.test_frames, recipe.refine_passes)
     if several_reads and val_faces is not None and not interrupted and num_points != NUM_KEYPOINTS:
         log(f"no confidence calibration: the confidence reads the eye corners of the {NUM_KEYPOINTS} iBUG points")
     elif several_reads and val_faces is not None and not interrupted:

@@ -22,16 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def _default_threads() -> int:
     setting = os.environ.get("TINYNET_NUM_THREADS", "").strip()
     if setting:
         if not setting.isdigit() or int(setting) < 1:
             raise ValueError(f"TINYNET_NUM_THREADS: expected a positive integer, got {setting!r}")
         return int(setting)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return available_cores()
 
 
 _state: dict = {"threads": _default_threads(), "pool": None}

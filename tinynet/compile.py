@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._threads import available_cores
 from .backends import numba as numba_backend
 
 #: (kernel module, kernel, argument types) for every kernel call of a float32 training step, first use first: a
@@ -116,7 +117,7 @@ def start_background(report: bool = False) -> subprocess.Popen | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     parser = argparse.ArgumentParser(prog="python -m tinynet.compile", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=cores,
                         help=f"processes compiling at once (default: the cores, {cores})")

@@ -47,6 +47,7 @@ from typing import Iterable, Iterator, NamedTuple
 import cv2
 
 import tinynet
+from tinynet._threads import available_cores  # the cores this process may run on
 
 from ..image import DEFAULT_MAX_PIXELS
 
@@ -195,14 +196,6 @@ def cached_predictor(model: str | None, flip: bool | None, speed: str = "accurat
     if key not in _PREDICTORS:
         _PREDICTORS[key] = load_model(model, flip, speed)
     return _PREDICTORS[key]
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 #: ``workers="auto"`` starts one process per core for more than this many photos, and reads fewer in this

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..checkpoint_meta import CONFIDENCE_SIGNALS
+from ..framing import reads_test_frames
 
 #: below this eye distance (pixels) the points have collapsed and the face gets confidence 0
 MIN_EYE_DISTANCE = 1.0
@@ -154,7 +155,7 @@ class Calibration(NamedTuple):
 def predictor_signal(predictor) -> str | None:
     """The signal a predictor's reads give (:data:`SIGNALS`): the test frames when its last refinement pass
     reads them, else the flip disagreement with flip averaging, else None (a single read: no confidence)."""
-    if predictor.test_frames and predictor.refine_passes >= 1:
+    if reads_test_frames(predictor.test_frames, predictor.refine_passes):
         return "test_frames"
     return "flip" if predictor.flip else None
 

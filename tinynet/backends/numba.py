@@ -14,8 +14,8 @@ Enabled (the default), the kernels run: the fastest engine for training and larg
 first kernel a process calls costs 0.6 to 0.9 s (``import numba`` and Numba's start-up), and on a
 machine whose kernel cache is empty the first run compiles those it calls (a training step's 14 take
 about 8-13 s). Disabled, each op runs its ``*_reference`` function (the plain NumPy code beside it in
-``tinynet.functional``, which the tests compare the kernels against), forward and backward, and Numba is never imported: a few faces
-are answered in a fraction of a second, training works but is several times slower.
+``tinynet.functional``, which the tests compare the kernels against), forward and backward, and Numba is never
+imported: a few faces are answered in a fraction of a second, training works but is several times slower.
 
 The environment variable ``TINYNET_NUMBA`` (``1`` or ``0``) sets the default of a process. This
 module imports neither Numba nor the kernels; ``report_compilation`` only records its stream until
