@@ -6,7 +6,10 @@ What is measured (batch 64, float32, every core in use):
 
 - training step: forward, MSE loss, backward, Adam step, on random images and targets; images/s from
   the median step time, after warm-up steps (which also compile the Numba kernels);
-- inference images/s at batch 64 and the latency of one face (batch 1), eval mode, no gradients;
+- inference images/s at batch 64 and the latency of one face (batch 1), eval mode, no gradients, in a process
+  that has not trained, as ``python -m keypoints predict`` and ``evaluate`` run (after a training product
+  tinynet keeps NumPy's BLAS on one thread and shares products out over its own threads, ``tinynet.blas``: in
+  the process that had just trained, one face took 10.6 ms against 9.7 for PyTorch, a figure no predict user meets);
 - these three speeds are measured ``--rounds`` times per framework, each time in a fresh process, the
   frameworks taking turns (tinynet, PyTorch, tinynet, PyTorch, ...), and each figure is the median
   over the rounds: the machines here drift by +-30 % within a minute, and taking turns spreads the
@@ -200,23 +203,33 @@ def _alternating(functions: dict, repeat: int, warmup: int = WARMUP) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def worker_speed(frameworks: list[str], size: int, batch: int, twins: str | None, train_only: bool = False) -> dict:
+def worker_speed(frameworks: list[str], size: int, batch: int, twins: str | None, train_only: bool = False,
+                 infer_only: bool = False) -> dict:
     """Training, inference and one-face speed of each framework (in turn when several share a process);
-    ``train_only``: the training speed alone (what ``--load`` measures)."""
+    ``train_only``: the training speed alone (what ``--load`` measures); ``infer_only``: the inference speeds
+    alone, in a process that trains nothing (the rounds measure them so)."""
     if "tinynet" in frameworks:
         import tinynet  # noqa: F401  (first: it configures the thread pools before NumPy loads)
 
     images, targets = _data(size, batch)
     repeats = REPEATS[size]
-    steps = {fw: _train_step(fw, size, images, targets, twins) for fw in frameworks}
-    train = _alternating(steps, repeats["train"])
-    del steps
-    result = {"imports_tinynet": _imports_tinynet()}
-    for fw in frameworks:
-        prefix = "" if fw == "tinynet" else "torch_"
-        result.update({prefix + "train_img_per_s": batch / train[fw], prefix + "train_step_ms": 1000 * train[fw]})
-    if train_only:
-        return result
+    result = {}
+    if not infer_only:
+        steps = {fw: _train_step(fw, size, images, targets, twins) for fw in frameworks}
+        train = _alternating(steps, repeats["train"])
+        del steps
+        for fw in frameworks:
+            prefix = "" if fw == "tinynet" else "torch_"
+            result.update({prefix + "train_img_per_s": batch / train[fw], prefix + "train_step_ms": 1000 * train[fw]})
+    if not train_only:
+        result.update(_inference_speeds(frameworks, size, images, twins, repeats))
+    result["imports_tinynet"] = _imports_tinynet()  # last: after everything the worker ran
+    return result
+
+
+def _inference_speeds(frameworks: list[str], size: int, images, twins: str | None, repeats: dict) -> dict:
+    """Inference images/s at ``len(images)`` and the one-face latency of each framework, taking turns."""
+    result = {}
     predictors = {fw: _predict(fw, size, images, twins) for fw in frameworks}
     big = {fw: (lambda run=run, x=feed(images): run(x)) for fw, (run, feed) in predictors.items()}
     one = images[:1].copy()
@@ -225,7 +238,7 @@ def worker_speed(frameworks: list[str], size: int, batch: int, twins: str | None
     latency = _alternating(small, repeats["latency"], warmup=5)
     for fw in frameworks:
         prefix = "" if fw == "tinynet" else "torch_"
-        result.update({prefix + "infer_img_per_s": batch / infer[fw], prefix + "latency_ms": 1000 * latency[fw]})
+        result.update({prefix + "infer_img_per_s": len(images) / infer[fw], prefix + "latency_ms": 1000 * latency[fw]})
     return result
 
 
@@ -274,10 +287,11 @@ def forward_flops(size: int) -> int:
 
 
 def run_worker(job: str, framework: str, size: int, batch: int, env: dict | None = None, twins: Path | None = None,
-               train_only: bool = False) -> dict:
+               train_only: bool = False, infer_only: bool = False) -> dict:
     command = [sys.executable, __file__, "--worker", job, "--framework", framework, "--net", str(size), "--batch", str(batch)]
     command += ["--twins", str(twins)] if twins is not None else []
     command += ["--train-only"] if train_only else []
+    command += ["--infer-only"] if infer_only else []
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"bench_train: the {framework} {job} worker failed:\n{done.stderr}")
@@ -310,6 +324,7 @@ def main() -> None:
     parser.add_argument("--framework", default="tinynet", help=argparse.SUPPRESS)  # speed: "tinynet,torch"
     parser.add_argument("--twins", help=argparse.SUPPRESS)  # PyTorch's nets as files (write_twins)
     parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--infer-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load is not None and args.load < 1:
         parser.error(f"--load: expected a positive number of threads, got {args.load}")
@@ -318,7 +333,8 @@ def main() -> None:
         if args.worker == "train":
             result = worker_train(args.framework, args.net, args.batch, args.twins)
         elif args.worker == "speed":
-            result = worker_speed(args.framework.split(","), args.net, args.batch, args.twins, args.train_only)
+            result = worker_speed(args.framework.split(","), args.net, args.batch, args.twins, args.train_only,
+                                  args.infer_only)
         elif args.worker == "peak":
             result = worker_peak()
         else:
@@ -340,7 +356,9 @@ def main() -> None:
     # --load, each round also measures training beside the competing job, started for that round's turns
     rounds, loaded = [], []
     for _ in range(args.rounds):
-        rounds.append({fw: run_worker("speed", fw, size, batch, twins=twins) for fw in frameworks})
+        # training, then inference in a fresh process that trained nothing, as a predict user runs it
+        rounds.append({fw: {**run_worker("speed", fw, size, batch, twins=twins, train_only=True),
+                            **run_worker("speed", fw, size, batch, twins=twins, infer_only=True)} for fw in frameworks})
         if args.load:
             with CompetingLoad(args.load) as load:
                 loaded.append({fw: run_worker("speed", fw, size, batch, twins=twins, train_only=True) for fw in frameworks})

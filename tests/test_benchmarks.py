@@ -153,3 +153,13 @@ def test_the_competing_load_runs_while_the_block_runs_and_reports_its_rate():
     assert process.poll() is not None and load.gflops is not None and load.gflops > 0
     with pytest.raises(ValueError, match="positive integer"):
         CompetingLoad(threads=0)
+
+
+def test_the_inference_figures_come_from_a_process_that_trained_nothing():
+    """bench_train's rounds time inference in a worker of its own (``--infer-only``), as ``predict`` runs: it
+    gives the inference figures and no training figure, and a worker that trains is a separate one."""
+    inference = bench_train.run_worker("speed", "tinynet", 96, 2, infer_only=True)
+    assert set(inference) == {"infer_img_per_s", "latency_ms"}
+    assert all(value > 0 for value in inference.values())
+    training = bench_train.run_worker("speed", "tinynet", 96, 2, train_only=True)
+    assert set(training) == {"train_img_per_s", "train_step_ms"}
