@@ -150,3 +150,28 @@ def test_inference_keeps_numpys_product_until_training_has_pinned_blas(threads, 
         inference = blas.matmul(a, b)
     assert runs == [blas.PIECES, blas.PIECES]
     np.testing.assert_array_equal(inference, blas.matmul(a, b))  # the same pieces: the training product's bits
+
+
+def test_whole_products_give_inference_numpys_product_after_training(threads, monkeypatch):
+    """Inside ``whole_products`` an inference product is NumPy's own even after training pinned BLAS (the bits of a
+    process that never trained: keypoints.batch's workers and its calling process write the same bytes); a
+    training product inside it still runs in pieces, and the context ends as it began."""
+    import tinynet
+
+    threads(2)
+    monkeypatch.setitem(blas._state, "pinned", True)
+    runs = []
+    run = blas._run
+    monkeypatch.setattr(blas, "_run", lambda pieces: runs.append(len(pieces)) or run(pieces))
+    rng = np.random.default_rng(0)
+    row, weight = rng.random((1, 6400), dtype=np.float32), rng.random((1000, 6400), dtype=np.float32)
+    with blas.whole_products():
+        with tinynet.no_grad():
+            whole = blas.matmul(row, weight.T)
+        assert runs == []
+        blas.matmul(row, weight.T)  # gradients recorded: training's pieces
+        assert len(runs) == 1
+    np.testing.assert_array_equal(whole, np.matmul(row, weight.T))
+    with tinynet.no_grad():
+        blas.matmul(row, weight.T)
+    assert len(runs) == 2 and blas._state["whole"] == 0

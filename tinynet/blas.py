@@ -27,7 +27,8 @@ Only while gradients are recorded (training), or once training has run in the pr
 (inference) a product is NumPy's, on BLAS's own threads: there, with the batches of 2-8 faces ``predict`` reads, the
 pieces were 10-25 % slower (waking a thread costs about what such a piece saves), and an inference job seldom shares
 its cores for long. But after the first training product (below) BLAS stays on one thread, and inference in that
-process (validation between epochs, the evaluation at the end) takes the pieces as training does.
+process (validation between epochs, the evaluation at the end) takes the pieces as training does, except
+inside ``whole_products()`` (the bits of a process that never trained).
 
 While training, results depend neither on how busy the machine is, nor on the thread count, nor on BLAS's own thread
 setting: the pieces are fixed by the shapes alone (the threads only share them out), and each piece is one
@@ -43,6 +44,7 @@ threads.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -70,7 +72,8 @@ IMAGES_PER_SUM = 8
 
 # pinned: tinynet has put NumPy's BLAS on one thread (at the first training product), so from then on every large
 # product, also under no_grad (validation between epochs, the evaluation after training), runs in pieces
-_state: dict = {"blas": None, "pinned": False}
+# whole: how many whole_products() contexts are open (inference products then NumPy's own, pinned or not)
+_state: dict = {"blas": None, "pinned": False, "whole": 0}
 
 
 def _blas() -> list:
@@ -130,7 +133,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
-    if not is_grad_enabled() and not _state["pinned"]:
+    if not is_grad_enabled() and (not _state["pinned"] or _state["whole"]):
         # inference (predict's batches of 2-8 faces): NumPy's product on BLAS's own threads, untouched. In
         # pieces, its products of a few faces ran 10-25 % slower (waking a thread costs more than such a
         # piece saves), and inference rarely shares its machine for long. Once training has put BLAS on one
@@ -157,6 +160,21 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         parts = [(a, b[..., :, s], out[..., :, s]) for s in _slices(n, min(PIECES, n))]
     _run([(_one_product, *part) for part in parts])
     return out
+
+
+@contextlib.contextmanager
+def whole_products():
+    """Within: every product under ``no_grad`` is NumPy's own, whole, also after training has pinned BLAS to one
+    thread, so inference gives the bits of a process that never trained. The pieces split a one-row product by
+    columns, and a column split of a BLAS product can round otherwise (seen on AVX2 OpenBLAS: a record of
+    ``keypoints.batch`` differed in its last printed digit between a worker process and the process that had
+    trained before). ``keypoints.batch`` reads its photos so: its worker processes and the calling process
+    then write the same bytes."""
+    _state["whole"] += 1
+    try:
+        yield
+    finally:
+        _state["whole"] -= 1
 
 
 def _sum_range(lefts: np.ndarray, rights: np.ndarray, images: slice, total: np.ndarray) -> None:

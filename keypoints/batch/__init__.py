@@ -17,7 +17,8 @@
 Threads. Every process runs OpenCV (detection), Numba kernels and OpenBLAS (the network's products).
 OpenBLAS's results depend on its thread count (it splits a product's rows between its threads, and rows at a
 split take another kernel: a two-face photo's points moved by up to 0.006 px between 1 and 2 threads), so
-:func:`predict_photo` runs the network on *one* OpenBLAS thread in every process (:func:`one_blas_thread`):
+:func:`predict_photo` runs the network on *one* OpenBLAS thread in every process, each product whole even
+in a process that trained before (:func:`one_blas_thread`):
 the records of ``--workers N`` and of a Dask cluster are those of ``--workers 1``, to the byte. The price
 is in one process: the reads of a photo are small products (batches of 2 to 8 crops), and one thread gave
 10.3 photos/s against 12.2 on the first 200 test photos (2 cores), as fast or faster on the 512-pixel portraits;
@@ -37,6 +38,7 @@ run never imports Numba.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -235,14 +237,17 @@ def limit_threads(threads: int) -> None:
 _BLAS_CONTROLLER: list = []  # threadpoolctl's view of this process's thread pools, found once
 
 
+@contextlib.contextmanager
 def one_blas_thread():
     """A context in which this process's OpenBLAS (any BLAS) uses one thread (``threadpoolctl``; the
-    previous count comes back at its end): why, in this module's docstring."""
+    previous count comes back at its end) and tinynet's products run whole (``tinynet.blas.whole_products``,
+    also in a process that trained before): why, in this module's docstring."""
     if not _BLAS_CONTROLLER:
         from threadpoolctl import ThreadpoolController
 
         _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
+    with _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas"), tinynet.blas.whole_products():
+        yield
 
 
 # ----------------------------------------------------------------------------------------------------
