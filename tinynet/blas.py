@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -74,6 +75,7 @@ IMAGES_PER_SUM = 8
 # product, also under no_grad (validation between epochs, the evaluation after training), runs in pieces
 # whole: how many whole_products() contexts are open (inference products then NumPy's own, pinned or not)
 _state: dict = {"blas": None, "pinned": False, "whole": 0}
+_whole_lock = threading.Lock()
 
 
 def _blas() -> list:
@@ -170,11 +172,13 @@ def whole_products():
     ``keypoints.batch`` differed in its last printed digit between a worker process and the process that had
     trained before). ``keypoints.batch`` reads its photos so: its worker processes and the calling process
     then write the same bytes."""
-    _state["whole"] += 1
+    with _whole_lock:  # several threads may open the context (a count, not a flag, so nested contexts work)
+        _state["whole"] += 1
     try:
         yield
     finally:
-        _state["whole"] -= 1
+        with _whole_lock:
+            _state["whole"] -= 1
 
 
 def _sum_range(lefts: np.ndarray, rights: np.ndarray, images: slice, total: np.ndarray) -> None:
