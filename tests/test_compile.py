@@ -64,6 +64,19 @@ def test_the_list_is_what_a_training_step_calls_in_the_order_it_first_calls_them
     assert tinynet.compile.start_background() is None
 
 
+def test_the_inference_list_is_what_a_fast_predictor_calls_beyond_a_training_step(monkeypatch):
+    from keypoints.predictor import load_predictor
+    from keypoints.wild.faces import predict_faces
+
+    predictor = load_predictor(speed="fast")  # int8 Linear layers in the face and close-up networks
+    calls = _launches(monkeypatch)
+    photo = np.random.default_rng(0).integers(0, 256, (120, 100), dtype=np.uint8)
+    predict_faces(predictor, photo, boxes=np.array([[10, 10, 80, 80]]))
+    trained = {(name, tuple(normalize_signature(f"({types})")[0])) for _, name, types in tinynet.compile.TRAINING_STEP}
+    beyond = list(dict.fromkeys(call for call in calls if call not in trained))
+    assert beyond == [(name, tuple(normalize_signature(f"({types})")[0])) for _, name, types in tinynet.compile.INFERENCE]
+
+
 def test_nothing_starts_when_the_kernels_are_off():
     with tinynet.backends.numba.flags(enabled=False):
         assert tinynet.compile.start_background() is None
@@ -85,12 +98,13 @@ def test_on_an_empty_cache_the_background_half_and_the_command_leave_a_training_
     half = len(tinynet.compile.TRAINING_STEP) // 2
     names = [name for _, name, _ in tinynet.compile.TRAINING_STEP]
     assert cached() == set(names[half:])
-    # 2. the command: the rest, in two processes
+    # 2. the command: the rest, and the kernels of inference beyond a training step's, in two processes
     done = subprocess.run([sys.executable, "-m", "tinynet.compile", "--jobs", "2"], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert f"{len(names)} kernels compiled or found in the cache" in done.stderr
-    assert cached() == set(names)
+    everything = names + [name for _, name, _ in tinynet.compile.INFERENCE]
+    assert f"{len(everything)} kernels compiled or found in the cache" in done.stderr
+    assert cached() == set(everything)
     # 3. a training step then loads every kernel from the cache: Numba compiles none of tinynet's
     done = run(STEP)
     assert done.returncode == 0, done.stderr

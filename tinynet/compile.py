@@ -1,6 +1,7 @@
 """Compile tinynet's Numba kernels before their first use, on several cores.
 
-    python -m tinynet.compile              # once after installing: every kernel a float32 training step calls
+    python -m tinynet.compile              # once after installing: every kernel a float32 training step calls,
+                                           # and those of predict --speed fast
     python -m tinynet.compile --jobs 1     # in this process only
 
 Those include every kernel ``python -m keypoints predict --engine numba`` calls (after the command, a first
@@ -71,6 +72,16 @@ TRAINING_STEP: list[tuple[str, str, str]] = [
      " float64, float64, float64, float64, int64, int64"),
 ]
 
+#: the kernels inference calls beyond a training step's: the int8 Linear layers of ``predict --speed fast``
+#: (``tinynet.nn.quantize_int8``). ``tests/test_compile.py`` checks that a fast predictor calls exactly these.
+INFERENCE: list[tuple[str, str, str]] = [
+    ("int8_linear", "int8_linear_forward_kernel",
+     "float32[:, ::1], int8[:, ::1], float32[::1], float32[::1], float32[:, ::1], int64, int64"),
+]
+
+#: what ``python -m tinynet.compile`` compiles
+ALL = TRAINING_STEP + INFERENCE
+
 
 def _dispatcher(module: str, name: str):
     """The compiled kernel (Numba's dispatcher) behind ``tinynet.kernels.<module>.<name>``."""
@@ -135,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.part:
         part, parts = (int(v) for v in args.part.split("/"))
-        compile_kernels(TRAINING_STEP[part::parts])
+        compile_kernels(ALL[part::parts])
         return 0
     start = time.perf_counter()
     flags = ["--report"] if args.report else []
     children = [_start(["--part", f"{k}/{args.jobs}"] + flags, quiet=False) for k in range(1, args.jobs)]
-    compile_kernels(TRAINING_STEP[0::args.jobs])
+    compile_kernels(ALL[0::args.jobs])
     failed = sum(child.wait() != 0 for child in children)
-    print(f"tinynet: {len(TRAINING_STEP)} kernels compiled or found in the cache in {time.perf_counter() - start:.1f} s"
+    print(f"tinynet: {len(ALL)} kernels compiled or found in the cache in {time.perf_counter() - start:.1f} s"
           f" ({args.jobs} process{'es' if args.jobs > 1 else ''})", file=sys.stderr)
     return 1 if failed else 0
 

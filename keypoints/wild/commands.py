@@ -64,8 +64,9 @@ def add_common_options(parser: argparse.ArgumentParser, detector: bool = True, p
     if detector:
         parser.add_argument("--speed", choices=SPEEDS, default="accurate",
                             help="fast: two reads of each face instead of twelve, no flip averaging or test frames"
-                                 " (so no confidence), the close-up stages once, and the detector --detector"
-                                 f" {FAST_DETECTOR}; about 2.5x faster, a little less accurate (default %(default)s)")
+                                 " (so no confidence), the close-up stages once, int8 weights in the Linear layers,"
+                                 f" and the detector --detector {FAST_DETECTOR}; about 3x faster, a little less"
+                                 " accurate (default %(default)s)")
         parser.add_argument("--detector", choices=sorted(DETECTORS),
                             help=f"face detector (default {DEFAULT_DETECTOR}; {FAST_DETECTOR} with --speed fast)")
         parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,

@@ -25,6 +25,7 @@ from .batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .dropout import DropoutCache, dropout_backward, dropout_forward
 from .fused import BatchNormReLUMaxPoolCache, batchnorm_relu_maxpool2d_backward, batchnorm_relu_maxpool2d_forward
+from .int8_linear import int8_linear_forward, quantize_rows
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import (
     CrossEntropyCache,

@@ -9,6 +9,7 @@ reference that stands beside that function.
 ``batchnorm.py``           batch-norm statistics, normalisation, backward (``functional.batchnorm``)
 ``fused.py``               BatchNorm2d -> ReLU -> MaxPool2d(2, 2) in one pass (``functional.fused``)
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
+``int8_linear.py``         the product of a Linear layer with int8 weights (``functional.int8_linear``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
 =========================  ====================================================================
 
@@ -19,7 +20,7 @@ never loads them.
 """
 import importlib
 
-_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "maxpool")
+_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool")
 
 
 def __getattr__(name: str):

@@ -5,6 +5,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .fused import BatchNormReLUMaxPool2d, fuse
+from .int8_linear import Int8Linear, quantize_int8
 from .linear import Linear
 from .loss import CrossEntropyLoss, L1Loss, MSELoss, SmoothL1Loss, WingLoss
 from .module import IncompatibleKeys, Module
@@ -14,6 +15,7 @@ from .pooling import MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Identity", "IncompatibleKeys", "fuse", "BatchNormReLUMaxPool2d",
+    "quantize_int8", "Int8Linear",
     "Conv2d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
     "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "SmoothL1Loss", "WingLoss", "CrossEntropyLoss",
