@@ -234,6 +234,7 @@ def describe_reads(metrics: dict) -> str:
     if metrics["refine_passes"] and metrics["test_frames"]:
         how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
     how += [f"close-up {name} x{passes}" for name, passes in metrics["closeup"].items()]
+    how += ["int8 Linear layers"] if metrics.get("int8_linears") else []
     return ", ".join(how)
 
 

@@ -39,6 +39,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: str | Path, limit: int | 
     metrics["test_frames"] = [list(frame) for frame in predictor.test_frames]  # read in the last pass
     metrics["input_size"] = predictor.input_size
     metrics["closeup"] = predictor.closeup_reads()  # region -> reads
+    metrics["int8_linears"] = predictor.int8_linears
     return metrics
 
 

@@ -94,6 +94,14 @@ def test_evaluate_text_and_flip_flag(data_and_checkpoint, capsys):
     assert out.startswith(f"{checkpoint}: NME ") and "of 2 faces" in out and out.endswith("(flip-averaged)")
 
 
+def test_evaluate_speed_fast_says_it_reads_with_int8_linear_layers(data_and_checkpoint, capsys):
+    root, checkpoint = data_and_checkpoint
+    assert main(["evaluate", str(checkpoint), "--data", str(root), "--speed", "fast", "--limit", "2"]) == 0
+    assert capsys.readouterr().out.strip().endswith("(int8 Linear layers)")
+    assert main(["evaluate", str(checkpoint), "--data", str(root), "--limit", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["int8_linears"] is False
+
+
 # ---------------------------------------------------------------------------------------------------
 # the training script's options
 # ---------------------------------------------------------------------------------------------------
