@@ -41,7 +41,7 @@ def test_quantize_rows_refuses_what_int8_cannot_hold():
 @settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 9), features=st.integers(1, 70), outputs=st.integers(1, 40), with_bias=st.booleans(),
        double=st.booleans(), seed=st.integers(0, 2**16))
-def test_kernel_matches_the_reference_and_float64_math(rows, features, outputs, with_bias, double, seed):
+def test_int8_kernel_matches_the_reference_and_float64_math(rows, features, outputs, with_bias, double, seed):
     rng = np.random.default_rng(seed)
     dtype = np.float64 if double else np.float32
     x = rng.standard_normal((rows, features)).astype(dtype)

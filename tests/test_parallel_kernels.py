@@ -24,7 +24,7 @@ PROPERTY_TESTS = [
     (test_fast_kernels, "test_fused_bn_relu_maxpool_matches_the_three_layers"),
     (test_fast_kernels, "test_adam_kernel_matches_reference"),
     (test_conv_pool, "test_conv_fast_matches_reference"),
-    (test_int8_linear, "test_kernel_matches_the_reference_and_float64_math"),
+    (test_int8_linear, "test_int8_kernel_matches_the_reference_and_float64_math"),
 ]
 
 
