@@ -333,8 +333,11 @@ class Predictor:
 
 
 def _runnable(model, int8_linears: bool):
-    """``model`` in eval mode; with ``int8_linears`` a copy of it whose Linear layers hold int8 weights."""
-    return tinynet.nn.quantize_int8(copy.deepcopy(model)).eval() if int8_linears else model.eval()
+    """``model`` in eval mode; with ``int8_linears`` and float Linear layers in it, a copy of it whose Linear layers
+    hold int8 weights (the caller's model stays float; ``load_predictor`` quantises the model it built itself)."""
+    if int8_linears and any(isinstance(module, tinynet.nn.Linear) for module in model.modules()):
+        return tinynet.nn.quantize_int8(copy.deepcopy(model)).eval()
+    return model.eval()
 
 
 def _checked_image(index: int, image) -> np.ndarray:
@@ -396,4 +399,8 @@ def load_predictor(
     given = {"flip": flip, "refine_passes": refine_passes, "test_frames": test_frames, "closeup_passes": closeup_passes,
              "int8_linears": int8_linears}
     settings = {**speed_settings(speed, checkpoint["meta"]), **{k: v for k, v in given.items() if v is not None}}
-    return Predictor(model, checkpoint["meta"], closeup_models=checkpoint.get("closeup_models"), **settings)
+    closeup_models = checkpoint.get("closeup_models") or {}
+    if settings.get("int8_linears"):  # the models built here are nobody else's: quantised in place, not copied
+        model = tinynet.nn.quantize_int8(model)
+        closeup_models = {name: tinynet.nn.quantize_int8(net) for name, net in closeup_models.items()}
+    return Predictor(model, checkpoint["meta"], closeup_models=closeup_models, **settings)

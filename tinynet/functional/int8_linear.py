@@ -34,8 +34,10 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("quantize_rows: the weight has NaN or infinite values, which int8 cannot represent")
     largest = np.abs(weight).max(axis=1) if weight.shape[1] else np.zeros(weight.shape[0], weight.dtype)
     scale = np.where(largest > 0, largest / 127, 1).astype(weight.dtype)
-    q = np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale
+    steps = weight / scale[:, None]  # in [-127, 127] up to rounding: the row's largest magnitude is 127 steps
+    np.rint(steps, out=steps)
+    np.clip(steps, -127, 127, out=steps)
+    return steps.astype(np.int8), scale
 
 
 def _check_arguments(x, weight: np.ndarray, scale: np.ndarray, bias: np.ndarray | None) -> None:
