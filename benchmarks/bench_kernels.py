@@ -58,12 +58,6 @@ def rows(batch: int, rng: np.random.Generator):
            lambda: conv.conv2d_forward_reference(x, w, b), lambda: conv.conv2d_forward(x, w, b))
     yield ("conv2d backward", "offset loop of matmuls / im2col + BLAS", x.shape,
            lambda: conv.conv2d_backward_reference(dout, x, w, True), lambda: conv.conv2d_backward(dout, cache))
-    kept_out, kept = conv.conv2d_forward(x, w, b, keep_columns=True)
-    old_budget, conv.KEEP_COLUMNS_BYTES = conv.KEEP_COLUMNS_BYTES, 2**31
-    kept_out, kept = conv.conv2d_forward(x, w, b, keep_columns=True)
-    conv.KEEP_COLUMNS_BYTES = old_budget
-    yield ("conv2d backward", "columns recomputed / kept from forward", x.shape,
-           lambda: conv.conv2d_backward(dout, cache), lambda: conv.conv2d_backward(dout, kept))
 
     # conv1: one input channel, 4x4 on 96x96
     x1, w1, b1 = rand(batch, 1, 96, 96), rand(32, 1, 4, 4), rand(32)

@@ -77,15 +77,29 @@ def bounds(length: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+_inside = threading.local()  # .depth: how many run() groups this thread is inside
+
+
 def _run_group(pieces: list) -> None:
-    for function, *arguments in pieces:
-        function(*arguments)
+    _inside.depth = getattr(_inside, "depth", 0) + 1
+    try:
+        for function, *arguments in pieces:
+            function(*arguments)
+    finally:
+        _inside.depth -= 1
 
 
 def run(pieces: list[tuple[Callable, ...]]) -> None:
     """Call each ``function(*arguments)`` of ``pieces``, in consecutive groups over ``get_num_threads()`` threads
-    (the first group on this thread), and return when all are done (re-raising the first error)."""
+    (the first group on this thread), and return when all are done (re-raising the first error).
+
+    Called from inside a piece (a convolution's image whose im2col is large enough to share out), it runs its
+    pieces on the calling thread: the threads are busy with the outer pieces, and a pool thread waiting for the
+    pool it occupies would wait for ever."""
     if not pieces:  # nothing to share out (bounds would divide by zero parts)
+        return
+    if getattr(_inside, "depth", 0):
+        _run_group(pieces)
         return
     groups = [pieces[start:stop] for start, stop in bounds(len(pieces), min(_state["threads"], len(pieces)))]
     futures = []

@@ -91,6 +91,24 @@ def _blas() -> list:
     return _state["blas"]
 
 
+def shared_out() -> bool:
+    """Whether products now run in pieces on tinynet's threads: while gradients are recorded, or under ``no_grad``
+    once training has pinned BLAS to one thread (outside ``whole_products()``). Otherwise a product is NumPy's own,
+    on BLAS's threads (see the module docstring)."""
+    return is_grad_enabled() or (_state["pinned"] and not _state["whole"])
+
+
+def run_pieces(pieces: list) -> None:
+    """Call each ``function(*arguments)`` of ``pieces``, pieces whose products are single ``np.matmul`` calls (a
+    convolution's images, ``tinynet.functional.conv``): on tinynet's threads with NumPy's BLAS on one thread where
+    products are shared out (``shared_out()``), else in order on this thread, BLAS's threads untouched."""
+    if shared_out():
+        _run(pieces)
+    else:
+        for function, *arguments in pieces:
+            function(*arguments)
+
+
 def _run(pieces: list) -> None:
     """Call each ``function(*arguments)`` of ``pieces`` on tinynet's threads (``tinynet._threads.run``), NumPy's
     BLAS on one thread. The pieces do not depend on the thread count, so neither do the results."""
@@ -135,7 +153,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
-    if not is_grad_enabled() and (not _state["pinned"] or _state["whole"]):
+    if not shared_out():
         # inference (predict's batches of 2-8 faces): NumPy's product on BLAS's own threads, untouched. In
         # pieces, its products of a few faces ran 10-25 % slower (waking a thread costs more than such a
         # piece saves), and inference rarely shares its machine for long. Once training has put BLAS on one

@@ -22,10 +22,12 @@ Backward, from the same picture::
     dx[n]  = col2im(dcols)                      adds overlapping windows back together
     dbias  = dout.sum over (n, oh, ow)
 
-Memory: ``cols`` is ``kh*kw`` times larger than ``x``, so the batch is processed in chunks whose
-columns fit in ``WORKSPACE_BYTES``, reusing one workspace for every chunk, and the columns are not
-kept for backward: backward recomputes them ("recompute, save memory"), which costs one more
-im2col but keeps a 224x224 batch of 64 from needing gigabytes.
+Memory and cache: the columns of a whole batch are ``kh*kw`` times larger than ``x`` (143 MB for
+NaimishNet-96's conv2 at batch 64), so they are never made. Each image's columns are made, multiplied and
+dropped in turn, in one buffer per thread: ``(K, P)`` of one image (2.2 MB there) stays in the CPU's cache
+between the copy and the product. Backward makes them again, image by image, for both of its products
+("recompute, save memory"). The images are the pieces tinynet's threads share out (``tinynet.blas.run_pieces``:
+each product single-threaded, the images of a batch on several cores).
 
 Two shapes skip im2col altogether:
 
@@ -44,22 +46,15 @@ against: a loop over the ``kh*kw`` kernel offsets, each one matrix product.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from .._checks import pair
 from .. import backends, kernels
-from ..blas import matmul, sum_of_products
+from .._threads import bounds, get_num_threads
+from ..blas import IMAGES_PER_SUM, MIN_SPLIT_BATCH_MACS, matmul, run_pieces as _run_pieces, shared_out, sum_of_products
 from .im2col import col2im, conv_output_size, im2col, padded_windows
-
-#: upper bound, in bytes, of the im2col workspace of one forward or backward call
-WORKSPACE_BYTES = 32 * 2**20
-#: with ``keep_columns``, a batch's columns up to this size are kept from forward for backward
-#: (one im2col fewer per step); larger ones are recomputed. Measured on NaimishNet-96, batch 64: a
-#: 64 MiB budget keeps conv3's 29 MB (peak RSS 686 MB); 256 MiB also conv2's 143 MB, for a few
-#: per cent of step time and a peak RSS of 1017 MB; a 224x224 batch's columns take gigabytes.
-KEEP_COLUMNS_BYTES = 64 * 2**20
 
 
 class Conv2dCache(NamedTuple):
@@ -68,7 +63,6 @@ class Conv2dCache(NamedTuple):
     stride: tuple[int, int]
     padding: tuple[int, int]
     has_bias: bool
-    cols: np.ndarray | None = None  # (N, K [+1], P) the forward's columns, or None: backward recomputes them
 
 
 def _is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> bool:
@@ -82,11 +76,43 @@ def _is_single_channel(channels: int, stride: tuple[int, int], padding: tuple[in
     return channels == 1 and stride == (1, 1) and padding == (0, 0) and backends.numba.enabled
 
 
-def _batch_chunks(n: int, bytes_per_image: int) -> Iterator[slice]:
-    """Consecutive slices of the batch, each as large as the workspace allows (at least one image)."""
-    size = max(1, min(n, WORKSPACE_BYTES // max(bytes_per_image, 1)))
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+def _image_groups(n: int, images_per_range: int, macs: int) -> list[list[slice]]:
+    """The batch cut into ranges of ``images_per_range`` images, the ranges in consecutive groups: one group per
+    thread where products are shared out (``tinynet.blas.shared_out``) and the convolution's ``macs``
+    multiply-adds are worth waking the threads for (``MIN_SPLIT_BATCH_MACS``), else one group. The ranges depend
+    on the batch alone, so sums taken range by range do not depend on the thread count."""
+    ranges = [slice(start, min(start + images_per_range, n)) for start in range(0, n, images_per_range)]
+    if not ranges:  # an empty batch
+        return []
+    threads = get_num_threads() if shared_out() and macs >= MIN_SPLIT_BATCH_MACS else 1
+    groups = min(threads, len(ranges))
+    return [ranges[first:stop] for first, stop in bounds(len(ranges), groups)]
+
+
+def _forward_images(x, wmat, geometry, ones, out_mat, ranges, cols) -> None:
+    """``out[i] = Wm @ cols(x[i])`` (``[Wm | b] @ [cols; 1]`` with a bias) for every image ``i`` of ``ranges``,
+    each image's columns made in ``cols (1, K [+1], P)`` just before its product (one piece of the forward)."""
+    for images in ranges:
+        for i in range(images.start, images.stop):
+            im2col(x[i : i + 1], *geometry, out=cols, ones_row=ones)
+            np.matmul(wmat, cols[0], out=out_mat[i])  # (F, K [+1]) @ (K [+1], P) -> (F, P)
+
+
+def _backward_images(x, wmat, geometry, ones, dout_mat, dx, ranges, totals, cols) -> None:
+    """For every range of images in ``ranges``: ``total = sum_i dout[i] @ [cols(x[i]); 1].T`` (its ``[dWm | dbias]``)
+    and, unless ``dx`` is None, ``dx[i] = col2im(Wm.T @ dout[i])`` (one piece of the backward). ``cols``
+    (1, K [+1], P) holds one image's columns, then its column gradients."""
+    k = wmat.shape[1]
+    product = np.empty_like(totals[0])
+    for images, total in zip(ranges, totals):
+        total[...] = 0
+        for i in range(images.start, images.stop):
+            im2col(x[i : i + 1], *geometry, out=cols, ones_row=ones)
+            np.matmul(dout_mat[i], cols[0].T, out=product)  # (F, P) @ (P, K [+1])
+            total += product
+            if dx is not None:
+                np.matmul(wmat.T, dout_mat[i], out=cols[0, :k])  # (K, F) @ (F, P): dcols, in the same buffer
+                col2im(cols, (1,) + x.shape[1:], *geometry, out=dx[i : i + 1], ones_row=ones)
 
 
 def conv2d_forward(
@@ -95,9 +121,8 @@ def conv2d_forward(
     bias: np.ndarray | None,
     stride: int | Sequence[int] = (1, 1),
     padding: int | Sequence[int] = (0, 0),
-    keep_columns: bool = False,
 ) -> tuple[np.ndarray, Conv2dCache]:
-    """Forward pass of a 2-D convolution (im2col + BLAS, chunked over the batch).
+    """Forward pass of a 2-D convolution (im2col + BLAS, image by image).
 
     With a bias, the columns get a row of ones and the weight matrix the bias as a last column
     (``[Wm | b] @ [cols; 1]``): the matrix product adds the bias, and in backward sums ``dout`` into
@@ -109,9 +134,6 @@ def conv2d_forward(
     weight : (F, C, kh, kw), same dtype as ``x``
     bias : (F,) or None
     stride, padding : int or pair ``(h, w)``; the padding is zeros
-    keep_columns : bool
-        Keep the batch's columns in the cache when they fit ``KEEP_COLUMNS_BYTES``, so backward
-        need not recompute them (the ``Conv2d`` layer asks for this when gradients are recorded).
 
     Returns
     -------
@@ -139,15 +161,9 @@ def conv2d_forward(
         ones = bias is not None
         if ones:
             wmat = np.concatenate([wmat, bias[:, None].astype(x.dtype, copy=False)], axis=1)  # (F, K + 1)
-        bytes_per_image = (k + ones) * p * x.itemsize
-        kept = keep_columns and n * bytes_per_image <= KEEP_COLUMNS_BYTES
-        size = n if kept else min(n, max(1, WORKSPACE_BYTES // bytes_per_image))
-        workspace = np.empty((size, k + ones, p), dtype=x.dtype)
-        for chunk in _batch_chunks(n, bytes_per_image):
-            target = workspace[chunk] if kept else workspace[: chunk.stop - chunk.start]
-            cols = im2col(x[chunk], (kh, kw), stride, padding, out=target, ones_row=ones)  # (B, K [+1], P)
-            matmul(wmat, cols, out=out_mat[chunk])  # (F, K [+1]) @ (B, K [+1], P) -> (B, F, P)
-        return out, Conv2dCache(x, weight, stride, padding, ones, workspace if kept else None)
+        geometry = ((kh, kw), stride, padding)
+        _run_pieces([(_forward_images, x, wmat, geometry, ones, out_mat, ranges, np.empty((1, k + ones, p), x.dtype))
+                     for ranges in _image_groups(n, 1, n * f * (k + ones) * p)])
     return out, Conv2dCache(x, weight, stride, padding, bias is not None)
 
 
@@ -181,7 +197,7 @@ def conv2d_backward(
 
 def _pointwise_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
     """1x1 kernel, stride 1, no padding: ``x[n]`` seen as ``(C, H*W)`` is the column matrix itself."""
-    x, weight, _, _, has_bias, _ = cache
+    x, weight, _, _, has_bias = cache
     n, c = x.shape[:2]
     f, p = weight.shape[0], dout.shape[2] * dout.shape[3]
     dout_mat, cols_all = dout.reshape(n, f, p), x.reshape(n, c, p)  # (N, F, P), (N, C, P)
@@ -196,7 +212,7 @@ def _pointwise_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
 
 def _single_channel_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
     """One input channel, stride 1, no padding: the direct loops of ``tinynet.kernels.conv_single_channel``."""
-    x, weight, _, _, has_bias, _ = cache
+    x, weight, _, _, has_bias = cache
     n, _, h, w = x.shape
     f, _, kh, kw = weight.shape
     dweight = np.empty((f, kh, kw), dtype=x.dtype)
@@ -210,30 +226,22 @@ def _single_channel_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool
 
 
 def _im2col_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
-    """The general case: the forward's columns (kept, or recomputed chunk by chunk, with the ones row
-    when there is a bias), then ``[dWm | dbias] += dout[n] @ cols[n].T`` and ``dx = col2im(Wm.T @ dout)``."""
-    x, weight, stride, padding, ones, kept = cache
-    n, c, h, w = x.shape
+    """The general case, image by image (``_backward_images``): the forward's columns made again, then
+    ``[dWm | dbias] += dout[n] @ [cols[n]; 1].T`` and ``dx[n] = col2im(Wm.T @ dout[n])``. The weight gradient is
+    summed over ranges of ``IMAGES_PER_SUM`` images, then the ranges' sums in order."""
+    x, weight, stride, padding, ones = cache
+    n, c = x.shape[:2]
     f, _, kh, kw = weight.shape
     k, p = c * kh * kw, dout.shape[2] * dout.shape[3]
     wmat, dout_mat = weight.reshape(f, k), dout.reshape(n, f, p)  # (F, K), (N, F, P)
     dx = np.empty_like(x) if need_dx else None
-    bytes_per_image = (k + ones) * p * x.itemsize
+    groups = _image_groups(n, IMAGES_PER_SUM, n * f * k * p)
+    totals = [[np.empty((f, k + ones), dtype=x.dtype) for _ in ranges] for ranges in groups]
+    _run_pieces([(_backward_images, x, wmat, ((kh, kw), stride, padding), ones, dout_mat, dx, ranges, sums,
+                  np.empty((1, k + ones, p), dtype=x.dtype)) for ranges, sums in zip(groups, totals)])
     dw_ext = np.zeros((f, k + ones), dtype=x.dtype)  # [dWm | dbias]
-    workspace = None
-    if kept is None or need_dx:
-        workspace = np.empty((min(n, max(1, WORKSPACE_BYTES // bytes_per_image)), k + ones, p), dtype=x.dtype)
-    for chunk in _batch_chunks(n, bytes_per_image):
-        b = chunk.stop - chunk.start
-        if kept is not None:
-            cols = kept[chunk]
-        else:
-            cols = im2col(x[chunk], (kh, kw), stride, padding, out=workspace[:b], ones_row=ones)  # (B, K [+1], P)
-        sum_of_products(dout_mat[chunk], cols, dw_ext)  # += sum_i (F, P) @ (P, K [+1])
-        if need_dx:
-            dcols = workspace[:b]  # reused: this chunk's columns are no longer needed
-            matmul(wmat.T, dout_mat[chunk], out=dcols[:, :k])  # (K, F) @ (B, F, P) -> (B, K, P)
-            col2im(dcols, (b, c, h, w), (kh, kw), stride, padding, out=dx[chunk], ones_row=ones)
+    for total in (total for sums in totals for total in sums):
+        dw_ext += total
     dbias = dw_ext[:, k].copy() if ones else None
     return dx, np.ascontiguousarray(dw_ext[:, :k]).reshape(weight.shape), dbias
 

@@ -6,7 +6,6 @@ from typing import Sequence
 import numpy as np
 
 from .. import init
-from .._grad_mode import is_grad_enabled
 from .._checks import ShapeError, check_layer_input, pair
 from ..functional.conv import conv2d_backward, conv2d_forward
 from .module import Module
@@ -109,9 +108,7 @@ class Conv2d(Module):
                 f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
             )
         bias = None if self.bias is None else self.bias.data
-        # keep the columns for backward only when there will be one (not under tinynet.no_grad())
-        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
-                                    keep_columns=is_grad_enabled())
+        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
         self._save_for_backward(cache, out)
         return out
 
