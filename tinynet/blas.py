@@ -2,8 +2,9 @@
 
 Every ``Conv2d`` and ``Linear`` spends most of its time in a matrix product. ``matmul(a, b, out)`` computes
 ``np.matmul(a, b, out=out)`` in ``get_num_threads()`` pieces that run at the same time, each piece a
-single-threaded BLAS call on its own rows, columns or images; ``sum_of_products`` does the same for the
-convolution's weight gradient, a sum of one product per image.
+single-threaded BLAS call on its own rows, columns or images; ``sum_of_products`` does the same for a 1x1
+convolution's weight gradient, a sum of one product per image; ``run_pieces`` runs pieces that call ``np.matmul``
+themselves (a convolution's images, each one's im2col and products in turn: ``tinynet.functional.conv``).
 
 Why not BLAS's own threads. OpenBLAS's threads wait for each other *inside* every product by spinning. On
 an idle machine that costs little; when another program runs on the same cores, a spinning thread holds a
