@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="data folder (else $KEYPOINTS_DATA, else ./data)")
     parser.add_argument("--model", help="keypoints checkpoint (default: the model that ships with the package)")
-    from keypoints.predictor import SPEEDS
+    from keypoints.speed import SPEEDS
 
     parser.add_argument("--speed", choices=SPEEDS, default="accurate",
                         help="keypoints' --speed (fast: also its detector, unless --detector is given)")

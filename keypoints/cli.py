@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",
                           help="read the eyes and mouth up close this many times (default: as the checkpoint's close-up"
                           " stages; 0: off)")
-    from .predictor import SPEEDS
+    from .speed import SPEEDS
 
     evaluate.add_argument("--speed", choices=SPEEDS, default="accurate",
                           help="fast: the predictor settings of predict --speed fast (the flags above override them)")

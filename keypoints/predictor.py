@@ -40,19 +40,11 @@ from .geometry import (
 from .crops import center_crop, rescale_face
 from .closeup.stage import REGIONS, checked_closeup, read_region
 from .image import to_gray_float32
+from .speed import checked_speed, speed_settings
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
 PRETRAINED = Path(__file__).resolve().parent / "weights" / "naimishnet96.npz"
-
-#: ``load_predictor(speed=...)`` and ``--speed``: ``"accurate"`` reads a face as its checkpoint says (the shipped
-#: model: 12 reads of the face network, flip-averaged, and 4 of each close-up network); ``"fast"`` reads it at most
-#: twice (the first read and one refinement pass), without flip averaging (so without a confidence) or test frames,
-#: runs each close-up stage once, and its networks' Linear layers with int8 weights (``tinynet.nn.quantize_int8``).
-#: Measured with the shipped model: test NME (centre crops) 5.61 -> 5.68 %, failures (NME > 10 %) 1.9 -> 3.2 %
-#: (the int8 weights change neither); on the 346 validation faces 6.06 -> 6.34 % and 5.5 -> 8.1 %; the whole
-#: pipeline (with the detector haar+profile-fast, benchmarks/compare_dlib.py) in a third of the time.
-SPEEDS = ("accurate", "fast")
 
 
 class Prediction(NamedTuple):
@@ -358,26 +350,6 @@ def _checked_image(index: int, image) -> np.ndarray:
     return image
 
 
-def checked_speed(speed, where: str) -> str:
-    """``speed`` if it is one of :data:`SPEEDS`, else ``ValueError`` naming ``where``."""
-    if speed not in SPEEDS:
-        raise ValueError(f"{where}: speed must be one of {', '.join(SPEEDS)}, got {speed!r}")
-    return speed
-
-
-def speed_settings(speed: str, meta: dict) -> dict:
-    """The ``Predictor`` settings ``speed`` (one of :data:`SPEEDS`) gives a checkpoint with ``meta``: ``{}`` for
-    ``"accurate"``; for ``"fast"`` no flip averaging, no test frames, at most one refinement pass, int8 weights in the
-    Linear layers and, if the checkpoint has close-up stages, one read of each."""
-    if checked_speed(speed, "speed_settings") == "accurate":
-        return {}
-    settings = {"flip": False, "test_frames": (), "refine_passes": min(1, int(meta.get("refine_passes", 0))),
-                "int8_linears": True}
-    if meta.get("closeup"):
-        settings["closeup_passes"] = 1
-    return settings
-
-
 def load_predictor(
     path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
     test_frames: Sequence | None = None, closeup_passes: int | None = None, speed: str = "accurate",
@@ -390,7 +362,8 @@ def load_predictor(
     frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
     frame only). ``closeup_passes`` overrides how often each close-up stage reads its region (0: not at all).
     ``int8_linears`` runs the Linear layers with int8 weights (None: as ``speed`` says; see :class:`Predictor`).
-    ``speed`` (:data:`SPEEDS`): ``"fast"`` changes the settings not given as :func:`speed_settings` says.
+    ``speed`` (:data:`keypoints.speed.SPEEDS`): ``"fast"`` changes the settings not given as
+    :func:`keypoints.speed.speed_settings` says.
     """
     from .checkpoint import read_checkpoint
 

@@ -59,7 +59,7 @@ class PredictOptions:
     """What ``predict`` does with each photo (everything but the paths); picklable, sent to every worker.
 
     ``model``: a checkpoint path, or None for the shipped model; ``flip``: None keeps the checkpoint's
-    choice (or ``speed``'s); ``speed``: one of :data:`keypoints.predictor.SPEEDS`; ``min_confidence``: faces
+    choice (or ``speed``'s); ``speed``: one of :data:`keypoints.speed.SPEEDS`; ``min_confidence``: faces
     below it are dropped (and counted); ``indices``, ``boxes``, ``pose``: what the drawn picture shows;
     ``engine``: ``"numba"`` (tinynet's kernels), ``"numpy"`` (no Numba at all) or ``"auto"``
     (:func:`keypoints.engine.choose_engine` by the number of photos, resolved by :func:`iter_predictions`;
@@ -68,7 +68,7 @@ class PredictOptions:
 
     model: str | None = None
     flip: bool | None = None
-    speed: str = "accurate"  # keypoints.predictor.SPEEDS
+    speed: str = "accurate"  # keypoints.speed.SPEEDS
     detector: str | None = None  # None: keypoints.wild.detection.DEFAULT_DETECTOR
     max_side: int | None = None  # None: keypoints.wild.detection.DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -91,7 +91,7 @@ class PredictOptions:
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"PredictOptions: min_confidence must be in [0, 1] or None, got {self.min_confidence!r}")
         from ..engine import ENGINES
-        from ..predictor import checked_speed
+        from ..speed import checked_speed
 
         checked_speed(self.speed, "PredictOptions")
         if self.engine not in ENGINES:

@@ -54,7 +54,7 @@ def add_common_options(parser: argparse.ArgumentParser, detector: bool = True, p
     """``--model``; with ``detector`` the detection flags; with ``photo`` (a command reading an image)
     ``--max-pixels``."""
     from ..image import DEFAULT_MAX_PIXELS
-    from ..predictor import SPEEDS
+    from ..speed import SPEEDS
     from .detection import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS, FAST_DETECTOR
 
     # SUPPRESS: given before the command (python -m keypoints --debug predict ...) it is not reset here
