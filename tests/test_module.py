@@ -427,6 +427,29 @@ def test_backward_before_forward_names_the_layer():
         make_model().backward(np.ones((2, 2), np.float32))
 
 
+def test_a_forward_makes_its_layers_descriptions_only_for_a_message(rng, monkeypatch):
+    from tinynet import nn as tnn
+
+    model = tnn.fuse(tnn.Sequential(tnn.Conv2d(1, 2, 3, rng=rng), tnn.BatchNorm2d(2), tnn.ReLU(), tnn.MaxPool2d(2),
+                                    tnn.Flatten(), tnn.Linear(2 * 3 * 3, 4, rng=rng), tnn.BatchNorm1d(4), tnn.ReLU(),
+                                    tnn.Dropout(0.5, rng=rng), tnn.Linear(4, 2, rng=rng)))
+    x = rng.random((2, 1, 8, 8), dtype=np.float32)
+    made = []
+    describe = Module._describe
+    monkeypatch.setattr(Module, "_describe", lambda self: made.append(type(self).__name__) or describe(self))
+    model(x)
+    model.backward(np.ones((2, 2), np.float32))
+    with no_grad():
+        model.eval()(x)
+    assert made == []  # every check passed: no text was made, in training, backward or eval
+    with pytest.raises(TypeError, match=r"^Linear\(in_features=4, out_features=2, bias=True\): input dtype float64"):
+        model[-1](np.ones((2, 4)))
+    assert made == ["Linear"]
+    model.train()(x)
+    with pytest.raises(ValueError, match=r"^Conv2d\(1, 2, kernel_size=\(3, 3\), stride=\(1, 1\)\): expected dout of shape"):
+        model[0].backward(np.ones((1, 2, 6, 6), np.float32))
+
+
 # ---------------------------------------------------------------------------------------------
 # BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one fused block, when the model asks (tinynet.nn.fuse)
 # ---------------------------------------------------------------------------------------------

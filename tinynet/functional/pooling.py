@@ -36,6 +36,7 @@ from .. import backends, kernels
 
 #: dtype of the argmax indices the forward returns
 INDEX_DTYPE = np.dtype(np.int32)  # a flat index within one plane: int32 halves the memory traffic of int64
+MAX_INDEX = int(np.iinfo(INDEX_DTYPE).max)  # the largest plane (H * W pixels) its indices can address
 
 
 class MaxPool2dCache(NamedTuple):
@@ -82,7 +83,7 @@ def check_pool_input(where: str, x: np.ndarray, kernel: tuple[int, int], padding
     if h + 2 * ph < kh or w + 2 * pw < kw:
         pad = f"{ph}" if ph == pw else f"{padding}"
         raise ShapeError(f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}")
-    if h * w > np.iinfo(INDEX_DTYPE).max:
+    if h * w > MAX_INDEX:
         raise ShapeError(f"{where}: planes of {h}x{w} pixels are too large for {INDEX_DTYPE} indices")
 
 

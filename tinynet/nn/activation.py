@@ -23,7 +23,7 @@ def _finite(layer: str, name: str, value) -> float:
 
 class _Activation(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(self._describe(), x)
+        check_float_array(self._where(), x)
         out, cache = self._forward(x)
         self._save_for_backward(cache, out)
         return out
@@ -111,7 +111,7 @@ class _AlongDim(_Activation):
         return f"dim={self.dim}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(self._describe(), x)
+        check_float_array(self._where(), x)
         if x.ndim == 0 or not -x.ndim <= self.dim < x.ndim:
             raise ShapeError(f"{self._describe()}: dim {self.dim} is out of range for an input of shape {x.shape}")
         return super().forward(x)

@@ -97,7 +97,7 @@ class Conv2d(Module):
     _output_dtype_of = "weight"  # the output has the weight's dtype (checked in forward)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        where = self._describe()
+        where = self._where()
         check_layer_input(where, x, 4, "(N, C, H, W)", self.in_channels, "channels", self.weight.data)
         (h, w), (kh, kw), (ph, pw) = x.shape[2:], self.kernel_size, self.padding
         if x.shape[0] > 0 and h * w == 0:  # as PyTorch: only an empty batch may have an empty image

@@ -33,7 +33,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(self._describe(), x)
+        check_float_array(self._where(), x)
         out, cache = dropout_forward(x, self.p, self.training, self.rng)
         self._save_for_backward(cache, out)
         return out

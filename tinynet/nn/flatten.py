@@ -23,7 +23,7 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(self._describe(), x)
+        check_float_array(self._where(), x)
         ndim = x.ndim
         if ndim == 0:
             raise ShapeError(f"{self._describe()}: expected an input with at least 1 dimension, got shape ()")

@@ -93,7 +93,7 @@ class BatchNormReLUMaxPool2d(BatchNorm2d):
 
     def _check_input(self, x: np.ndarray) -> None:
         super()._check_input(x)  # BatchNorm2d's checks, then the pool's: each error names this block
-        check_pool_input(self._describe(), x, self.pool_size, self.pool_padding)
+        check_pool_input(self._where(), x, self.pool_size, self.pool_padding)
 
 
 def fuse(model: Module) -> Module:

@@ -60,7 +60,7 @@ class Int8Linear(Module):
                 f" int8 weights, a {self.scale.dtype} scale per output row")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_layer_input(self._describe(), x, 2, "(N, in_features)", self.in_features, "features", self.scale,
+        check_layer_input(self._where(), x, 2, "(N, in_features)", self.in_features, "features", self.scale,
                           "scale")
         return int8_linear_forward(x, self.weight, self.scale, self.bias if self.has_bias else None)
 

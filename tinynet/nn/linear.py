@@ -56,7 +56,7 @@ class Linear(Module):
     _output_dtype_of = "weight"  # the output has the weight's dtype (checked in forward)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        where = self._describe()
+        where = self._where()
         check_layer_input(where, x, 2, "(N, in_features)", self.in_features, "features", self.weight.data)
         bias = None if self.bias is None else self.bias.data
         out, cache = linear_forward(x, self.weight.data, bias)

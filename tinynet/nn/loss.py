@@ -26,7 +26,7 @@ class _Loss(Module):
         return f"reduction={self.reduction!r}"
 
     def _check(self, pred: np.ndarray, target: np.ndarray) -> None:
-        where = self._describe()
+        where = self._where()
         check_float_array(where, pred, "prediction")
         check_float_array(where, target, "target")
         if pred.shape != target.shape:
@@ -48,7 +48,7 @@ class _Loss(Module):
         """``dpred``; ``dloss`` is a real number (``reduction`` "mean"/"sum") or, with "none", an array of
         the prediction's shape and dtype (as ``torch.Tensor.backward(gradient)``)."""
         cache = self._saved_cache()
-        where = self._describe()
+        where = self._where()
         if self.reduction == "none":
             shape, dtype = self._elementwise_loss(cache)
             check_dout(where, dloss, shape, dtype, "dloss")
@@ -184,7 +184,7 @@ class CrossEntropyLoss(_Loss):
         )
 
     def _check(self, logits: np.ndarray, target: np.ndarray) -> None:
-        where = self._describe()
+        where = self._where()
         check_float_array(where, logits, "logits")
         if logits.ndim == 0 or logits.shape[1 if logits.ndim > 1 else 0] == 0:
             raise ShapeError(f"{where}: expected logits of shape (N, C, ...) or (C,) with C >= 1, got shape {logits.shape}")

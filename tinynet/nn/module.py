@@ -41,6 +41,23 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+class Description:
+    """A module's ``_describe()`` text, made when it is formatted (``f"{where}: ..."``), not before.
+
+    Every forward hands its module's description to its input checks, which name it only when they raise. Made on
+    every call, the text (``extra_repr`` formatting shapes, floats and dtypes) took 0.3-0.4 ms of a 7 ms
+    NaimishNet-96 read of one face; made when a message needs it, it costs nothing on the way through.
+    """
+
+    __slots__ = ("module",)
+
+    def __init__(self, module: "Module"):
+        self.module = module
+
+    def __str__(self) -> str:
+        return self.module._describe()
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -148,12 +165,12 @@ class Module:
         output (``check_dout``); a clear error if there was no forward."""
         if self._cache is None:
             raise RuntimeError(
-                f"{self._describe()}: backward() called before forward() (or the forward ran inside"
+                f"{self._where()}: backward() called before forward() (or the forward ran inside"
                 " tinynet.no_grad(), which keeps nothing for backward)"
             )
         spec = self.__dict__.get("_output_spec")
         if dout is not _NOT_GIVEN and spec is not None:
-            check_dout(self._describe(), dout, *spec, dtype_of=self._output_dtype_of)
+            check_dout(self._where(), dout, *spec, dtype_of=self._output_dtype_of)
         return self._cache
 
     # ------------------------------------------------------------------ traversal
@@ -292,6 +309,11 @@ class Module:
     def _describe(self) -> str:
         """Short name used in error messages: ``Conv2d(1, 32, kernel_size=(4, 4), stride=(1, 1))``."""
         return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _where(self) -> "Description":
+        """What a forward's checks name in their messages: this module's ``_describe()``, made only when a message
+        is (see :class:`Description`)."""
+        return Description(self)
 
     def __repr__(self) -> str:
         if not self._modules:

@@ -49,7 +49,7 @@ class _BatchNorm(Module):
 
     def _check_input(self, x: np.ndarray) -> None:
         """Raise a readable error, naming this layer, for an input it cannot normalise."""
-        where = self._describe()
+        where = self._where()
         check_layer_input(where, x, self._ranks, self._layout, self.num_features, "channels", self.running_mean, "running_mean")
         if self.training and x.size // x.shape[1] == 1:  # 0 is an empty batch, which PyTorch allows
             # checked here too so the message names the layer (the functional check cannot)

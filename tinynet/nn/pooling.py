@@ -52,7 +52,7 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad, where=self._describe())
+        out, cache = maxpool2d_forward(x, self._kernel, self._step, self._pad, where=self._where())
         self._save_for_backward(cache, out)
         return out
 
