@@ -96,8 +96,9 @@ class Predictor:
     closeup_passes : int or None
         How many times each close-up network reads its region (None: as each stage says; 0: not at all).
     int8_linears : bool
-        The networks run with int8 weights in their Linear layers (``tinynet.nn.quantize_int8``, applied to copies:
-        the models given stay float). Faster for the few crops of a photo; the shipped model's test NME is unchanged.
+        The networks run with int8 weights in their Linear layers, each BatchNorm1d after one folded into it
+        (``tinynet.nn.quantize_int8(..., fold_batchnorm=True)``, applied to copies: the models given stay float).
+        Faster for the few crops of a photo; the shipped model's test NME is unchanged.
     num_points : int
         K, the points of each face (68 for the iBUG layout; another K for a model trained on your own points).
     flip_permutation : (K,) int or None
@@ -328,8 +329,14 @@ def _runnable(model, int8_linears: bool):
     """``model`` in eval mode; with ``int8_linears`` and float Linear layers in it, a copy of it whose Linear layers
     hold int8 weights (the caller's model stays float; ``load_predictor`` quantises the model it built itself)."""
     if int8_linears and any(isinstance(module, tinynet.nn.Linear) for module in model.modules()):
-        return tinynet.nn.quantize_int8(copy.deepcopy(model)).eval()
+        return _quantized(copy.deepcopy(model))
     return model.eval()
+
+
+def _quantized(model):
+    """``model`` in eval mode with int8 weights in its Linear layers, each BatchNorm1d that follows one folded into it
+    (``tinynet.nn.quantize_int8(..., fold_batchnorm=True)``), in place."""
+    return tinynet.nn.quantize_int8(model.eval(), fold_batchnorm=True)
 
 
 def _checked_image(index: int, image) -> np.ndarray:
@@ -374,6 +381,6 @@ def load_predictor(
     settings = {**speed_settings(speed, checkpoint["meta"]), **{k: v for k, v in given.items() if v is not None}}
     closeup_models = checkpoint.get("closeup_models") or {}
     if settings.get("int8_linears"):  # the models built here are nobody else's: quantised in place, not copied
-        model = tinynet.nn.quantize_int8(model)
-        closeup_models = {name: tinynet.nn.quantize_int8(net) for name, net in closeup_models.items()}
+        model = _quantized(model)
+        closeup_models = {name: _quantized(net) for name, net in closeup_models.items()}
     return Predictor(model, checkpoint["meta"], closeup_models=closeup_models, **settings)

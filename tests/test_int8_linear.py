@@ -135,3 +135,41 @@ def test_an_int8_layer_refuses_training_and_wrong_inputs():
     layer.to(np.float64)
     assert (layer.weight.dtype, layer.scale.dtype, layer.bias.dtype) == (np.int8, np.float64, np.float64)
     assert layer(np.ones((1, 4))).dtype == np.float64
+
+
+@pytest.mark.parametrize("linear_bias, affine", [(True, True), (False, True), (True, False)])
+def test_fold_batchnorm_folds_an_eval_batchnorm1d_into_the_linear_before_it(linear_bias, affine):
+    rng = np.random.default_rng(6)
+    model = nn.Sequential(nn.Linear(40, 8, bias=linear_bias, rng=rng), nn.BatchNorm1d(8, affine=affine), nn.ReLU(),
+                          nn.Linear(8, 3, rng=rng), nn.BatchNorm1d(3)).to(np.float64)
+    for batchnorm in (model[1], model[4]):  # statistics and an affine part far from the identity, gamma < 0 too
+        batchnorm.running_mean[...] = rng.standard_normal(batchnorm.num_features)
+        batchnorm.running_var[...] = rng.uniform(0.1, 4.0, batchnorm.num_features)
+        if batchnorm.affine:
+            batchnorm.weight.data[...] = rng.uniform(-2.0, 2.0, batchnorm.num_features)
+            batchnorm.bias.data[...] = rng.standard_normal(batchnorm.num_features)
+    model.eval()
+    float_model = copy.deepcopy(model)
+    assert nn.quantize_int8(model, fold_batchnorm=True) is model
+    assert [type(m).__name__ for m in model] == ["Int8Linear", "Identity", "ReLU", "Int8Linear", "Identity"]
+    assert repr(model[0]).endswith(f"; BatchNorm1d(8, eps=1e-05, momentum=0.1, affine={affine}) folded in)")
+    assert "folded" not in repr(nn.quantize_int8(copy.deepcopy(float_model)))  # only when asked
+    x = rng.standard_normal((5, 40))
+    with tinynet.no_grad():
+        hidden, float_hidden = model[0](x), float_model[1](float_model[0](x))
+        out, float_out = model(x), float_model(x)
+    # the folded layer is the float pair up to its own int8 rounding: each weight off by at most half its row's step
+    bound = np.abs(x).sum(axis=1, keepdims=True) * model[0].scale / 2 * (1 + 1e-9)
+    assert (np.abs(hidden - float_hidden) <= bound).all() and np.abs(hidden - float_hidden).max() > 0
+    np.testing.assert_allclose(out, float_out, atol=0.1)
+
+
+def test_fold_batchnorm_leaves_a_training_batchnorm_and_refuses_to_fold_one():
+    rng = np.random.default_rng(7)
+    model = nn.Sequential(nn.Linear(4, 3, rng=rng), nn.BatchNorm1d(3))  # training mode: batch statistics
+    nn.quantize_int8(model, fold_batchnorm=True)
+    assert [type(m).__name__ for m in model] == ["Int8Linear", "BatchNorm1d"]
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(3, .*\) is in training mode.*eval mode"):
+        nn.Int8Linear.from_linear(nn.Linear(4, 3, rng=rng), nn.BatchNorm1d(3))
+    with pytest.raises(TypeError, match=r"expected a BatchNorm1d\(3\) to fold, got BatchNorm1d\(5"):
+        nn.Int8Linear.from_linear(nn.Linear(4, 3, rng=rng), nn.BatchNorm1d(5).eval())
