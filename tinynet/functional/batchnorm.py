@@ -19,6 +19,7 @@ backward rather than stored (one full-size array fewer).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +46,7 @@ def _channel_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def _as_ncl(x: np.ndarray) -> np.ndarray:
     """A contiguous ``(N, C, L)`` view (a copy only if ``x`` is not C-contiguous)."""
     x = np.ascontiguousarray(x)
-    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))  # not -1: N may be 0
+    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))  # not -1: N may be 0
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

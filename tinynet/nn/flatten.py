@@ -1,6 +1,8 @@
 """``Flatten``: merge dimensions ``start_dim..end_dim`` into one, as ``torch.nn.Flatten``."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import ShapeError, check_float_array
@@ -36,7 +38,7 @@ class Flatten(Module):
                 f"{self._describe()}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input of shape {x.shape}"
                 f" (expected start_dim <= end_dim, both in [-{ndim}, {ndim - 1}])"
             )
-        shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
+        shape = x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :]
         out = np.ascontiguousarray(x).reshape(shape)
         self._save_for_backward(x.shape, out)
         return out
