@@ -59,7 +59,6 @@ class Int8Linear(Module):
             self.register_buffer("bias", bias)
         self.folded = folded  # the description of a BatchNorm1d folded into weight and bias, for repr
 
-
     @classmethod
     def from_linear(cls, linear: Linear, batchnorm: BatchNorm1d | None = None) -> "Int8Linear":
         """The int8 copy of ``linear`` (``tinynet.functional.int8_linear.quantize_rows``), in its training mode;

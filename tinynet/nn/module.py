@@ -45,8 +45,9 @@ class Description:
     """A module's ``_describe()`` text, made when it is formatted (``f"{where}: ..."``), not before.
 
     Every forward hands its module's description to its input checks, which name it only when they raise. Made on
-    every call, the text (``extra_repr`` formatting shapes, floats and dtypes) took 0.3-0.4 ms of a 7 ms
-    NaimishNet-96 read of one face; made when a message needs it, it costs nothing on the way through.
+    every call, the text (``extra_repr`` formatting shapes, floats and dtypes) took 0.44 ms of a 9.6 ms NaimishNet-96
+    read of one face (``--speed fast``, on a machine with slow products); made when a message needs it, it costs
+    nothing on the way through.
     """
 
     __slots__ = ("module",)
