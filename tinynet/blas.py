@@ -106,8 +106,13 @@ def run_pieces(pieces: list) -> None:
     if shared_out():
         _run(pieces)
     else:
-        for function, *arguments in pieces:
-            function(*arguments)
+        _in_order(pieces)
+
+
+def _in_order(pieces: list) -> None:
+    """Call each ``function(*arguments)`` of ``pieces`` in turn, on this thread."""
+    for function, *arguments in pieces:
+        function(*arguments)
 
 
 def _run(pieces: list) -> None:
@@ -115,8 +120,7 @@ def _run(pieces: list) -> None:
     BLAS on one thread. The pieces do not depend on the thread count, so neither do the results."""
     libraries = _blas()
     if not libraries:
-        for function, *arguments in pieces:  # each product whole, on that BLAS's own threads
-            function(*arguments)
+        _in_order(pieces)  # each product whole, on that BLAS's own threads
         return
     _state["pinned"] = True
     for library in libraries:

@@ -66,13 +66,12 @@ class Int8Linear(Module):
         (folded as the module docstring says)."""
         if not isinstance(linear, Linear):
             raise TypeError(f"Int8Linear.from_linear: expected a Linear, got {type(linear).__name__}")
-        weight, bias = linear.weight.data, None if linear.bias is None else linear.bias.data
-        folded = None
-        if batchnorm is not None:
-            weight, bias = _folded(linear, batchnorm)
-            folded = batchnorm._describe()
+        if batchnorm is None:
+            weight, bias, folded = linear.weight.data, None if linear.bias is None else linear.bias.data.copy(), None
+        else:
+            (weight, bias), folded = _folded(linear, batchnorm), batchnorm._describe()  # new arrays
         steps, scale = quantize_rows(weight)
-        return cls(steps, scale, None if bias is None else bias.copy(), folded).train(linear.training)
+        return cls(steps, scale, bias, folded).train(linear.training)
 
     def extra_repr(self) -> str:
         folded = f"; {self.folded} folded in" if self.folded else ""
@@ -117,7 +116,8 @@ def quantize_int8(model: Module, fold_batchnorm: bool = False) -> Module:
     """
     if isinstance(model, Linear):
         return Int8Linear.from_linear(model)
-    for sequential in (m for m in list(model.modules()) if fold_batchnorm and isinstance(m, Sequential)):
+    sequentials = [module for module in model.modules() if isinstance(module, Sequential)] if fold_batchnorm else []
+    for sequential in sequentials:
         layers = list(sequential)
         for i, (linear, batchnorm) in enumerate(zip(layers, layers[1:])):
             if isinstance(linear, Linear) and type(batchnorm) is BatchNorm1d and not batchnorm.training:
