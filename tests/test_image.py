@@ -4,6 +4,8 @@ coordinates refused naming the row."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from keypoints.wild import cli as wild_cli
 from keypoints.data import DataError, FacialKeypointsDataset, read_image, read_keypoints_csv
-from keypoints.image import ImageError, header_pixels, read_image_file
+from keypoints.image import ImageError, header_pixels, jpeg_size, png_size, read_image_file
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -35,6 +37,82 @@ def png_bomb(width: int, height: int) -> bytes:
 @given(width=st.integers(1, 200_000), height=st.integers(1, 200_000))
 def test_header_size_is_read_without_decoding(width, height):
     assert header_pixels(png_bomb(min(width, 64), min(height, 64)))[0] == min(width, 64) * min(height, 64)
+
+
+def pillow_size(data: bytes):
+    """The size Pillow reads from a header (the reference the reader's own JPEG and PNG parsing must match)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+@given(width=st.integers(1, 300), height=st.integers(1, 300), gray=st.booleans(), progressive=st.booleans(),
+       restart=st.sampled_from([0, 1, 7]), exif=st.booleans(), quality=st.integers(5, 100))
+def test_a_jpegs_size_is_read_from_its_frame_header_as_pillow_reads_it(width, height, gray, progressive, restart,
+                                                                        exif, quality):
+    from PIL import Image
+
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width) if gray else (height, width, 3),
+                                                             dtype=np.uint8)
+    if exif:  # an APP1 segment (with a thumbnail-sized payload) before the tables and the frame
+        import io
+
+        buffer = io.BytesIO()
+        picture = Image.fromarray(pixels)
+        tags = Image.Exif()
+        tags[0x0112], tags[0x010E] = 6, "x" * 2000  # orientation "turn 90 degrees", a long description
+        picture.save(buffer, "JPEG", quality=quality, progressive=progressive, exif=tags)
+        data = buffer.getvalue()
+    else:
+        data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_PROGRESSIVE,
+                                             int(progressive), cv2.IMWRITE_JPEG_RST_INTERVAL, restart])[1].tobytes()
+    assert jpeg_size(data) == pillow_size(data) == (width, height)  # the stored size, whatever the orientation
+    assert header_pixels(data) == (width * height, f"{width}x{height}", width, height)
+
+
+@given(width=st.integers(1, 300), height=st.integers(1, 300), channels=st.sampled_from([1, 3, 4]),
+       depth=st.sampled_from([np.uint8, np.uint16]))
+def test_a_pngs_size_is_read_from_its_ihdr_chunk_as_pillow_reads_it(width, height, channels, depth):
+    pixels = np.zeros((height, width, channels), depth)
+    data = cv2.imencode(".png", pixels)[1].tobytes()
+    assert png_size(data) == pillow_size(data) == (width, height)
+    assert header_pixels(data)[0] == width * height
+
+
+def test_a_header_that_does_not_parse_goes_to_pillow_and_is_never_guessed():
+    cbook = pytest.importorskip("matplotlib.cbook")
+    portrait = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+    assert jpeg_size(portrait) == pillow_size(portrait) == (512, 600)
+    frame = portrait.index(b"\xff\xc0")
+    for end in range(0, frame + 9):  # cut anywhere before the frame header's size: no size at all
+        assert jpeg_size(portrait[:end]) is None
+    for end in range(frame + 9, frame + 40):
+        assert jpeg_size(portrait[:end]) == (512, 600)
+    # garbage bytes between two segments: libjpeg and Pillow skip them (with a warning); the parser here gives up
+    # and Pillow answers, as it did for every format before
+    second = 2 + 2 + int.from_bytes(portrait[4:6], "big")
+    garbled = portrait[:second] + b"\x00\x17" + portrait[second:]
+    assert jpeg_size(garbled) is None
+    assert header_pixels(garbled) == (512 * 600, "512x600", 512, 600) == header_pixels(portrait)
+    # a scan before any frame, a zero segment length, a PNG whose first chunk is not IHDR
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x08" + bytes(20)) is None
+    assert jpeg_size(b"\xff\xd8\xff\xe0\x00\x00" + bytes(20)) is None
+    assert png_size(png_bomb(10, 10).replace(b"IHDR", b"IHDX")) is None
+    assert header_pixels(b"\xff\xd8\xff\xe0\x00\x00" + bytes(20)) is None
+
+
+def test_reading_a_jpeg_or_png_does_not_import_pillow(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((5, 7), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.zeros((5, 7), np.uint8))
+    png, jpeg = tmp_path / "a.png", tmp_path / "b.jpg"
+    code = ("import sys; from keypoints.image import read_image_file;"
+            f"shapes = [read_image_file(r'{png}').shape, read_image_file(r'{jpeg}').shape];"
+            "print(shapes, 'PIL' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[(5, 7, 3), (5, 7, 3)] False"
 
 
 @pytest.mark.parametrize("side", [8000, 20000, 60000])
