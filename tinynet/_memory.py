@@ -15,7 +15,6 @@ Only glibc (Linux) has ``mallopt``; elsewhere this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -28,17 +27,17 @@ def tune_malloc() -> bool:
     """Apply the thresholds; returns whether they took effect."""
     if os.environ.get("TINYNET_MALLOC_TUNING", "1") == "0":
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
+        # the symbols already loaded into this process, the C library's among them: ctypes.util.find_library("c")
+        # would find the same library, but importing it (subprocess, shutil, tempfile) and asking ``ldconfig`` cost
+        # 25 ms of every ``import tinynet``
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (no mallopt), or no CDLL(None) (Windows)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
+    return (bool(mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+            and bool(mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)))
 
 
 MALLOC_TUNED = tune_malloc()
