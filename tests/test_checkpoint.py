@@ -150,6 +150,19 @@ def test_entries_the_model_does_not_have_are_refused_before_any_array_is_read(sa
     assert reads == ["__tinynet__"], "an array was read before the entries were checked"
 
 
+def test_a_checkpoint_is_opened_once_and_checked_on_the_structure_load_structure_gives(saved, monkeypatch):
+    path, _, _ = saved
+    seen = []
+    loaded = tinynet.load(path, check_structure=seen.append)
+    assert seen == [serialization.load_structure(path)]  # shapes and dtypes only, the same as asked separately
+    np.testing.assert_array_equal(loaded["model"]["features.0.weight"], tinynet.load(path)["model"]["features.0.weight"])
+    opened = []
+    real = serialization._open_checkpoint
+    monkeypatch.setattr(serialization, "_open_checkpoint", lambda where: opened.append(where) or real(where))
+    read_checkpoint(path)
+    assert opened == [str(path)]
+
+
 def test_an_archive_entry_the_header_does_not_name_is_refused_before_reading(saved, tmp_path, monkeypatch):
     path, _, _ = saved
     copy = tmp_path / "extra.npz"

@@ -179,6 +179,32 @@ def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
         load_predictor(path)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float16_checkpoint_with_a_nan_or_infinite_weight_is_refused(tmp_path, bad):
+    path = tmp_path / "half.npz"
+    write_checkpoint(path)
+    checkpoint = tinynet.load(path)
+    checkpoint["model"] = {name: value.astype(np.float16) if value.dtype.kind == "f" else value
+                           for name, value in checkpoint["model"].items()}
+    tinynet.save(checkpoint, path)
+    load_predictor(path)  # the shipped weights are float16 too: a finite one loads
+    checkpoint["model"]["features.0.weight"].flat[7] = bad
+    tinynet.save(checkpoint, path)
+    with pytest.raises(ValueError, match=r"'features\.0\.weight' holds NaN or infinite values"):
+        load_predictor(path)
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=40), st.sampled_from([np.float16, np.float32, np.float64]))
+def test_the_finite_check_agrees_with_numpys_isfinite_on_every_bit_pattern(bits, dtype):
+    from keypoints.checkpoint import all_finite
+
+    halves = np.array(bits, np.uint16).view(np.float16)  # every float16: subnormals, +-0, +-inf, NaNs with payloads
+    values = halves.astype(dtype)
+    assert all_finite(values) == bool(np.isfinite(values).all())
+    assert all_finite(np.arange(0x10000, dtype=np.uint16).view(np.float16)[:0x7C00])  # every finite positive half
+    assert not all_finite(np.array([0x7C00], np.uint16).view(np.float16))
+
+
 # ---------------------------------------------------------------------------------------------- Ctrl-C
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):

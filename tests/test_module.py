@@ -12,7 +12,7 @@ from tinynet.nn.activation import ReLU, Tanh
 from tinynet.nn.dropout import Dropout
 from tinynet.nn.flatten import Flatten
 from tinynet.nn.linear import Linear
-from tinynet.nn import IncompatibleKeys, Module, Parameter, Sequential
+from tinynet.nn import Conv2d, IncompatibleKeys, Module, Parameter, Sequential
 from tinynet.nn.normalization import BatchNorm1d, BatchNorm2d
 
 
@@ -56,6 +56,20 @@ def test_parameter_owns_a_copy_and_validates_dtype():
     assert repr(p) == "Parameter(shape=(2, 3), dtype=float32)"
     with pytest.raises(TypeError, match="Parameter: expected float32 or float64 data, got int64"):
         Parameter(np.arange(3))
+
+
+def test_parameter_without_copy_takes_a_fresh_array_itself_and_layers_keep_their_own():
+    fresh = np.zeros((2, 3), dtype=np.float32)
+    assert Parameter(fresh, copy=False).data is fresh
+    converted = Parameter(np.zeros(3, np.float64), dtype=np.float32, copy=False)  # a dtype change still copies
+    assert converted.dtype == np.float32
+    with pytest.raises(TypeError, match="got int64"):
+        Parameter(np.arange(3), copy=False)
+    # each layer's parameters are arrays of their own, not views of one another or of a shared buffer
+    layers = [Linear(4, 3, rng=np.random.default_rng(0)), Conv2d(2, 3, 3, rng=np.random.default_rng(0))]
+    arrays = [p.data for layer in layers for p in layer.parameters()]
+    assert all(a.base is None and a.flags.owndata for a in arrays)
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 def test_parameter_accumulate_grad():

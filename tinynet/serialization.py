@@ -41,7 +41,7 @@ import os
 import uuid
 import zipfile
 from collections.abc import Mapping
-from typing import Any, BinaryIO, Iterator, NamedTuple
+from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -217,8 +217,12 @@ def _atomic_write(path: str, write) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load(path: str | os.PathLike) -> dict[str, Any]:
+def load(path: str | os.PathLike, check_structure: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Read a checkpoint written by ``save``: the same nesting, arrays bit-identical, keys as strings.
+
+    ``check_structure``, if given, is called with what :func:`load_structure` returns before any array is read,
+    from the same opening of the file (a caller that checks the structure first reads the file once); an
+    exception it raises propagates and nothing more is read.
 
     Returns
     -------
@@ -238,6 +242,8 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     with _open_checkpoint(path) as (archive, header):
         tree = _checked_tree(header, archive, path)  # refuses entries the header does not name, before reading any
+        if check_structure is not None:
+            check_structure(_decode(tree, archive, path, set(), 0, info_only=True))
         return _decode(tree, archive, path, set(), 0)
 
 

@@ -75,10 +75,10 @@ class Conv2d(Module):
         self.out_channels = int(out_channels)
         kh, kw = self.kernel_size
         weight = np.empty((out_channels, in_channels, kh, kw), dtype=dtype)
-        self.weight = Parameter(init.default_weight_(weight, rng))
+        self.weight = Parameter(init.default_weight_(weight, rng), copy=False)
         if bias:
             fan_in = in_channels * kh * kw
-            self.bias = Parameter(init.default_bias_(np.empty(out_channels, dtype=dtype), fan_in, rng))
+            self.bias = Parameter(init.default_bias_(np.empty(out_channels, dtype=dtype), fan_in, rng), copy=False)
         else:
             self.register_parameter("bias", None)
         # Whether backward computes dx. The first layer of a network reads the images, which need no

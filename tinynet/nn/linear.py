@@ -44,9 +44,10 @@ class Linear(Module):
         rng = np.random.default_rng() if rng is None else rng
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.weight = Parameter(init.default_weight_(np.empty((out_features, in_features), dtype=dtype), rng))
+        self.weight = Parameter(init.default_weight_(np.empty((out_features, in_features), dtype=dtype), rng),
+                                copy=False)
         if bias:
-            self.bias = Parameter(init.default_bias_(np.empty(out_features, dtype=dtype), in_features, rng))
+            self.bias = Parameter(init.default_bias_(np.empty(out_features, dtype=dtype), in_features, rng), copy=False)
         else:
             self.register_parameter("bias", None)
 
