@@ -7,6 +7,7 @@ reads a batch, where OpenBLAS's thread count shows in the last digits), a gray w
 named .jpg (not an image). The model is the shipped one."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,6 +110,69 @@ def test_a_record_holds_what_the_public_api_finds(photos, single):
         assert face["box"] == [int(v) for v in expected.box]
     failed = predict_photo(predictor, photos / "notes.jpg", PredictOptions())
     assert failed.failure == f"{photos / 'notes.jpg'}: not an image OpenCV can decode" and failed.faces == 0
+
+
+class Begun:
+    """The photos whose reading has begun on the faces-ahead thread, in order (``find_faces`` watched)."""
+
+    def __init__(self, monkeypatch):
+        import keypoints.batch.ahead as ahead_module
+
+        self.names: list[str] = []
+        self.changed = threading.Condition()
+        real = ahead_module.find_faces
+
+        def find_faces(path, *args):
+            with self.changed:
+                self.names.append(Path(path).name)
+                self.changed.notify_all()
+            return real(path, *args)
+
+        monkeypatch.setattr(ahead_module, "find_faces", find_faces)
+
+    def wait_for(self, count: int) -> bool:
+        """Whether ``count`` photos have begun within 10 s."""
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.names) >= count, timeout=10)
+
+
+def test_the_next_photo_is_read_while_the_network_reads_this_one_with_the_same_records(photos, monkeypatch):
+    import keypoints.batch as batch
+
+    paths = [photos / name for name in PHOTOS] + [photos / "portrait.jpg"]  # a photo twice is read twice
+    predictor = keypoints.load_predictor()
+    options = dataclasses.replace(PredictOptions(), engine=choose_engine("auto", len(paths)))
+    expected = [predict_photo(predictor, path, options).record for path in paths]  # each photo alone, in turn
+    begun = Begun(monkeypatch)
+    real_read_faces, overlapped = batch.read_faces, []
+
+    def read_faces(*args):
+        # photo k is in the network's hands: photo k + 1 has begun on the other thread (a loop that read the photos
+        # one after the other would wait here in vain)
+        k = len(overlapped)
+        overlapped.append(k + 1 == len(paths) or begun.wait_for(k + 2))
+        return real_read_faces(*args)
+
+    monkeypatch.setattr(batch, "read_faces", read_faces)
+    results = list(batch.iter_predictions(paths, PredictOptions(), predictor=predictor))
+    assert overlapped == [True] * len(paths) and begun.names == [path.name for path in paths]
+    assert [r.record for r in results] == expected
+    assert results[0].failure == f"{photos / 'notes.jpg'}: not an image OpenCV can decode"
+    assert [r.faces for r in results] == [0, 2, 1, 1, 1, 0, 1]
+
+
+def test_predict_reads_the_first_photo_while_the_model_loads(photos, tmp_path, monkeypatch):
+    begun = Begun(monkeypatch)
+    real_load, first_begun = wild_cli.load_model, []
+
+    def load_model(*args):
+        first_begun.append(begun.wait_for(1))
+        return real_load(*args)
+
+    monkeypatch.setattr(wild_cli, "load_model", load_model)
+    assert run("predict", photos / "portrait.jpg", "--json", tmp_path / "faces.json", "--no-progress") == 0
+    assert first_begun == [True] and begun.names == ["portrait.jpg"]
+    assert len(json.loads((tmp_path / "faces.json").read_text())["images"][0]["faces"]) == 1
 
 
 @pytest.mark.slow

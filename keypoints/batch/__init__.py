@@ -4,7 +4,9 @@
 :mod:`keypoints.wild.formats`) and optionally its drawn picture. Every way of running a batch calls it, so
 ``--workers N`` and a Dask cluster give the same records, in the same (input) order, as ``--workers 1``:
 
-- in process (``workers=1``, the default): a plain loop;
+- in process (``workers=1``, the default): a loop, each photo read and its faces found (:func:`find_faces`) on a
+  second thread while the network reads the faces of the photo before (:func:`read_faces`;
+  :mod:`keypoints.batch.ahead`);
 - ``workers=N``: N processes started with the *spawn* method (Numba's thread pool does not survive a
   fork), each loading the model once when it starts. A worker holds one photo at a time, so a worker that
   dies (the OOM killer, a crash in a decoder) is known to have died on that photo: the photo gets an error
@@ -47,11 +49,23 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 import cv2
+import numpy as np
 
 import tinynet
 from tinynet._threads import available_cores  # the cores this process may run on
 
 from ..image import DEFAULT_MAX_PIXELS
+
+
+#: how long ``--scheduler`` waits for the scheduler to answer before giving up (:func:`keypoints.batch.cluster.connect`)
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process could not start (its model did not load, or it died before it was ready).
+
+    Here, not in :mod:`keypoints.batch.pool` that raises it: ``predict`` catches it, and a run in this process
+    should not import ``multiprocessing`` to do so."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,19 +149,28 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
     ``path`` and ``output`` are read and written against (a Dask worker's working folder is not the
     client's); the record keeps them as given.
     """
-    from ..engine import choose_engine, engine_flags
-    from ..files import write_image
-    from ..wild.commands import confident, draw_poses
+    return read_faces(predictor, find_faces(path, options, base), options, output, base)
+
+
+class FoundFaces(NamedTuple):
+    """A photo read and its faces found (:func:`find_faces`), before the network reads them."""
+
+    record: dict  # the record so far (path, size, reduced factor); its "error" is set when the photo failed already
+    image: np.ndarray | None  # as decoded (None when it failed)
+    boxes: np.ndarray | None  # (F, 4) detected faces, in the image's pixels
+    factor: int
+    detect_seconds: float | None
+
+
+def find_faces(path: str | os.PathLike, options: PredictOptions, base: str | os.PathLike | None = None) -> FoundFaces:
+    """The first half of :func:`predict_photo`: read the photo and detect its faces. A problem of the photo
+    itself is its record's ``error``, never an exception."""
     from ..wild.detection import detect_faces
-    from ..wild.drawing import draw_faces
-    from ..wild.face_crop import pad_box
-    from ..wild.faces import predict_faces
-    from ..wild.formats import face_record
-    from ..wild.photos import InputError, in_photo_pixels, read_photo
+    from ..wild.photos import InputError, read_photo
 
     where = Path(base) if base is not None else Path()
     record = {"path": str(path), "faces": [], "error": None}
-    detect_seconds = keypoint_seconds = None
+    image = boxes = detect_seconds = None
     factor = 1
     try:
         image, factor, (height, width) = read_photo(where / path, options.max_pixels)
@@ -158,27 +181,58 @@ def predict_photo(predictor, path: str | os.PathLike, options: PredictOptions, o
         detect_seconds = time.perf_counter() - start
         if len(boxes) == 0:
             raise InputError(path, "no face found")
-        start = time.perf_counter()
-        # the same points in every process, whatever its BLAS threads and on the run's one engine (see above)
-        with one_blas_thread(), engine_flags(choose_engine(options.engine, 1)):
-            detected = predict_faces(predictor, image, boxes=boxes)
-        keypoint_seconds = time.perf_counter() - start
-        faces = confident(detected, options.min_confidence)
-        record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
-        if not faces:
-            raise InputError(path, f"no face with confidence >= {options.min_confidence} ({len(detected)} below)")
-        # in the photo's pixels (a photo over --max-pixels was decoded at 1/factor size)
-        record["faces"] = [face_record(in_photo_pixels(face, factor), pad_box(face.box) * factor, (height, width))
-                           for face in faces]
-        if output is not None:
-            picture = draw_faces(image, faces, indices=options.indices, boxes=options.boxes)
-            write_image(where / output, draw_poses(picture, faces) if options.pose else picture)
-            record["output"] = str(output)
     except (InputError, ValueError, cv2.error) as exc:
-        # InputError: the photo's own problem; ValueError/cv2.error: an image OpenCV decoded but cannot
-        # process (e.g. too small for the detector). Either way this photo fails, the batch goes on.
-        record["error"] = exc.reason if isinstance(exc, InputError) else str(exc)
-    return PhotoResult(record, detect_seconds, keypoint_seconds, len(record["faces"]), factor)
+        record["error"] = _reason(exc)
+    return FoundFaces(record, image, boxes, factor, detect_seconds)
+
+
+def read_faces(predictor, found: FoundFaces, options: PredictOptions, output: str | os.PathLike | None = None,
+               base: str | os.PathLike | None = None) -> PhotoResult:
+    """The second half of :func:`predict_photo`: the network reads the faces ``found`` (unless the photo failed
+    already), and the record and the drawn picture are made."""
+    from ..engine import choose_engine, engine_flags
+    from ..files import write_image
+    from ..wild.commands import confident, draw_poses
+    from ..wild.drawing import draw_faces
+    from ..wild.face_crop import pad_box
+    from ..wild.faces import predict_faces
+    from ..wild.formats import face_record
+    from ..wild.photos import InputError, in_photo_pixels
+
+    record, image, factor = found.record, found.image, found.factor
+    keypoint_seconds = None
+    if record["error"] is None:
+        path, where = record["path"], Path(base) if base is not None else Path()
+        try:
+            start = time.perf_counter()
+            # the same points in every process, whatever its BLAS threads and on the run's one engine (see above)
+            with one_blas_thread(), engine_flags(choose_engine(options.engine, 1)):
+                detected = predict_faces(predictor, image, boxes=found.boxes)
+            keypoint_seconds = time.perf_counter() - start
+            faces = confident(detected, options.min_confidence)
+            record["below_min_confidence"] = len(detected) - len(faces)  # flagged, not silently dropped
+            if not faces:
+                raise InputError(path, f"no face with confidence >= {options.min_confidence} ({len(detected)} below)")
+            # in the photo's pixels (a photo over --max-pixels was decoded at 1/factor size)
+            height, width = record["height"], record["width"]
+            record["faces"] = [face_record(in_photo_pixels(face, factor), pad_box(face.box) * factor, (height, width))
+                               for face in faces]
+            if output is not None:
+                picture = draw_faces(image, faces, indices=options.indices, boxes=options.boxes)
+                write_image(where / output, draw_poses(picture, faces) if options.pose else picture)
+                record["output"] = str(output)
+        except (InputError, ValueError, cv2.error) as exc:
+            record["error"] = _reason(exc)
+    return PhotoResult(record, found.detect_seconds, keypoint_seconds, len(record["faces"]), factor)
+
+
+def _reason(exc: Exception) -> str:
+    """A photo's error: an ``InputError`` is the photo's own problem; a ``ValueError``/``cv2.error``, an image
+    OpenCV decoded but cannot process (e.g. too small for the detector). Either way this photo fails, the batch
+    goes on."""
+    from ..wild.photos import InputError
+
+    return exc.reason if isinstance(exc, InputError) else str(exc)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -257,7 +311,7 @@ def one_blas_thread():
 
 def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions | None = None, *,
                      outputs: Iterable[str | os.PathLike | None] | None = None, workers: int = 1,
-                     client=None, predictor=None) -> Iterator[PhotoResult]:
+                     client=None, predictor=None, ahead=None) -> Iterator[PhotoResult]:
     """An iterator over each photo's :class:`PhotoResult` in the order of ``paths``, each as soon as it and
     every photo before it are done (the arguments are checked at the call, the photos read as it is iterated).
 
@@ -270,6 +324,9 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
         worker processes (:mod:`keypoints.batch.pool`).
     client : a ``dask.distributed.Client``: one task per photo on its cluster (with ``workers`` left at 1).
     predictor : the in-process path's model, when the caller has loaded it already.
+    ahead : the in-process path's :class:`~keypoints.batch.ahead.FacesAhead`, when the caller has started the first
+        photo on it already (``predict`` does, while it loads the model); the caller closes it. Default: one of
+        this run's own.
 
     Raises ``WorkerStartError`` (:mod:`keypoints.batch.pool`) when a worker process cannot load the model.
     """
@@ -299,12 +356,23 @@ def iter_predictions(paths: Iterable[str | os.PathLike], options: PredictOptions
         from .pool import pool_predictions
 
         return pool_predictions(paths, outputs, options, workers)
-    return _in_process(paths, outputs, options, predictor or cached_predictor(options.model, options.flip, options.speed))
+    predictor = predictor or cached_predictor(options.model, options.flip, options.speed)
+    return _in_process(paths, outputs, options, predictor, ahead)
 
 
-def _in_process(paths: list[Path], outputs: list, options: PredictOptions, predictor) -> Iterator[PhotoResult]:
-    for path, output in zip(paths, outputs):
-        yield predict_photo(predictor, path, options, output)
+def _in_process(paths: list[Path], outputs: list, options: PredictOptions, predictor, ahead) -> Iterator[PhotoResult]:
+    """Each photo in turn, the next photo's faces found on ``ahead``'s thread (or a new one's) while the network
+    reads this photo's: the same records as :func:`predict_photo` on each in turn (:mod:`keypoints.batch.ahead`)."""
+    from .ahead import FacesAhead
+
+    with contextlib.ExitStack() as stack:
+        if ahead is None:
+            ahead = stack.enter_context(FacesAhead(options))
+        for k, (path, output) in enumerate(zip(paths, outputs)):
+            found = ahead.found(path)
+            if k + 1 < len(paths):
+                ahead.start(paths[k + 1])
+            yield read_faces(predictor, found, options, output)
 
 
 def predict_files(paths: Iterable[str | os.PathLike], *, model: str | os.PathLike | None = None,

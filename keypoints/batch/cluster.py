@@ -14,12 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from . import _PREDICT_LOCK, PhotoResult, PredictOptions, cached_predictor, limit_threads, predict_photo
+from . import _PREDICT_LOCK, DEFAULT_CONNECT_TIMEOUT, PhotoResult, PredictOptions, cached_predictor, limit_threads
+from . import predict_photo
 from .pool import died_on, exit_if_told
 
 INSTALL_HINT = 'pip install -e ".[dask]" (or pip install "dask[distributed]")'
-#: how long ``--scheduler`` waits for the scheduler to answer before giving up
-DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 def connect(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):

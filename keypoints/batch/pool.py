@@ -18,17 +18,13 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Iterator
 
-from . import PhotoResult, PredictOptions, THREAD_VARIABLES, cached_predictor, limit_threads, predict_photo
-from . import threads_per_worker
+from . import PhotoResult, PredictOptions, THREAD_VARIABLES, WorkerStartError, cached_predictor, limit_threads
+from . import predict_photo, threads_per_worker
 
 #: for the tests only: a worker handed a photo whose file name is this variable's value exits at once
 #: (``os._exit``), as a worker killed by the OOM killer or a crashing decoder would, mid-photo
 TEST_EXIT_VARIABLE = "KEYPOINTS_TEST_EXIT_ON_PHOTO"
 TEST_EXIT_CODE = 70
-
-
-class WorkerStartError(RuntimeError):
-    """A worker process could not start (its model did not load, or it died before it was ready)."""
 
 
 def exit_if_told(path) -> None:

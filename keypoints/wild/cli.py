@@ -63,18 +63,24 @@ def predict_command(args: argparse.Namespace) -> int:
     :func:`keypoints.batch.predict_photo`, here or in ``--workers`` processes or on a ``--scheduler`` cluster."""
     import dataclasses
 
-    from ..batch import PredictOptions, choose_workers, iter_predictions
-    from ..batch.pool import WorkerStartError
+    from ..batch import PredictOptions, WorkerStartError, choose_workers, iter_predictions
+    from ..batch.ahead import FacesAhead
     from . import commands
 
     info = commands.print_to(args)
-    stream = client = None
+    stream = client = ahead = None
     try:
-        predictor = load_model(args.model, args.flip, args.speed)
         options = PredictOptions(model=args.model, flip=args.flip, speed=args.speed, detector=args.detector,
                                  max_side=args.max_side, max_pixels=args.max_pixels, min_confidence=args.min_confidence,
                                  indices=args.indices, boxes=not args.no_boxes, pose=args.pose)
         files, several = expand_inputs(args.photos)
+        in_process = args.scheduler is None and choose_workers(args.workers, len(files)) == 1
+        if files and in_process and args.format != "jsonl":
+            # the first photo is read and its faces found on another thread while the model loads (a JSON Lines run
+            # may resume past it: it starts once the stream has said which photos are left)
+            ahead = FacesAhead(options)
+            ahead.start(files[0])
+        predictor = load_model(args.model, args.flip, args.speed)
         photos_in_run = len(files)  # auto's engine follows the whole run, also when a resumed one has fewer left
         commands.check_predict_outputs(args, predictor, several)
         outputs = output_paths(files, several, args.output, "_keypoints")
@@ -85,6 +91,8 @@ def predict_command(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, OSError, ImportError) as exc:  # ConnectionError is an OSError
         if stream is not None:
             stream.close()
+        if ahead is not None:
+            ahead.close()
         _error(str(exc), args)
         return 2
     if not files:
@@ -120,7 +128,7 @@ def predict_command(args: argparse.Namespace) -> int:
     bar = commands.progress_bar(len(files), shown=not args.no_progress and len(files) > 1)
     try:
         for result, output in zip(iter_predictions(files, options, outputs=outputs, workers=workers,
-                                                   client=client, predictor=predictor), outputs):
+                                                   client=client, predictor=predictor, ahead=ahead), outputs):
             bar.update()
             records.append(result.record)
             if stream is not None:
@@ -154,6 +162,8 @@ def predict_command(args: argparse.Namespace) -> int:
             stream.close()
         if client is not None:
             client.close()
+        if ahead is not None:
+            ahead.close()
 
     ms_detect = 1000.0 * detect_seconds / detected_images if detected_images else float("nan")
     ms_face = 1000.0 * keypoint_seconds / faces_total if faces_total else float("nan")

@@ -111,8 +111,7 @@ def _seconds(text: str) -> float:
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
     """``predict``'s options for many photos (:mod:`keypoints.batch`)."""
-    from ..batch import AUTO_WORKERS_MIN_PHOTOS
-    from ..batch.cluster import DEFAULT_CONNECT_TIMEOUT
+    from ..batch import AUTO_WORKERS_MIN_PHOTOS, DEFAULT_CONNECT_TIMEOUT
 
     parser.add_argument("--workers", type=workers_count, default="auto", metavar="N",
                         help="N worker processes, each loading the model once, with cores/N threads; same records,"
