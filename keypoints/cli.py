@@ -15,7 +15,6 @@ import sys
 
 from .checkpoint import read_checkpoint
 from .recipes import RECIPES, Recipe, recipe_from_dict
-from .train import train
 
 EXIT_CODES = (
     "exit codes: 0 done; 1 a failure while running (training diverged, no face found, no network);"
@@ -174,6 +173,7 @@ def train_main(argv: list[str] | None = None, prog: str = "train_keypoints.py") 
     saved and how to resume."""
     from .data import DataError, DownloadError
     from .files import OutputError
+    from .train import train  # here: the other commands need none of training's imports
 
     parser = train_parser(prog)  # usage and errors name the command the user typed
     args = parser.parse_args(argv)

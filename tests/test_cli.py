@@ -69,6 +69,23 @@ def test_evaluate_json(data_and_checkpoint, tmp_path):
     assert all(np.isfinite(metrics[key]) for key in METRIC_KEYS)
 
 
+@pytest.mark.parametrize("photo, code", [("portrait", 0), ("missing.jpg", 1)])
+def test_python_m_keypoints_runs_atexit_and_flushes_before_its_quick_exit(tmp_path, photo, code):
+    """``python -m keypoints`` ends with ``os._exit`` once the command returns: the ``atexit`` functions still run,
+    stdout (a pipe: block-buffered) arrives whole, and the exit code is the command's."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False) if photo == "portrait" else tmp_path / photo
+    program = ("import atexit, runpy, sys; atexit.register(lambda: print('atexit ran', file=sys.stderr));"
+               "sys.argv = ['keypoints', 'predict', sys.argv[1], '--json', '-', '--no-progress'];"
+               "runpy.run_module('keypoints', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.rstrip().endswith("atexit ran")
+    faces = [len(image["faces"]) for image in json.loads(done.stdout)["images"]]
+    assert faces == ([1] if code == 0 else [0])
+
+
 def test_evaluate_missing_checkpoint_exits_2(data_and_checkpoint, tmp_path):
     root, _ = data_and_checkpoint
     missing = tmp_path / "nowhere" / "best.npz"
@@ -262,6 +279,7 @@ def test_debug_before_or_after_the_command_shows_the_exception(data_and_checkpoi
 def test_resume_reads_the_checkpoint_once_and_hands_it_to_train(classic_run, data_and_checkpoint, monkeypatch):
     import keypoints.checkpoint
     import keypoints.cli as cli_module
+    import keypoints.train
 
     root, _ = data_and_checkpoint
     real_read, reads, handed = keypoints.checkpoint.read_checkpoint, [], {}
@@ -275,7 +293,7 @@ def test_resume_reads_the_checkpoint_once_and_hands_it_to_train(classic_run, dat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_module, "read_checkpoint", counting_read)
-    monkeypatch.setattr(cli_module, "train", fake_train)
+    monkeypatch.setattr(keypoints.train, "train", fake_train)
     last = classic_run / "last.npz"
     assert train_main(["--resume", str(last), "--data", str(root), "--out", str(classic_run), "--no-progress"]) == 130
     assert reads == [str(last)] and handed["resume"] == str(last)
