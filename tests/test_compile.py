@@ -117,3 +117,20 @@ def test_the_command_refuses_a_job_count_below_one(jobs, capsys):
         tinynet.compile.main(["--jobs", jobs])
     assert exit_info.value.code == 2
     assert f"--jobs: expected a positive number of processes, got {jobs}" in capsys.readouterr().err
+
+
+def test_a_single_channel_convolution_compiles_the_kernel_of_its_filter_size_only():
+    """Each unrolled filter size is a kernel of its own: a 4x4 layer (NaimishNet's first) neither compiles nor loads
+    the 3x3, 5x5 or general one (one kernel with a branch per size compiled them all: a second of a cold start)."""
+    program = (
+        "import numpy as np, tinynet\n"
+        "from tinynet import kernels\n"
+        "from tinynet.functional.conv import conv2d_forward\n"
+        "conv2d_forward(np.zeros((2, 1, 12, 12), np.float32), np.ones((3, 1, 4, 4), np.float32), None)\n"
+        "module = kernels.conv_single_channel\n"
+        "names = ['conv1ch_forward_3x3_kernel', 'conv1ch_forward_4x4_kernel', 'conv1ch_forward_5x5_kernel',"
+        " 'conv1ch_forward_kernel']\n"
+        "print([len(getattr(module, name).kernel.signatures) for name in names])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip() == "[0, 1, 0, 0]"

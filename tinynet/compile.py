@@ -41,7 +41,7 @@ from .backends import numba as numba_backend
 #: BatchNorm1d and ReLU in the head) and Adam. The last two arguments are each kernel's range (``first, stop``).
 #: ``tests/test_compile.py`` checks that a real training step calls exactly these.
 TRAINING_STEP: list[tuple[str, str, str]] = [
-    ("conv_single_channel", "conv1ch_forward_kernel",
+    ("conv_single_channel", "conv1ch_forward_4x4_kernel",
      "float32[:, :, ::1], float32[:, :, ::1], float32[::1], float32[:, :, :, ::1], int64, int64"),
     ("batchnorm", "channel_stats_kernel", "float32[:, :, ::1], float64[::1], float64[::1], int64, int64"),
     ("fused", "bn_relu_maxpool_forward_kernel",

@@ -156,7 +156,7 @@ def conv2d_forward(
             out_mat += bias[:, None]
     elif _is_single_channel(c, stride, padding):
         shift = np.zeros(f, dtype=x.dtype) if bias is None else bias
-        kernels.conv_single_channel.conv1ch_forward_kernel(x.reshape(n, h, w), weight.reshape(f, kh, kw), shift, out)
+        kernels.conv_single_channel.conv1ch_forward(x.reshape(n, h, w), weight.reshape(f, kh, kw), shift, out)
     else:
         ones = bias is not None
         if ones:
