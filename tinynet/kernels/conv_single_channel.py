@@ -58,8 +58,8 @@ def _widen(plane, wide):
 def _forward_kernel(kh: int, kw: int, name: str):
     """The forward kernel for ``kh x kw`` filters, ``0, 0`` for any size (read from the weight). The sizes are
     compile-time constants of each kernel, so its tap loops unroll, and each kernel compiles when a layer first
-    calls it: one kernel with a branch per size compiled every size, 3.1-3.4 s of a cold first training step
-    against 2.1-2.4 s for one size.
+    calls it: one kernel with a branch per size compiled every size, 3.1-3.4 s of a cold first training step,
+    against 1.6-1.8 s for the 4x4 kernel alone.
 
     The kernel: ``x (N, H, W)``, ``weight (F, kh, kw)``, ``bias (F,)`` -> ``out (N, F, OH, OW)``; one iteration
     per output plane ``(n, f)``.
@@ -71,7 +71,7 @@ def _forward_kernel(kh: int, kw: int, name: str):
             n = plane // n_filters
             f = plane - n * n_filters
             w = weight[f].copy()  # a private copy: the compiler then knows the output writes cannot change it
-            if kh:  # a constant of this kernel: Numba drops the other branch before compiling
+            if kh:  # a constant of this kernel: the unrolled taps, or (0) the sizes read from the weight
                 _forward_plane(x[n], w, bias[f], kh, kw, out[n, f])
             else:
                 _forward_plane(x[n], w, bias[f], weight.shape[1], weight.shape[2], out[n, f])
