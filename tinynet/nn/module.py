@@ -166,7 +166,7 @@ class Module:
         output (``check_dout``); a clear error if there was no forward."""
         if self._cache is None:
             raise RuntimeError(
-                f"{self._where()}: backward() called before forward() (or the forward ran inside"
+                f"{self._describe()}: backward() called before forward() (or the forward ran inside"
                 " tinynet.no_grad(), which keeps nothing for backward)"
             )
         spec = self.__dict__.get("_output_spec")
