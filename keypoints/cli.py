@@ -231,6 +231,8 @@ def describe_reads(metrics: dict) -> str:
     plain read)."""
     how = ["flip-averaged"] if metrics["flip_test"] else []
     how += [f"{metrics['refine_passes']} refinement pass(es)"] if metrics["refine_passes"] else []
+    if metrics["refine_passes"] and metrics.get("refine_tolerance"):
+        how[-1] += f" (not where the frame moves less than {100 * metrics['refine_tolerance']:g} % of the crop)"
     if metrics["refine_passes"] and metrics["test_frames"]:
         how += [f"{len(metrics['test_frames'])} test frames in the last pass"]
     how += [f"close-up {name} x{passes}" for name, passes in metrics["closeup"].items()]

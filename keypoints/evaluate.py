@@ -36,6 +36,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: str | Path, limit: int | 
     metrics = summarize(prediction.points, true, prediction.normalized, true_norm)
     metrics["flip_test"] = predictor.flip
     metrics["refine_passes"] = predictor.refine_passes
+    metrics["refine_tolerance"] = predictor.refine_tolerance  # faces framed this well already keep their first read
     metrics["test_frames"] = [list(frame) for frame in predictor.test_frames]  # read in the last pass
     metrics["input_size"] = predictor.input_size
     metrics["closeup"] = predictor.closeup_reads()  # region -> reads

@@ -168,6 +168,20 @@ def mirror_frame(size: int, framing: PointFraming) -> np.ndarray:
     return np.array([[-1.0, 0.0, axis], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
+def frame_change(old: np.ndarray, new: np.ndarray, size: int) -> np.ndarray:
+    """How far re-framing moves a face: ``(N, 3, 3)`` old and new frames (source -> crop pixels) of ``size``
+    crops -> ``(N,)`` the farthest any corner of the crop moves under ``new @ inv(old)`` (the map from the old
+    crop's pixels to the new crop's), over ``size`` (0: the same crop; 0.1: a corner moves a tenth of the side).
+
+    An affine map moves no point of the square farther than its farthest corner, so this one number bounds how
+    differently the new crop shows the face, whatever its mix of shift, zoom and turn.
+    """
+    moved = np.asarray(new, dtype=np.float64) @ np.linalg.inv(np.asarray(old, dtype=np.float64))  # (N, 3, 3)
+    corners = np.array([[0.0, 0.0, 1.0], [size, 0.0, 1.0], [0.0, size, 1.0], [size, size, 1.0]]).T  # (3, 4)
+    shifts = (moved @ corners)[:, :2] - corners[:2]  # (N, 2, 4)
+    return np.hypot(shifts[:, 0], shifts[:, 1]).max(axis=1) / size
+
+
 def reads_test_frames(test_frames, refine_passes: int) -> bool:
     """Whether a predictor with these settings reads test frames: they are read in the last refinement pass,
     so only with at least one."""

@@ -25,8 +25,8 @@ import numpy as np
 import tinynet
 
 from .checkpoint import flip_permutation_of
-from .framing import (DATASET_FRAMING, PointFraming, checked_test_frames, frame_jitter, frame_matrix, mirror_frame,
-                      reads_test_frames, warp_crop)
+from .framing import (DATASET_FRAMING, PointFraming, checked_test_frames, frame_change, frame_jitter, frame_matrix,
+                      mirror_frame, reads_test_frames, warp_crop)
 from .models import NaimishNet
 from .geometry import (
     NUM_KEYPOINTS,
@@ -78,6 +78,11 @@ class Predictor:
         Average each prediction with the mirrored face's (test-time augmentation).
     refine_passes : int
         How many times the face is framed again from its own points and read again.
+    refine_tolerance : float
+        A face whose new frame would move its crop's corners by less than this fraction of the crop side
+        (:func:`keypoints.framing.frame_change`) is not read again: it is framed as its points say already, and
+        its points stay. 0 (the default): every face is read again. The pass that reads test frames reads
+        every face (the confidence compares those reads).
     framing : PointFraming
         Where the refinement frame puts the points (measured on the training faces).
     confidence_signal : str
@@ -107,7 +112,7 @@ class Predictor:
 
     def __init__(self, model: NaimishNet, meta: dict, flip: bool | None = None, refine_passes: int | None = None,
                  test_frames: Sequence | None = None, closeup_models: dict | None = None,
-                 closeup_passes: int | None = None, int8_linears: bool = False):
+                 closeup_passes: int | None = None, int8_linears: bool = False, refine_tolerance: float = 0.0):
         if not isinstance(int8_linears, (bool, np.bool_)):
             raise ValueError(f"Predictor: int8_linears must be True or False, got {int8_linears!r}")
         self.int8_linears = bool(int8_linears)
@@ -125,6 +130,11 @@ class Predictor:
         if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= 4:
             raise ValueError(f"Predictor: refine_passes must be an int in 0..4, got {passes!r}")
         self.refine_passes = int(passes)
+        if isinstance(refine_tolerance, (bool, np.bool_)) or not isinstance(refine_tolerance, (int, float, np.integer,
+                np.floating)) or not 0.0 <= refine_tolerance < 1.0:
+            raise ValueError(f"Predictor: refine_tolerance must be a number in [0, 1) (a fraction of the crop side),"
+                             f" got {refine_tolerance!r}")
+        self.refine_tolerance = float(refine_tolerance)
         framing = meta.get("framing")
         self.framing = DATASET_FRAMING if framing is None else PointFraming.from_dict(framing)
         frames = meta.get("test_frames") if test_frames is None else test_frames
@@ -167,7 +177,9 @@ class Predictor:
     def __repr__(self) -> str:
         return (
             f"Predictor(input_size={self.input_size}, rescale={self.rescale}, flip={self.flip},"
-            f" refine_passes={self.refine_passes}, test_frames={len(self.test_frames)},"
+            f" refine_passes={self.refine_passes},"
+            f"{f' refine_tolerance={self.refine_tolerance:g},' if self.refine_tolerance else ''}"
+            f" test_frames={len(self.test_frames)},"
             f" closeup={self.closeup_reads()}{', int8_linears=True' if self.int8_linears else ''})"
         )
 
@@ -292,11 +304,21 @@ class Predictor:
         frame_reads = None  # (J, N, K, 2) crop pixels, when the last pass reads test frames
         for index in range(self.refine_passes):
             source = map_to_original(denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size), frames)
-            frames = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
+            framed = np.stack([frame_matrix(points, self.input_size, self.framing) for points in source])
             if self.test_frames and index == self.refine_passes - 1:
+                frames = framed
                 out, passes, frame_reads = self._test_frame_outputs(rescaled, frames, batch_size)
                 continue
-            out, passes = self._framed_outputs(rescaled, frames, batch_size)
+            moving = np.flatnonzero(frame_change(frames, framed, self.input_size) >= self.refine_tolerance)
+            if len(moving) == len(frames):  # every face is read again (always, with refine_tolerance 0)
+                frames = framed
+                out, passes = self._framed_outputs(rescaled, frames, batch_size)
+            elif len(moving):  # only the faces whose frame moves: the others keep their frame and its points
+                frames, out = frames.copy(), out.copy()
+                frames[moving] = framed[moving]
+                out[moving], read = self._framed_outputs([rescaled[i] for i in moving], frames[moving], batch_size)
+                if passes is not None:
+                    passes[:, moving] = read
         affines = frames @ to_rescaled  # image pixels -> the last pass's crop pixels
         crop_points = denormalize_keypoints(out.reshape(-1, self.num_points, 2), self.input_size)
         points = map_to_original(crop_points, affines).astype(np.float32)
@@ -360,7 +382,7 @@ def _checked_image(index: int, image) -> np.ndarray:
 def load_predictor(
     path: str | Path | None = None, flip: bool | None = None, refine_passes: int | None = None,
     test_frames: Sequence | None = None, closeup_passes: int | None = None, speed: str = "accurate",
-    int8_linears: bool | None = None,
+    int8_linears: bool | None = None, refine_tolerance: float | None = None,
 ) -> Predictor:
     """Build the network a checkpoint describes, load its weights and return a ``Predictor``.
 
@@ -368,7 +390,8 @@ def load_predictor(
     and ``test_frames`` override the checkpoint's test-time flip averaging, number of refinement passes and
     frames of the last pass (``None`` keeps the checkpoint's choice; ``test_frames=()`` reads the canonical
     frame only). ``closeup_passes`` overrides how often each close-up stage reads its region (0: not at all).
-    ``int8_linears`` runs the Linear layers with int8 weights (None: as ``speed`` says; see :class:`Predictor`).
+    ``int8_linears`` runs the Linear layers with int8 weights and ``refine_tolerance`` skips the second read of a face
+    already framed as its points say (None: as ``speed`` says; see :class:`Predictor`).
     ``speed`` (:data:`keypoints.speed.SPEEDS`): ``"fast"`` changes the settings not given as
     :func:`keypoints.speed.speed_settings` says.
     """
@@ -377,7 +400,7 @@ def load_predictor(
     checked_speed(speed, "load_predictor")  # before reading the file
     checkpoint, model = read_checkpoint(PRETRAINED if path is None else path)  # every meta field validated
     given = {"flip": flip, "refine_passes": refine_passes, "test_frames": test_frames, "closeup_passes": closeup_passes,
-             "int8_linears": int8_linears}
+             "int8_linears": int8_linears, "refine_tolerance": refine_tolerance}
     settings = {**speed_settings(speed, checkpoint["meta"]), **{k: v for k, v in given.items() if v is not None}}
     closeup_models = checkpoint.get("closeup_models") or {}
     if settings.get("int8_linears"):  # the models built here are nobody else's: quantised in place, not copied

@@ -116,7 +116,13 @@ def test_evaluate_speed_fast_says_it_reads_with_int8_linear_layers(data_and_chec
     assert main(["evaluate", str(checkpoint), "--data", str(root), "--speed", "fast", "--limit", "2"]) == 0
     assert capsys.readouterr().out.strip().endswith("(int8 Linear layers)")
     assert main(["evaluate", str(checkpoint), "--data", str(root), "--limit", "2", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["int8_linears"] is False
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["int8_linears"] is False and plain["refine_tolerance"] == 0.0
+    # with a refinement pass, fast says it skips it for the faces framed well already
+    assert main(["evaluate", str(checkpoint), "--data", str(root), "--speed", "fast", "--refine-passes", "1",
+                 "--limit", "2"]) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        "(1 refinement pass(es) (not where the frame moves less than 5 % of the crop), int8 Linear layers)")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from keypoints.framing import (
     PointFraming,
     checked_test_frames,
     eye_angle,
+    frame_change,
     frame_jitter,
     frame_matrix,
     framed_sample,
@@ -23,9 +24,9 @@ from keypoints.framing import (
     warp_crop,
 )
 from keypoints.loader import DataLoader
-from keypoints.predictor import load_predictor
+from keypoints.predictor import Predictor, load_predictor
 from keypoints.geometry import (FLIP_PERMUTATION, apply_affine, denormalize_keypoints, flip_keypoints, flip_matrix, map_to_original,
-                                normalize_keypoints, rotation_scale_about)
+                                normalize_keypoints, rotation_scale_about, translation)
 from tinynet.nn import Module
 
 S = 96
@@ -278,6 +279,104 @@ def test_predictor_refine_passes_validated(tmp_path):
     for bad in (-1, 5, 1.5, True):
         with pytest.raises(ValueError, match="refine_passes"):
             load_predictor(path, refine_passes=bad)
+
+
+# ---------------------------------------------------------------------------------------------- refine_tolerance
+def test_frame_change_by_hand():
+    old = np.stack([translation(-10.0, -20.0), rotation_scale_about(0.0, 0.0, 12.0, 0.5)])
+    centre = (S / 2, S / 2)
+    moves = [
+        np.eye(3),  # the same crop
+        translation(3.0, 4.0),  # every corner moves 5 pixels
+        rotation_scale_about(*centre, 90.0, 1.0),  # a quarter turn about the middle: each corner lands on the next
+        rotation_scale_about(*centre, 0.0, 1.1),  # a 10 % zoom about the middle: corners move 0.1 * (S / 2) * sqrt(2)
+    ]
+    expected = [0.0, 5.0 / S, 1.0, 0.1 * np.sqrt(2) / 2]
+    for move, change in zip(moves, expected):
+        # the new frame is the old one followed by the move in crop pixels, whatever the old one was
+        np.testing.assert_allclose(frame_change(old, move @ old, S), [change, change], rtol=0, atol=1e-12)
+
+
+class TwoFramings(Module):
+    """Reads a crop's brightness: a dark crop (the face of a dark image) gets a canonical answer, so its refinement
+    frame is its crop's; a bright one gets that answer moved down by ``shift * S`` in the first call (its frame moves
+    by that much), by half as much in the second. The face is its own mirror image (mirrored and its points swapped),
+    so flip averaging changes neither answer. Records how many crops each call read."""
+
+    def __init__(self, framing: PointFraming, shift: float):
+        super().__init__()
+        face = np.random.default_rng(0).normal(0.0, 1.0, size=(68, 2))
+        mirrored = face[FLIP_PERMUTATION] * [-1.0, 1.0]
+        face = (face + mirrored) / 2  # symmetric about x = 0
+        face = (face - face.mean(axis=0)) / point_spread(face) * framing.spread * S + np.array(framing.centroid) * S
+        self.canonical = normalize_keypoints(face, S).reshape(-1).astype(np.float32)
+        self.moved = [normalize_keypoints(face + [0.0, shift * S / calls], S).reshape(-1).astype(np.float32)
+                      for calls in (1, 2)]
+        self.batches: list[int] = []
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        moved = self.moved[min(len(self.batches), 1)]
+        self.batches.append(len(x))
+        bright = x.reshape(len(x), -1).mean(axis=1) > 0.5
+        return np.where(bright[:, None], moved, self.canonical).astype(np.float32)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_refine_tolerance_reads_again_only_the_faces_whose_frame_moves(tmp_path, flip):
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    images = [np.full((150, 130), 0.2, np.float32), np.full((170, 130), 0.8, np.float32),
+              np.full((160, 140), 0.3, np.float32)]  # dark, bright, dark
+
+    def run(**settings):
+        predictor = load_predictor(path, flip=flip, test_frames=(), **settings)
+        predictor.model = TwoFramings(predictor.framing, shift=0.1)  # the bright face's frame moves 0.1 of the side
+        return predictor, predictor.predict_details(images)
+
+    once, first = run(refine_passes=0)
+    always, second = run(refine_passes=1)
+    skipping, mixed = run(refine_passes=1, refine_tolerance=0.05)
+    assert skipping.refine_tolerance == 0.05 and "refine_tolerance=0.05" in repr(skipping)
+    assert "refine_tolerance" not in repr(always)
+    reads = 2 if flip else 1  # each face, and its mirror image
+    assert always.model.batches == [3 * reads, 3 * reads]
+    assert skipping.model.batches == [3 * reads, 1 * reads]  # only the bright face is read again
+    # the dark faces keep their first read and its frame, the bright one gets the second read
+    for field in ("points", "normalized", "affines") + (("plain", "mirrored") if flip else ()):
+        got, before, after = (getattr(p, field) for p in (mixed, first, second))
+        np.testing.assert_array_equal(got[[0, 2]], before[[0, 2]])
+        np.testing.assert_array_equal(got[1], after[1])
+    assert np.abs(second.points[1] - first.points[1]).max() > 1.0  # the second read really moved the bright face
+    # a tolerance above the move: nobody is read again; none: everybody
+    none, kept = run(refine_passes=1, refine_tolerance=0.2)
+    assert none.model.batches == [3 * reads]
+    np.testing.assert_array_equal(kept.points, first.points)
+    _, zero = run(refine_passes=1, refine_tolerance=0.0)
+    np.testing.assert_array_equal(zero.points, second.points)
+
+
+def test_refine_tolerance_leaves_the_test_frame_pass_to_every_face(tmp_path):
+    """The confidence compares the test frames' reads of every face: the pass that reads them reads all faces."""
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    images = [np.full((150, 130), 0.2, np.float32), np.full((170, 130), 0.8, np.float32)]
+    frames = [[-0.04, 0.0, 1.0, 0.0], [0.04, 0.0, 1.0, 0.0]]
+    results = []
+    for tolerance in (0.0, 0.5):
+        predictor = load_predictor(path, flip=False, refine_passes=1, test_frames=frames, refine_tolerance=tolerance)
+        predictor.model = TwoFramings(predictor.framing, shift=0.1)
+        results.append(predictor.predict_details(images))
+        assert predictor.model.batches == [2, 2 * len(frames)]
+    np.testing.assert_array_equal(results[0].points, results[1].points)
+    np.testing.assert_array_equal(results[0].frame_reads, results[1].frame_reads)
+
+
+def test_refine_tolerance_validated(tmp_path):
+    path = tmp_path / "best.npz"
+    write_checkpoint(path)
+    for bad in (-0.1, 1.0, float("nan"), True, "0.1", None):
+        with pytest.raises(ValueError, match=r"refine_tolerance must be a number in \[0, 1\)"):
+            Predictor(load_predictor(path).model, load_predictor(path).meta, refine_tolerance=bad)
 
 
 # ---------------------------------------------------------------------------------------------- test frames

@@ -281,15 +281,19 @@ def test_flip_averaging_matches_the_hand_average(checkpoint):
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_speed_fast_reads_the_shipped_model_twice_and_each_closeup_stage_once():
+def test_speed_fast_reads_the_shipped_model_at_most_twice_and_each_closeup_stage_once():
     accurate, fast = load_predictor(), load_predictor(speed="fast")
     assert accurate.flip and accurate.refine_passes == 2 and len(accurate.test_frames) == 4
     assert accurate.closeup_reads() == {"eyes": 2, "mouth": 2}
     assert (fast.flip, fast.refine_passes, fast.test_frames) == (False, 1, ())
     assert fast.closeup_reads() == {"eyes": 1, "mouth": 1}
+    # fast reads a face again only where its frame moves by 5 % of the crop or more; accurate always
+    assert (accurate.refine_tolerance, fast.refine_tolerance) == (0.0, 0.05) and "refine_tolerance=0.05" in repr(fast)
     # a setting given explicitly wins over the speed's
-    mixed = load_predictor(speed="fast", flip=True, refine_passes=2, closeup_passes=0, int8_linears=False)
+    mixed = load_predictor(speed="fast", flip=True, refine_passes=2, closeup_passes=0, int8_linears=False,
+                           refine_tolerance=0.0)
     assert (mixed.flip, mixed.refine_passes, mixed.test_frames, mixed.closeup_reads()) == (True, 2, (), {})
+    assert mixed.refine_tolerance == 0.0
     assert not mixed.int8_linears and "int8" not in repr(mixed)
 
 
