@@ -249,7 +249,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
     # a bad checkpoint fails before any download
     predictor = load_predictor(args.checkpoint, flip=args.flip, refine_passes=args.refine_passes,
                                test_frames=() if args.no_test_frames else None, closeup_passes=args.closeup_passes,
-                               speed=args.speed)
+                               speed=args.speed, refine_tolerance=args.refine_tolerance)
     if args.data_format == "pts" and args.data is None:
         raise ValueError("--format pts needs --data DIR, the folder of images with .pts files beside them")
     data_dir = ensure_data(args.data) if args.data_format == "csv" else args.data
@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--limit", type=int, help="only the first N test faces")
     evaluate.add_argument("--refine-passes", type=int, choices=range(5), metavar="{0..4}",
                           help="re-frame each face from its own points this many times (default: as the checkpoint)")
+    evaluate.add_argument("--refine-tolerance", type=_number(float, 0, 1, high_open=True), metavar="T",
+                          help="read a face again only where its refinement frame moves the crop's corners by T of its"
+                          " side or more (default: 0, every face; --speed fast: 0.05)")
     evaluate.add_argument("--no-test-frames", action="store_true",
                           help="the last pass reads the canonical frame only, not the checkpoint's test frames")
     evaluate.add_argument("--closeup-passes", type=int, choices=range(5), metavar="{0..4}",

@@ -123,6 +123,13 @@ def test_evaluate_speed_fast_says_it_reads_with_int8_linear_layers(data_and_chec
                  "--limit", "2"]) == 0
     assert capsys.readouterr().out.strip().endswith(
         "(1 refinement pass(es) (not where the frame moves less than 5 % of the crop), int8 Linear layers)")
+    # --refine-tolerance overrides the speed's, and is checked where it enters
+    assert main(["evaluate", str(checkpoint), "--data", str(root), "--refine-passes", "1", "--refine-tolerance", "0.2",
+                 "--limit", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["refine_tolerance"] == 0.2
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(checkpoint), "--refine-tolerance", "1"])
+    assert "--refine-tolerance: expected a value in [0, 1), got 1" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------

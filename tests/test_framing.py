@@ -297,6 +297,21 @@ def test_frame_change_by_hand():
         np.testing.assert_allclose(frame_change(old, move @ old, S), [change, change], rtol=0, atol=1e-12)
 
 
+@given(shift=st.tuples(st.floats(-20, 20), st.floats(-20, 20)), zoom=st.floats(0.7, 1.4), degrees=st.floats(-40, 40),
+       seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=50)
+def test_frame_change_bounds_how_far_any_pixel_of_the_crop_moves(shift, zoom, degrees, seed):
+    """No pixel of the crop moves farther than frame_change says, and a corner moves exactly that far."""
+    rng = np.random.default_rng(seed)
+    old = rotation_scale_about(*rng.uniform(0, 300, 2), rng.uniform(-30, 30), rng.uniform(0.2, 2.0))
+    move = translation(*shift) @ rotation_scale_about(*rng.uniform(0, S, 2), degrees, zoom)
+    change = frame_change(old[None], (move @ old)[None], S)[0]
+    pixels = np.concatenate([rng.uniform(0, S, (500, 2)), [[0, 0], [S, 0], [0, S], [S, S]]])
+    distances = np.linalg.norm(apply_affine(pixels, move) - pixels, axis=1) / S
+    assert distances.max() <= change + 1e-9
+    assert distances[-4:].max() == pytest.approx(change, abs=1e-9)
+
+
 class TwoFramings(Module):
     """Reads a crop's brightness: a dark crop (the face of a dark image) gets a canonical answer, so its refinement
     frame is its crop's; a bright one gets that answer moved down by ``shift * S`` in the first call (its frame moves
