@@ -348,7 +348,7 @@ def test_refine_tolerance_reads_again_only_the_faces_whose_frame_moves(tmp_path,
         predictor.model = TwoFramings(predictor.framing, shift=0.1)  # the bright face's frame moves 0.1 of the side
         return predictor, predictor.predict_details(images)
 
-    once, first = run(refine_passes=0)
+    _, first = run(refine_passes=0)
     always, second = run(refine_passes=1)
     skipping, mixed = run(refine_passes=1, refine_tolerance=0.05)
     assert skipping.refine_tolerance == 0.05 and "refine_tolerance=0.05" in repr(skipping)
@@ -389,9 +389,10 @@ def test_refine_tolerance_leaves_the_test_frame_pass_to_every_face(tmp_path):
 def test_refine_tolerance_validated(tmp_path):
     path = tmp_path / "best.npz"
     write_checkpoint(path)
+    loaded = load_predictor(path)
     for bad in (-0.1, 1.0, float("nan"), True, "0.1", None):
         with pytest.raises(ValueError, match=r"refine_tolerance must be a number in \[0, 1\)"):
-            Predictor(load_predictor(path).model, load_predictor(path).meta, refine_tolerance=bad)
+            Predictor(loaded.model, loaded.meta, refine_tolerance=bad)
 
 
 # ---------------------------------------------------------------------------------------------- test frames
