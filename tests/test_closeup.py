@@ -113,6 +113,25 @@ def test_the_training_jitter_moves_zooms_and_turns_the_frame_as_documented():
     assert not np.allclose(turned[0, 1], plain[0, 1])
 
 
+@pytest.mark.parametrize("region", [EYES, MOUTH], ids=lambda r: r.name)
+def test_a_batch_of_faces_frames_each_face_as_it_would_alone(region):
+    """Faces of different turns, sizes and places, each crop with its own jitter, framed in one call (as training
+    frames all its faces): every face's matrices are those it gets alone."""
+    faces = np.stack([turned_face(degrees, scale, centre) for degrees, scale, centre in
+                      ((0.0, 2.0, (100.0, 90.0)), (25.0, 1.2, (300.0, 40.0)), (-40.0, 3.5, (60.0, 250.0)))])
+    faces[1, 36:48] = faces[1, 36]  # no frame for the middle one
+    rng = np.random.default_rng(0)
+    crops = len(region.crops)
+    shift, zoom = rng.normal(0, 0.05, (3, crops, 2)), rng.uniform(0.9, 1.1, (3, crops))
+    degrees = rng.uniform(-15, 15, (3, crops))
+    together = crop_matrices(faces, region, STAGE, shift, zoom, degrees)
+    assert together.shape == (3, crops, 3, 3) and np.isnan(together[1]).all()
+    for i in (0, 2):
+        alone = crop_matrices(faces[i : i + 1], region, STAGE, shift[i : i + 1], zoom[i : i + 1], degrees[i : i + 1])
+        np.testing.assert_allclose(together[i], alone[0], rtol=1e-12, atol=1e-9)
+        assert not np.allclose(together[i], together[2 - i])  # and the faces differ
+
+
 def test_faces_whose_eyes_coincide_get_no_frame_and_keep_their_points():
     points = np.stack([turned_face(), turned_face()])
     points[1, 36:48] = points[1, 36]  # both eyes on one spot

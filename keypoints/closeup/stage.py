@@ -124,17 +124,18 @@ def crop_matrices(points: np.ndarray, region: Region, stage: CloseupStage, shift
     shift = np.zeros((n, count, 2)) if shift is None else np.asarray(shift, dtype=np.float64)
     zoom = np.ones((n, count)) if zoom is None else np.asarray(zoom, dtype=np.float64)
     degrees = np.zeros((n, count)) if degrees is None else np.asarray(degrees, dtype=np.float64)
-    mirror = flip_matrix(size)
-    out = np.full((n, count, 3, 3), np.nan)
-    for i in np.flatnonzero(np.isfinite(distance) & (distance >= 1.0)):
-        scale = size / (stage.side * distance[i])
-        for c, (indices, mirrored) in enumerate(region.crops):
-            centre = points[i, list(indices)].mean(axis=0) + shift[i, c] * distance[i]
-            matrix = (translation((size - 1) / 2, (size - 1) / 2)
-                      @ rotation_scale_about(0.0, 0.0, level[i] + degrees[i, c], scale * zoom[i, c])
-                      @ translation(*-centre))
-            out[i, c] = mirror @ matrix if mirrored else matrix
-    return out
+    valid = np.isfinite(distance) & (distance >= 1.0)
+    distance = np.where(valid, distance, 1.0)[:, None]  # (N, 1); the faces without a frame get NaN below
+    centres = np.stack([points[:, list(indices)].mean(axis=1) for indices, _ in region.crops], axis=1)  # (N, C, 2)
+    centres = centres + shift * distance[..., None]
+    half = (size - 1) / 2
+    matrices = (translation(half, half)
+                @ rotation_scale_about(0.0, 0.0, level[:, None] + degrees, size / (stage.side * distance) * zoom)
+                @ translation(-centres[..., 0], -centres[..., 1]))  # (N, C, 3, 3)
+    mirrored = np.array([flipped for _, flipped in region.crops])
+    matrices[:, mirrored] = flip_matrix(size) @ matrices[:, mirrored]
+    matrices[~valid] = np.nan
+    return matrices
 
 
 def region_crops(images: list, matrices: np.ndarray, size: int) -> np.ndarray:
@@ -154,9 +155,10 @@ def points_from_outputs(outputs: np.ndarray, matrices: np.ndarray, region: Regio
     """The network's ``(N C, 2P)`` outputs -> the region's points ``(N, len(region.points), 2)`` in image
     pixels: each crop's reads mapped back (the inverse of :func:`region_targets`), averaged where crops overlap."""
     crop = np.asarray(outputs, dtype=np.float64).reshape(len(matrices), len(region.crops), -1, 2) * (size / 2) + (size - 1) / 2
+    image = map_to_original(crop, matrices)  # (N, C, P, 2): every crop's points in image pixels at once
     total, count = np.zeros((len(matrices), 68, 2)), np.zeros(68)
     for c, (indices, _) in enumerate(region.crops):
-        total[:, list(indices)] += map_to_original(crop[:, c], matrices[:, c])
+        total[:, list(indices)] += image[:, c]
         count[list(indices)] += 1
     return total[:, list(region.points)] / count[list(region.points), None]
 
