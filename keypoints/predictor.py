@@ -16,7 +16,6 @@ times.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -40,7 +39,7 @@ from .geometry import (
 from .crops import center_crop, rescale_face
 from .closeup.stage import REGIONS, checked_closeup, read_region
 from .image import to_gray_float32
-from .speed import checked_speed, speed_settings
+from .speed import checked_speed, int8_quantized, int8_runnable, speed_settings
 
 
 #: the model that ships with the package: naimishnet(96) trained with the default recipe (README.md)
@@ -116,7 +115,7 @@ class Predictor:
         if not isinstance(int8_linears, (bool, np.bool_)):
             raise ValueError(f"Predictor: int8_linears must be True or False, got {int8_linears!r}")
         self.int8_linears = bool(int8_linears)
-        self.model = _runnable(model, self.int8_linears)
+        self.model = int8_runnable(model, self.int8_linears)
         self.meta = dict(meta)
         self.input_size = int(meta["input_size"])
         self.rescale = int(meta["rescale"])
@@ -149,7 +148,7 @@ class Predictor:
         models = closeup_models or {}
         stages = checked_closeup(meta.get("closeup") or {})
         self.closeup = {name: stage for name, stage in stages.items() if name in models}
-        self.closeup_models = {name: _runnable(models[name], self.int8_linears) for name in self.closeup}
+        self.closeup_models = {name: int8_runnable(models[name], self.int8_linears) for name in self.closeup}
         passes = closeup_passes
         if passes is not None and (isinstance(passes, bool) or not isinstance(passes, (int, np.integer))
                                    or not 0 <= passes <= 4):
@@ -347,20 +346,6 @@ class Predictor:
         return self.predict_details(images, batch_size).points
 
 
-def _runnable(model, int8_linears: bool):
-    """``model`` in eval mode; with ``int8_linears`` and float Linear layers in it, a copy of it whose Linear layers
-    hold int8 weights (the caller's model stays float; ``load_predictor`` quantises the model it built itself)."""
-    if int8_linears and any(isinstance(module, tinynet.nn.Linear) for module in model.modules()):
-        return _quantized(copy.deepcopy(model))
-    return model.eval()
-
-
-def _quantized(model):
-    """``model`` in eval mode with int8 weights in its Linear layers, each BatchNorm1d that follows one folded into it
-    (``tinynet.nn.quantize_int8(..., fold_batchnorm=True)``), in place."""
-    return tinynet.nn.quantize_int8(model.eval(), fold_batchnorm=True)
-
-
 def _checked_image(index: int, image) -> np.ndarray:
     """Image ``index`` of a batch, refused with a message naming it if it is empty or a float image with
     values outside [0, 1] (a uint8 picture converted to float without dividing by 255, or NaN)."""
@@ -404,6 +389,6 @@ def load_predictor(
     settings = {**speed_settings(speed, checkpoint["meta"]), **{k: v for k, v in given.items() if v is not None}}
     closeup_models = checkpoint.get("closeup_models") or {}
     if settings.get("int8_linears"):  # the models built here are nobody else's: quantised in place, not copied
-        model = _quantized(model)
-        closeup_models = {name: _quantized(net) for name, net in closeup_models.items()}
+        model = int8_quantized(model)
+        closeup_models = {name: int8_quantized(net) for name, net in closeup_models.items()}
     return Predictor(model, checkpoint["meta"], closeup_models=closeup_models, **settings)

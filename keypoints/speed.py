@@ -1,6 +1,10 @@
-"""What ``--speed`` means: the names (:data:`SPEEDS`), their check, and the ``Predictor`` settings each one gives
-(``keypoints.predictor.load_predictor`` applies them)."""
+"""What ``--speed`` means: the names (:data:`SPEEDS`), their check, the ``Predictor`` settings each one gives
+(``keypoints.predictor.load_predictor`` applies them), and the int8 copies of the networks that ``int8_linears`` runs."""
 from __future__ import annotations
+
+import copy
+
+import tinynet
 
 #: ``load_predictor(speed=...)`` and ``--speed``: ``"accurate"`` reads a face as its checkpoint says (the shipped
 #: model: 12 reads of the face network, flip-averaged, and 4 of each close-up network); ``"fast"`` reads it at most
@@ -41,3 +45,17 @@ def speed_settings(speed: str, meta: dict) -> dict:
     if meta.get("closeup"):
         settings["closeup_passes"] = 1
     return settings
+
+
+def int8_runnable(model, int8_linears: bool):
+    """``model`` in eval mode; with ``int8_linears`` and float Linear layers in it, a copy of it whose Linear layers
+    hold int8 weights (the caller's model stays float; ``load_predictor`` quantises the model it built itself)."""
+    if int8_linears and any(isinstance(module, tinynet.nn.Linear) for module in model.modules()):
+        return int8_quantized(copy.deepcopy(model))
+    return model.eval()
+
+
+def int8_quantized(model):
+    """``model`` in eval mode with int8 weights in its Linear layers, each BatchNorm1d that follows one folded into it
+    (``tinynet.nn.quantize_int8(..., fold_batchnorm=True)``), in place."""
+    return tinynet.nn.quantize_int8(model.eval(), fold_batchnorm=True)
