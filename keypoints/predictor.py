@@ -313,8 +313,7 @@ class Predictor:
                 frames = framed
                 out, passes = self._framed_outputs(rescaled, frames, batch_size)
             elif len(moving):  # only the faces whose frame moves: the others keep their frame and its points
-                frames, out = frames.copy(), out.copy()
-                frames[moving] = framed[moving]
+                frames[moving] = framed[moving]  # frames, out and passes are this call's own arrays
                 out[moving], read = self._framed_outputs([rescaled[i] for i in moving], frames[moving], batch_size)
                 if passes is not None:
                     passes[:, moving] = read
