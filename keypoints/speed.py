@@ -24,6 +24,14 @@ SPEEDS = ("accurate", "fast")
 #: flat up to 0.06, and 0.05 errs towards reading again. On the test faces: photos 5.51 -> 5.52 %, failures
 #: 2.4 -> 2.7 %; centre crops 5.68 -> 5.71 %, failures 3.2 -> 3.4 %.
 FAST_REFINE_TOLERANCE = 0.05
+#: The ``video`` command's ``Predictor.refine_tolerance``, with either speed: every face is read again. A video face
+#: whose frame moves about :data:`FAST_REFINE_TOLERANCE` would switch between one read and two from frame to frame,
+#: and its points jump between the two reads. ``python benchmarks/video_jitter.py`` (the README portrait moved as a
+#: hand-held camera moves it, 150 frames; the frame-to-frame move of the points, motion removed, in % of the eye
+#: distance, median / p90 / max): with ``--speed fast`` at 0.05 the face kept its first read in 55 % of the frames and
+#: moved 3.58 / 7.15 / 10.09 raw, 1.04 / 1.82 / 3.51 after the One Euro smoothing, against 2.88 / 4.53 / 7.00 and
+#: 0.82 / 1.25 / 2.30 read twice every frame, for 70.0 against 73.9 ms a frame.
+VIDEO_REFINE_TOLERANCE = 0.0
 
 
 def checked_speed(speed, where: str) -> str:

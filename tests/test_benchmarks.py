@@ -163,3 +163,31 @@ def test_the_inference_figures_come_from_a_process_that_trained_nothing():
     assert all(value > 0 for value in inference.values())
     training = bench_train.run_worker("speed", "tinynet", 96, 2, train_only=True)
     assert set(training) == {"train_img_per_s", "train_step_ms"}
+
+
+def test_video_jitter_removes_the_camera_motion_and_nothing_else(monkeypatch):
+    """video_jitter maps each frame's points back through the frame's own motion: a reader that finds a fixed face
+    where each frame's map puts it gives the same points in every frame (no jitter), and one that adds a known
+    wobble gives that wobble back."""
+    import video_jitter
+    from keypoints.wild.faces import FaceKeypoints
+
+    photo = np.zeros((120, 100, 3), np.uint8)
+    clip, maps = video_jitter.hand_held(photo, 12)
+    assert len(clip) == 12 and maps.shape == (12, 3, 3) and clip[0].shape == photo.shape
+    face = np.random.default_rng(0).uniform(30, 90, (68, 2))
+    wobble = np.zeros((12, 68, 2))
+    wobble[:, :, 0] = np.arange(12)[:, None] % 2  # one pixel right in every other frame, in the photo's pixels
+    frames = iter(range(12))
+
+    def reader(predictor, frame, detector):
+        i = next(frames)
+        seen = (face + wobble[i]) @ maps[i, :2, :2].T + maps[i, :2, 2]  # where the camera put the (wobbled) face
+        return [FaceKeypoints(np.array([20, 20, 60, 60]), seen)]
+
+    monkeypatch.setattr(video_jitter, "predict_faces", reader)
+    points, ms = video_jitter.read_clip(clip, maps, None, "haar", smooth=False)
+    np.testing.assert_allclose(points, face + wobble, atol=1e-9)
+    assert ms >= 0
+    # the maps move the photo: a drift of several pixels over the clip, which the mapping back removed
+    assert np.abs(maps[:, :2, 2] - maps[0, :2, 2]).max() > 2

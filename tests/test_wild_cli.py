@@ -245,6 +245,33 @@ def test_video_command(portrait, model_path, tmp_path, capsys):
     assert "no such video" in capsys.readouterr().err
 
 
+def test_video_reads_every_face_again_with_either_speed(portrait, tmp_path, monkeypatch):
+    """A video face whose frame moves about the photos' refinement tolerance would switch between one read and two
+    from frame to frame (benchmarks/video_jitter.py): ``video`` reads every face again, ``--speed fast`` too, and
+    keeps fast's other settings; ``predict --speed fast`` keeps the tolerance."""
+    from keypoints.speed import FAST_REFINE_TOLERANCE
+    from keypoints.wild import video
+    from keypoints.wild.video import VideoReport
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64))
+    writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.release()
+    used = []
+
+    def record(source, output, predictor, **options):
+        used.append(predictor)
+        return VideoReport(1, 0, 0.1, 10.0, 10.0, (64, 64), str(output))
+
+    monkeypatch.setattr(video, "process_video", record)
+    for speed in ("accurate", "fast"):
+        assert run("video", clip, "--speed", speed, "-o", tmp_path / f"{speed}.mp4", "--no-progress") == 0
+    accurate, fast = used
+    assert accurate.refine_tolerance == 0 and fast.refine_tolerance == 0
+    assert fast.flip is False and fast.int8_linears and not accurate.int8_linears
+    assert wild_cli.load_model(None, speed="fast").refine_tolerance == FAST_REFINE_TOLERANCE
+
+
 # ---------------------------------------------------------------------------------------------- visualize
 def test_show_filters_and_maps_commands(portrait_path, model_path, tmp_path, capsys):
     assert run("show-filters", "--model", model_path, "-o", tmp_path / "filters.png") == 0

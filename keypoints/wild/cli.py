@@ -48,14 +48,14 @@ def _error(message: str, args: argparse.Namespace | None = None) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def load_model(path: str | None, flip: bool | None = None, speed: str = "accurate"):
+def load_model(path: str | None, flip: bool | None = None, speed: str = "accurate", refine_tolerance: float | None = None):
     """``load_predictor`` with a clear message for a missing file; None is the shipped model."""
     from ..predictor import PRETRAINED, load_predictor
 
     path = PRETRAINED if path is None else path
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (train one with examples/train_keypoints.py)")
-    return load_predictor(path, flip=flip, speed=speed)
+    return load_predictor(path, flip=flip, speed=speed, refine_tolerance=refine_tolerance)
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -232,13 +232,15 @@ def filter_command(args: argparse.Namespace) -> int:
 
 def video_command(args: argparse.Namespace) -> int:
     """``video IN.mp4 -o OUT.mp4``: keypoints (or sunglasses) on every frame, smoothed per face."""
+    from ..speed import VIDEO_REFINE_TOLERANCE
     from .overlay import load_overlay
     from .video import FaceTracker, process_video
     from .blink import BlinkCounter
 
     try:
         refuse_input_as_output(args.output, [args.video, args.overlay, args.model])
-        predictor = load_model(args.model, args.flip, args.speed)
+        # every face read again, whatever --speed says: a face read once in some frames and twice in others jumps
+        predictor = load_model(args.model, args.flip, args.speed, refine_tolerance=VIDEO_REFINE_TOLERANCE)
         overlay = load_overlay(args.overlay) if args.overlay else None
         tracker = FaceTracker(min_cutoff=args.min_cutoff, beta=args.beta, smooth=not args.no_smooth)
         with engine_flags(choose_engine(args.engine, None)):

@@ -297,6 +297,8 @@ def process_video(
     Parameters
     ----------
     predictor : keypoints.predictor.Predictor
+        The ``video`` command reads every face again (``refine_tolerance=keypoints.speed.VIDEO_REFINE_TOLERANCE``):
+        with a tolerance, a face read once in some frames and twice in others jumps between the two reads.
     sunglasses : bool
         Put sunglasses on every face (``overlay``: a BGRA picture, default the drawn pair).
     points : bool or None
