@@ -245,7 +245,7 @@ def test_video_command(portrait, model_path, tmp_path, capsys):
     assert "no such video" in capsys.readouterr().err
 
 
-def test_video_reads_every_face_again_with_either_speed(portrait, tmp_path, monkeypatch):
+def test_video_reads_every_face_again_with_either_speed(tmp_path, monkeypatch):
     """A video face whose frame moves about the photos' refinement tolerance would switch between one read and two
     from frame to frame (benchmarks/video_jitter.py): ``video`` reads every face again, ``--speed fast`` too, and
     keeps fast's other settings; ``predict --speed fast`` keeps the tolerance."""
