@@ -9,6 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from tinynet import blas
+from tinynet._threads import available_cores
 
 SHAPES = {  # name: (a, b), the layers' products: a batch, more rows than columns, more columns, one row
     "batch": ((64, 300), (4, 300, 2000)),
@@ -175,3 +176,46 @@ def test_whole_products_give_inference_numpys_product_after_training(threads, mo
     with tinynet.no_grad():
         blas.matmul(row, weight.T)
     assert len(runs) == 2 and blas._state["whole"] == 0
+
+
+SPIN_SCRIPT = """
+import sys, time
+import numpy as np                      # NumPy first, as most scripts do
+if sys.argv[1] == "tinynet":
+    import tinynet  # noqa: F401
+a = np.ones((512, 512), np.float32)
+spent = []
+for _ in range(5):
+    a @ a                               # a product on BLAS's threads
+    start = time.process_time()         # CPU time of every thread of the process
+    time.sleep(0.05)                    # nothing to do: only spinning threads use the CPU now
+    spent.append(time.process_time() - start)
+print(sorted(spent)[2])
+"""
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="one core: OpenBLAS starts no threads of its own")
+@pytest.mark.skipif([library.internal_api for library in blas._blas()] != ["openblas"],
+                    reason="NumPy's BLAS is not OpenBLAS: tinynet leaves it as it is")
+def test_numpy_imported_first_gets_openblas_threads_that_sleep_when_idle():
+    """After a product, NumPy's OpenBLAS threads spin for ~0.1 s (its default), on the cores the next OpenCV call or
+    Numba kernel needs. ``import tinynet`` after NumPy makes them sleep at once: the CPU time a process uses while
+    its main thread sleeps 50 ms after a product, without tinynet (the control: it must show the spinning) and
+    with it; a user's own OPENBLAS_THREAD_TIMEOUT is kept."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
+                                                            "OMP_NUM_THREADS")}
+    spent = {}
+    for case in ("numpy", "tinynet"):
+        done = subprocess.run([sys.executable, "-c", SPIN_SCRIPT, case], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        spent[case] = float(done.stdout.split()[-1])
+    if spent["numpy"] < 0.02:
+        pytest.skip(f"this BLAS did not spin after a product ({spent['numpy'] * 1e3:.1f} ms of CPU in 50): nothing to show")
+    assert spent["tinynet"] < 0.01, spent
+    check = ("import numpy, ctypes, tinynet; (lib,) = tinynet.blas._blas();"
+             " print(ctypes.CDLL(lib.filepath).openblas_thread_timeout())")
+    for setting, expected in ((None, "1"), ("7", "7")):
+        done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                              env=env if setting is None else {**env, "OPENBLAS_THREAD_TIMEOUT": setting})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == expected

@@ -16,10 +16,10 @@ Hand-written forward and backward passes (no autograd), PyTorch's names, layouts
 import os as _os
 import sys as _sys
 
-if "numpy" not in _sys.modules:
-    # OpenBLAS reads this when it loads: idle BLAS threads sleep at once instead of spinning for
-    # ~0.1 s on the cores the next Numba kernel needs (see tinynet/_numba.py). A user's setting wins.
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+# OpenBLAS reads this when it loads: idle BLAS threads sleep at once instead of spinning for ~0.1 s on the cores
+# the next Numba kernel needs (see tinynet/_numba.py). A user's setting wins. NumPy imported first: blas.py below.
+_numpy_first = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 from . import _memory  # noqa: E402,F401  (reuse freed memory: see tinynet/_memory.py)
 from . import backends, blas, functional, init, nn, optim, serialization  # noqa: E402
@@ -28,6 +28,9 @@ from ._grad_mode import is_grad_enabled, no_grad
 from .backends.numba import report_compilation  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_error
 from .serialization import load, load_metadata, save
+
+if _numpy_first:
+    blas.openblas_threads_sleep_at_once()
 
 __version__ = "0.1.0"
 
