@@ -30,7 +30,7 @@ from .gradcheck import GradcheckError, gradcheck, numerical_gradient, relative_e
 from .serialization import load, load_metadata, save
 
 if _numpy_first:
-    blas.openblas_threads_sleep_at_once()
+    blas._openblas_threads_sleep_at_once()
 
 __version__ = "0.1.0"
 

@@ -92,7 +92,7 @@ def _blas() -> list:
     return _state["blas"]
 
 
-def openblas_threads_sleep_at_once() -> bool:
+def _openblas_threads_sleep_at_once() -> bool:
     """Make NumPy's OpenBLAS, loaded before tinynet, put its idle threads to sleep at once: ``True`` if it did.
 
     ``import tinynet`` sets ``OPENBLAS_THREAD_TIMEOUT=1`` before NumPy loads (``tinynet/__init__.py``). A script
@@ -102,7 +102,9 @@ def openblas_threads_sleep_at_once() -> bool:
     14.4-15.8 ms against 9.2-9.4, the whole pipeline 33.7-33.8 ms a photo against 27.0-27.7 with this call. So it
     sets the variable, has OpenBLAS read its environment again (``openblas_read_env``) and stops its threads
     (``blas_thread_shutdown_``, what OpenBLAS does itself before a fork); the next product starts them with the new
-    setting. Only for an OpenBLAS that exports both functions; any other BLAS is left as it is.
+    setting. Only for an OpenBLAS that exports both functions; any other BLAS is left as it is. ``import tinynet``
+    calls it once, and it is private: stopping the threads while another Python thread is inside a NumPy product is
+    not safe.
     """
     import ctypes
 
