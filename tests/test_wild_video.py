@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from keypoints.wild.faces import FaceKeypoints
-from keypoints.wild.video import FaceTracker, OneEuroFilter, box_iou, open_video, process_video, smoothing_factor
+from keypoints.wild.one_euro import OneEuroFilter, smoothing_factor
+from keypoints.wild.video import FaceTracker, box_iou, open_video, process_video
 
 FPS = 30.0
 
