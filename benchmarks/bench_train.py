@@ -95,10 +95,12 @@ def _data(size: int, batch: int):
     return images, targets
 
 
-def _tinynet_model(size: int):
+def _tinynet_model(size: int, training: bool = False):
+    """The seeded net as ``keypoints.train`` trains it (``training``: its 3x3 convolution a ``WinogradConv2d``), or
+    as the photo commands run it (every convolution im2col's)."""
     from keypoints.models import naimishnet
 
-    return naimishnet(size, seed=0)
+    return naimishnet(size, seed=0, winograd=training)
 
 
 def _train_step(framework: str, size: int, images, targets, twins: str | None):
@@ -107,7 +109,7 @@ def _train_step(framework: str, size: int, images, targets, twins: str | None):
     if framework == "tinynet":
         from tinynet import nn, optim
 
-        model = _tinynet_model(size).train().skip_input_grad()
+        model = _tinynet_model(size, training=True).train().skip_input_grad()
         criterion = nn.MSELoss()
         optimizer = optim.Adam(model.parameters(), lr=1e-3)
 
@@ -169,7 +171,7 @@ def write_twins(size: int, batch: int, folder: Path) -> None:
     from torch_reference import save_twin
 
     images, _ = _data(size, batch)
-    save_twin(_tinynet_model(size).train(), folder / "train.npz")
+    save_twin(_tinynet_model(size, training=True).train(), folder / "train.npz")
     save_twin(_eval_model(size, images), folder / "eval.npz")
 
 
@@ -256,7 +258,7 @@ def worker_startup(size: int, batch: int) -> dict:
     compiling = tinynet.compile.start_background()  # as keypoints.train does before its data (None when warm)
     imported = time.perf_counter()
     images, targets = _data(size, batch)
-    model = _tinynet_model(size).train().skip_input_grad()
+    model = _tinynet_model(size, training=True).train().skip_input_grad()
     criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters())
     criterion(model(images), targets)
     model.backward(criterion.backward())

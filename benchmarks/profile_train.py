@@ -67,7 +67,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.random((args.batch, 1, args.net, args.net), dtype=np.float32)
     targets = rng.uniform(-1, 1, (args.batch, 136)).astype(np.float32)
-    model = naimishnet(args.net, seed=0).train().skip_input_grad()
+    model = naimishnet(args.net, seed=0, winograd=True).train().skip_input_grad()  # as keypoints.train trains it
     criterion, optimizer = nn.MSELoss(), optim.Adam(model.parameters(), lr=1e-3)
     times: dict = defaultdict(list)
     for _ in range(2):

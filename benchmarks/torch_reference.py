@@ -27,7 +27,7 @@ def describe_layers(sequential) -> list[list]:
             specs.append(["BatchNorm2d", layer.num_features])
         elif type(layer) is tn.Identity:
             specs.append(fused_tail.pop(0) if fused_tail else ["Identity"])
-        elif type(layer) is tn.Conv2d:
+        elif type(layer) in (tn.Conv2d, tn.WinogradConv2d):  # PyTorch picks its own convolution algorithm
             specs.append(["Conv2d", layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding])
         elif type(layer) in (tn.BatchNorm2d, tn.BatchNorm1d):
             specs.append([type(layer).__name__, layer.num_features])

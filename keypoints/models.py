@@ -50,6 +50,7 @@ from tinynet.nn import (
     ReLU,
     Sequential,
     fuse,
+    use_winograd,
 )
 
 KERNELS = {96: (4, 3, 2, 1), 224: (5, 4, 3, 2)}
@@ -81,6 +82,11 @@ class NaimishNet(Module):
     fused : run each ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` as one ``BatchNormReLUMaxPool2d`` (the
         default). False keeps the three layers: same state dict, same results, more memory traffic; a
         model whose batch-norm and ReLU outputs can be looked at one by one (``keypoints.visualize``).
+    winograd : run the 3x3 convolution (the second one of NaimishNet-96, the third of -224) as a
+        ``WinogradConv2d`` (``tinynet.nn.use_winograd``): same state dict, results equal up to float32 rounding,
+        2.25 times fewer multiplications. What ``keypoints.train`` trains with (its step is that much faster: see
+        ``benchmarks/README.md``); off by default, because its transforms are Numba kernels and the photo commands
+        run small batches on plain NumPy as often as on Numba.
     num_points : K, the number of keypoints (the output is their ``(x, y)`` pairs, ``2K`` values)
     """
 
@@ -94,6 +100,7 @@ class NaimishNet(Module):
         head: str = "classic",
         fused: bool = True,
         num_points: int = NUM_POINTS,
+        winograd: bool = False,
     ):
         super().__init__()
         if input_size not in KERNELS:
@@ -119,6 +126,8 @@ class NaimishNet(Module):
         # fused, each BatchNorm2d -> ReLU -> MaxPool2d(2, 2) becomes a BatchNormReLUMaxPool2d and two
         # Identity (same results and state-dict keys, a fraction of the memory traffic: tinynet.nn.fused)
         self.features = fuse(Sequential(*layers)) if fused else Sequential(*layers)
+        if winograd:
+            use_winograd(self.features)
         self.flatten = Flatten()
         side = feature_size(input_size, self.kernels)
         self.num_flat = CHANNELS[-1] * side * side
@@ -163,11 +172,11 @@ class NaimishNet(Module):
 
 def naimishnet(
     input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32, head: str = "classic",
-    num_points: int = NUM_POINTS,
+    num_points: int = NUM_POINTS, winograd: bool = False,
 ) -> NaimishNet:
     """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
     return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head,
-                      num_points=num_points)
+                      num_points=num_points, winograd=winograd)
 
 
 class CloseupNet(Module):

@@ -76,9 +76,10 @@ def randomize_batchnorm(model: nn.Module, rng: np.random.Generator) -> nn.Module
 # ---------------------------------------------------------------------------------------------- tinynet.onnx
 def every_layer_model(rng: np.random.Generator) -> nn.Sequential:
     """One of each exported layer: (N, 2, 13, 16) -> (N, 4). Padding, strides, overlapping pools, a conv and a
-    linear layer without bias, a batch norm without affine parameters, the fused block, every activation."""
+    linear layer without bias, a batch norm without affine parameters, the fused block, a Winograd convolution, every
+    activation."""
     model = nn.Sequential(
-        nn.Conv2d(2, 6, 3, padding=1, rng=rng),                   # 13 x 16
+        nn.Conv2d(2, 6, 3, padding=1, rng=rng),                   # 13 x 16, by Winograd
         nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2, 2),         # fused: 6 x 8
         nn.Conv2d(6, 5, (3, 2), stride=(1, 2), bias=False, rng=rng),  # 4 x 4
         nn.BatchNorm2d(5, affine=False), nn.LeakyReLU(0.2),
@@ -88,12 +89,13 @@ def every_layer_model(rng: np.random.Generator) -> nn.Sequential:
         nn.Linear(12, 8, bias=False, rng=rng), nn.Sigmoid(),
         nn.Linear(8, 4, rng=rng), nn.Identity(), nn.LogSoftmax(dim=1),
     )
-    return randomize_batchnorm(nn.fuse(model), rng).eval()
+    return randomize_batchnorm(nn.use_winograd(nn.fuse(model)), rng).eval()
 
 
 def test_every_layer_matches_tinynet_in_opencv_and_onnxruntime(tmp_path, rng):
     model = every_layer_model(rng)
     assert isinstance(model[1], nn.BatchNormReLUMaxPool2d)  # the fused block is what gets exported
+    assert type(model[0]) is nn.WinogradConv2d and type(model[4]) is nn.Conv2d  # both exported as Conv
     path = tmp_path / "model.onnx"
     onnx.save(to_onnx(model, (2, 13, 16)), str(path))
     for batch in (1, 5):  # one graph, any batch size

@@ -9,17 +9,20 @@ predict of the README portrait compiled none; on an empty cache it compiles 5).
 
 Numba compiles a kernel the first time a process calls it with new argument types, and keeps the machine code in
 its cache (``cache=True``: ``__pycache__`` beside the kernels, or ``NUMBA_CACHE_DIR``), so only the first run on
-a machine pays. That run compiles the 14 kernels of a training step one after the other, on one core, 8-13 s on
-the 2-core machines here. This module compiles them from a list of their argument types (``TRAINING_STEP``, in
+a machine pays. That run compiles the 18 kernels of a training step one after the other, on one core, about 17 s
+on the 2-core machines here. This module compiles them from a list of their argument types (``TRAINING_STEP``, in
 the order a training step first calls them), in ``--jobs`` processes at once.
 
 ``start_background()`` is what training (``keypoints.train``) calls before it prepares its data: while the
-training process compiles the forward pass's kernels as it meets them, a second process compiles the list's
-second half from its end (Adam's and the backward pass's kernels), so that the training process finds most of
-them in the cache when it gets there. Both processes compile the same signatures, so a kernel they both reach
-is written to the cache twice with the same contents (Numba writes each file under a temporary name and renames
-it). The first step from an empty cache, in turns with and without it (``benchmarks/README.md``): 7.0, 7.7
-and 10.1 s against 10.3, 14.8 and 12.8 s. With a warm cache nothing is started.
+training process compiles the forward pass's kernels as it meets them, a second process compiles the list from
+its end (Adam's and the backward pass's kernels first), so that the training process finds them in the cache when
+it gets there. It stops at the first kernel it finds in the cache: the training process has come that far, and
+the two have split the work between them whatever each kernel costs (a fixed half each left the second process
+1.6 s more to compile than the first once the Winograd convolution's kernels came in). At most the kernel they
+meet on is compiled by both, and written to the cache twice with the same contents (Numba writes each file under
+a temporary name and renames it). The first step from an empty cache, in turns with and without a second process
+(``benchmarks/README.md``): 7.0, 7.7 and 10.1 s against 10.3, 14.8 and 12.8 s. With a warm cache nothing is
+started.
 
 Other argument types (float64 gradient checks, a layer the list does not name) compile at their first call, as
 before.
@@ -37,8 +40,8 @@ from ._threads import available_cores
 from .backends import numba as numba_backend
 
 #: (kernel module, kernel, argument types) for every kernel call of a float32 training step, first use first: a
-#: NaimishNet-style net (a 1-channel first convolution, fused BatchNorm-ReLU-MaxPool blocks, im2col convolutions,
-#: BatchNorm1d and ReLU in the head) and Adam. The last two arguments are each kernel's range (``first, stop``).
+#: NaimishNet-style net as ``keypoints.train`` trains it (a 1-channel first convolution, fused BatchNorm-ReLU-MaxPool
+#: blocks, a Winograd 3x3 convolution, im2col convolutions, BatchNorm1d and ReLU in the head) and Adam. The last two arguments are each kernel's range (``first, stop``).
 #: ``tests/test_compile.py`` checks that a real training step calls exactly these.
 TRAINING_STEP: list[tuple[str, str, str]] = [
     ("conv_single_channel", "conv1ch_forward_4x4_kernel",
@@ -46,6 +49,8 @@ TRAINING_STEP: list[tuple[str, str, str]] = [
     ("batchnorm", "channel_stats_kernel", "float32[:, :, ::1], float64[::1], float64[::1], int64, int64"),
     ("fused", "bn_relu_maxpool_forward_kernel",
      "float32[:, :, :, ::1], float64[::1], float64[::1], float32[:, :, :, ::1], int8[:, :, :, ::1], int64, int64"),
+    ("winograd", "winograd_input_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
+    ("winograd", "winograd_output_kernel", "float32[:, :, :, ::1], float32[::1], float32[:, :, ::1], int64, int64"),
     ("im2col", "im2col_kernel",
      "float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, ::1], int64, int64"),
     ("batchnorm", "normalize_kernel",
@@ -65,6 +70,8 @@ TRAINING_STEP: list[tuple[str, str, str]] = [
      " float64[::1], float64[::1], float64[:], float64[::1], float64, bool_, float32[:, :, :, ::1], int64, int64"),
     ("im2col", "col2im_kernel",
      "float32[:, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, :, ::1], int64, int64"),
+    ("winograd", "winograd_output_grad_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
+    ("winograd", "winograd_input_grad_kernel", "float32[:, :, :, ::1], float32[:, :, ::1], int64, int64"),
     ("conv_single_channel", "conv1ch_weight_grad_kernel",
      "float32[:, :, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[::1], int64, int64"),
     ("adam", "adam_update_kernel",
@@ -90,11 +97,14 @@ def _dispatcher(module: str, name: str):
     return getattr(getattr(kernels, module), name).kernel
 
 
-def compile_kernels(entries: list[tuple[str, str, str]]) -> None:
-    """Compile (or load from the cache) each ``(module, kernel, argument types)`` of ``entries``, in order."""
+def compile_kernels(entries: list[tuple[str, str, str]], stop_at_cached: bool = False) -> None:
+    """Compile (or load from the cache) each ``(module, kernel, argument types)`` of ``entries``, in order; with
+    ``stop_at_cached``, stop at the first kernel already in the cache instead."""
     from numba.core.sigutils import normalize_signature
 
     for module, name, types in entries:
+        if stop_at_cached and is_cached(module, name):
+            return
         argument_types, _ = normalize_signature(f"({types})")
         # a tuple of types, as a call looks it up: the cache is keyed by the signature as given (a string misses)
         _dispatcher(module, name).compile(tuple(argument_types))
@@ -119,8 +129,8 @@ def _start(args: list[str], quiet: bool) -> subprocess.Popen:
 
 
 def start_background(report: bool = False) -> subprocess.Popen | None:
-    """Start compiling the second half of ``TRAINING_STEP``, from its end, in another process and return it
-    (None when the kernels are off, or the list's last kernel is in the cache already: a warm cache).
+    """Start compiling ``TRAINING_STEP`` from its end, up to the first kernel found in the cache, in another process
+    and return it (None when the kernels are off, or the list's last kernel is in the cache already: a warm cache).
     ``report``: that process names each kernel it compiles on this process's standard error."""
     if not numba_backend.enabled or is_cached(*TRAINING_STEP[-1][:2]):
         return None
@@ -135,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="name each kernel while it compiles (the default at a terminal)")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # "k/N": every N-th kernel from the k-th (a --jobs child)
-    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # start_background's half
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # start_background's process
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: expected a positive number of processes, got {args.jobs}")
     if args.report or sys.stderr.isatty():
         numba_backend.report_compilation(sys.stderr)
     if args.background:
-        compile_kernels(TRAINING_STEP[len(TRAINING_STEP) // 2:][::-1])
+        compile_kernels(TRAINING_STEP[::-1], stop_at_cached=True)
         return 0
     if args.part:
         part, parts = (int(v) for v in args.part.split("/"))

@@ -33,7 +33,7 @@ from ._grad_mode import no_grad
 from ._checks import pair
 from .nn import (
     ELU, BatchNorm1d, BatchNorm2d, BatchNormReLUMaxPool2d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear,
-    LogSoftmax, MaxPool2d, Module, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+    LogSoftmax, MaxPool2d, Module, ReLU, Sequential, Sigmoid, Softmax, Tanh, WinogradConv2d,
 )
 
 #: the ONNX operator set the graphs use
@@ -128,6 +128,7 @@ def convert_identity(graph: GraphBuilder, module: Module, x: str, name: str) -> 
 
 
 @register_converter(Conv2d)
+@register_converter(WinogradConv2d)  # the same convolution; the runtime picks its own algorithm
 def convert_conv2d(graph: GraphBuilder, module: Conv2d, x: str, name: str) -> str:
     """``Conv``: ``W (F, C, kh, kw)``, ``B (F,)``, strides, and the padding on every side ``[ph, pw, ph, pw]``."""
     inputs = [x, graph.weight(_child(name, "weight"), module.weight.data)]

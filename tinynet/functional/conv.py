@@ -76,7 +76,7 @@ def _is_single_channel(channels: int, stride: tuple[int, int], padding: tuple[in
     return channels == 1 and stride == (1, 1) and padding == (0, 0) and backends.numba.enabled
 
 
-def _image_groups(n: int, images_per_range: int, macs: int) -> list[list[slice]]:
+def image_groups(n: int, images_per_range: int, macs: int) -> list[list[slice]]:
     """The batch cut into ranges of ``images_per_range`` images, the ranges in consecutive groups: one group per
     thread where products are shared out (``tinynet.blas.shared_out``) and the convolution's ``macs``
     multiply-adds are worth waking the threads for (``MIN_SPLIT_BATCH_MACS``), else one group. The ranges depend
@@ -163,7 +163,7 @@ def conv2d_forward(
             wmat = np.concatenate([wmat, bias[:, None].astype(x.dtype, copy=False)], axis=1)  # (F, K + 1)
         geometry = ((kh, kw), stride, padding)
         _run_pieces([(_forward_images, x, wmat, geometry, ones, out_mat, ranges, np.empty((1, k + ones, p), x.dtype))
-                     for ranges in _image_groups(n, 1, n * f * (k + ones) * p)])
+                     for ranges in image_groups(n, 1, n * f * (k + ones) * p)])
     return out, Conv2dCache(x, weight, stride, padding, bias is not None)
 
 
@@ -235,7 +235,7 @@ def _im2col_backward(dout: np.ndarray, cache: Conv2dCache, need_dx: bool):
     k, p = c * kh * kw, dout.shape[2] * dout.shape[3]
     wmat, dout_mat = weight.reshape(f, k), dout.reshape(n, f, p)  # (F, K), (N, F, P)
     dx = np.empty_like(x) if need_dx else None
-    groups = _image_groups(n, IMAGES_PER_SUM, n * f * k * p)
+    groups = image_groups(n, IMAGES_PER_SUM, n * f * k * p)
     totals = [[np.empty((f, k + ones), dtype=x.dtype) for _ in ranges] for ranges in groups]
     _run_pieces([(_backward_images, x, wmat, ((kh, kw), stride, padding), ones, dout_mat, dx, ranges, sums,
                   np.empty((1, k + ones, p), dtype=x.dtype)) for ranges, sums in zip(groups, totals)])

@@ -11,6 +11,7 @@ reference that stands beside that function.
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
 ``int8_linear.py``         the product of a Linear layer with int8 weights (``functional.int8_linear``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
+``winograd.py``            the tile transforms of the 3x3 Winograd convolution (``functional.winograd``)
 =========================  ====================================================================
 
 The modules load on first use: the callers write ``kernels.im2col.im2col_kernel(...)``, and the first
@@ -20,7 +21,7 @@ never loads them.
 """
 import importlib
 
-_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool")
+_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool", "winograd")
 
 
 def __getattr__(name: str):

@@ -86,6 +86,13 @@ class Conv2d(Module):
         # input tensor does not require grad). backward then returns None.
         self.input_grad = True
 
+    # how the convolution is computed, after forward's checks: im2col here, Winograd in ``WinogradConv2d``
+    def _convolve(self, x: np.ndarray, bias: np.ndarray | None):
+        return conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+
+    def _convolve_backward(self, cache, dout: np.ndarray):
+        return conv2d_backward(dout, cache, need_dx=self.input_grad)
+
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
@@ -107,14 +114,12 @@ class Conv2d(Module):
             raise ShapeError(
                 f"{where}: input of spatial size {h}x{w} (padding {pad}) is smaller than the kernel {kh}x{kw}"
             )
-        bias = None if self.bias is None else self.bias.data
-        out, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+        out, cache = self._convolve(x, None if self.bias is None else self.bias.data)
         self._save_for_backward(cache, out)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        cache = self._saved_cache(dout)
-        dx, dweight, dbias = conv2d_backward(dout, cache, need_dx=self.input_grad)
+        dx, dweight, dbias = self._convolve_backward(self._saved_cache(dout), dout)
         self.weight.accumulate_grad(dweight)
         if self.bias is not None:
             self.bias.accumulate_grad(dbias)
