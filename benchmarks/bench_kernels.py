@@ -21,7 +21,7 @@ import tinynet  # noqa: E402,F401  (first: it configures the thread pools before
 import numpy as np  # noqa: E402
 
 import tinynet.functional.conv as conv  # noqa: E402
-from tinynet.functional import activation, batchnorm, fused, pooling  # noqa: E402
+from tinynet.functional import activation, batchnorm, fused, pooling, winograd  # noqa: E402
 from tinynet.functional import im2col as unfold  # noqa: E402
 from tinynet.optim.adam import _adam_update_, adam_update_reference  # noqa: E402
 
@@ -58,6 +58,11 @@ def rows(batch: int, rng: np.random.Generator):
            lambda: conv.conv2d_forward_reference(x, w, b), lambda: conv.conv2d_forward(x, w, b))
     yield ("conv2d backward", "offset loop of matmuls / im2col + BLAS", x.shape,
            lambda: conv.conv2d_backward_reference(dout, x, w, True), lambda: conv.conv2d_backward(dout, cache))
+    _, winograd_cache = winograd.conv2d_winograd_forward(x, w, b)
+    yield ("conv2d forward, 3x3", "im2col + BLAS / Winograd F(2x2, 3x3)", x.shape,
+           lambda: conv.conv2d_forward(x, w, b), lambda: winograd.conv2d_winograd_forward(x, w, b))
+    yield ("conv2d backward, 3x3", "im2col + BLAS / Winograd F(2x2, 3x3)", x.shape,
+           lambda: conv.conv2d_backward(dout, cache), lambda: winograd.conv2d_winograd_backward(dout, winograd_cache))
 
     # conv1: one input channel, 4x4 on 96x96
     x1, w1, b1 = rand(batch, 1, 96, 96), rand(32, 1, 4, 4), rand(32)

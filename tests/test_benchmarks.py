@@ -48,7 +48,7 @@ def test_kernel_table_rows_run():
     for name, sides, shape, naive, fast in bench_kernels.rows(2, np.random.default_rng(0)):
         naive(), fast()
         names.append(name)
-    assert len(names) == 18 and "BN + ReLU + pool backward" in names
+    assert len(names) == 20 and "BN + ReLU + pool backward" in names and "conv2d backward, 3x3" in names
 
 
 def test_a_fraction_of_the_matmul_peak_above_100_percent_is_not_printed_as_a_figure(capsys):
@@ -75,17 +75,19 @@ def test_the_matmul_peak_names_its_blas_and_is_the_best_product():
     assert peak["blas"].endswith(f", {threads} threads") and peak["matmul_peak_gflops"] > 0
 
 
-def test_the_pytorch_twin_of_the_fused_naimishnet_computes_what_it_computes():
-    """benchmarks/torch_reference.torch_twin on the model as it is built (fused blocks, Identity places):
-    the same outputs in eval mode and in training mode (batch statistics), so bench_train compares like
-    with like."""
+@pytest.mark.parametrize("winograd", [False, True], ids=["as predict runs it", "as training runs it"])
+def test_the_pytorch_twin_of_the_fused_naimishnet_computes_what_it_computes(winograd):
+    """benchmarks/torch_reference.torch_twin on the model as it is built (fused blocks, Identity places, the
+    Winograd convolution of training): the same outputs in eval mode and in training mode (batch statistics), so
+    bench_train compares like with like."""
     torch = pytest.importorskip("torch")
     from torch_reference import torch_twin
 
     from keypoints.models import naimishnet
 
-    model = naimishnet(96, seed=0)
+    model = naimishnet(96, seed=0, winograd=winograd)
     assert any(type(m).__name__ == "BatchNormReLUMaxPool2d" for m in model.features)
+    assert any(type(m).__name__ == "WinogradConv2d" for m in model.features) is winograd
     x = np.random.default_rng(0).random((4, 1, 96, 96), dtype=np.float32)
     for training in (False, True):
         model.train(training)

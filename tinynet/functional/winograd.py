@@ -33,8 +33,11 @@ others; in chunks of 121 or 162 tiles, 1.03-1.14 ms in both.
 Why. NaimishNet-96's second convolution (32 -> 64 channels, 3x3, on 46x46) is almost half of a training step
 with im2col (``benchmarks/profile_train.py``): 35.8 million multiply-adds per image and pass, in products whose
 inner size is ``32*9 + 1 = 289``. Here the same layer takes 15.9 million in 16 products of inner size 32 (forward),
-64 (dV) and 484 (dU); on this machine's OpenBLAS such small-inner products run as fast per multiply-add as the
-large one (single thread: 27-30 GFLOP/s against 24-32). The transforms are additions only and cheap next to that.
+64 (dV) and 128 (dU); on this machine's OpenBLAS such small-inner products run as fast per multiply-add as the
+large one (one thread: 27-30 GFLOP/s against 24-32). The transforms are additions only: 0.15-0.3 ms per image and
+transform against 1.1-1.5 ms for its 16 products. Measured on the layer at batch 64, both cores, in turns with
+im2col: forward 55-63 against 100-116 ms, backward 112-118 against 167-181 ms; the training step of the net
+(``profile_train.py``) 130-132 against 106-116 images/s.
 
 The price is rounding: the transformed values are sums of up to 16 terms (and ``G`` halves), so float32
 results differ from im2col's in the last bits (measured: about ``1e-6`` relative to the output's scale),
