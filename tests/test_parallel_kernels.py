@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tinynet._numba as numba_config
+import tinynet.functional.conv as conv
 from tinynet import blas, nn, optim
 import test_conv_pool
 import test_fast_kernels
@@ -52,9 +53,10 @@ def test_small_work_runs_serially_and_large_work_in_parallel():
     assert calls == ["serial", "parallel"]
 
 
-def _training_step(threads: int) -> list[np.ndarray]:
+def _training_step(threads: int, winograd: bool = False) -> list[np.ndarray]:
     """One forward, backward and Adam step of a small convolutional net on ``threads`` threads, every kernel
-    call shared out; returns the output, the input gradient and every parameter after the step."""
+    call shared out (its 3x3 convolution by Winograd if asked); returns the output, the input gradient and every
+    parameter after the step. 19 images: the weight gradients are summed over several ranges of images."""
     rng = np.random.default_rng(0)
     net = nn.Sequential(
         nn.Conv2d(1, 5, 4, rng=rng), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d(2, 2),  # the 1-channel conv
@@ -62,12 +64,15 @@ def _training_step(threads: int) -> list[np.ndarray]:
         nn.Flatten(), nn.Linear(6 * 5 * 5, 16, rng=rng), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3, rng=rng),
     )
     net = nn.fuse(net)  # the first block becomes BatchNormReLUMaxPool2d; the 3x3 pooling stays apart
-    x = rng.standard_normal((7, 1, 25, 25)).astype(np.float32)
+    if winograd:
+        net = nn.use_winograd(net)
+    x = rng.standard_normal((19, 1, 25, 25)).astype(np.float32)
     optimizer = optim.Adam(net.parameters(), lr=0.01)
     before = blas.get_num_threads()
     blas.set_num_threads(threads)
     try:
-        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0):
+        # every kernel and every convolution's images shared out, however small
+        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0), mock.patch.object(conv, "MIN_SPLIT_BATCH_MACS", 0):
             out = net(x)
             dx = net.backward(np.cos(out))
             optimizer.step()
@@ -76,8 +81,9 @@ def _training_step(threads: int) -> list[np.ndarray]:
     return [out, dx] + [p.data.copy() for p in net.parameters()]
 
 
-def test_a_training_step_gives_the_same_bits_on_one_thread_and_on_three():
-    one, three = _training_step(1), _training_step(3)
+@pytest.mark.parametrize("winograd", [False, True], ids=["im2col", "winograd"])
+def test_a_training_step_gives_the_same_bits_on_one_thread_and_on_three(winograd):
+    one, three = _training_step(1, winograd), _training_step(3, winograd)
     assert len(one) == len(three) == 2 + 14  # out, dx, 7 layers x (weight, bias)
     for a, b in zip(one, three):
         np.testing.assert_array_equal(a, b)

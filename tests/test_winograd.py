@@ -1,9 +1,8 @@
 """The Winograd F(2x2, 3x3) convolution: the functional pair against the plain convolution written from its
-definition, each Numba kernel against its NumPy reference, the results on one thread and on several, the layer
-(``WinogradConv2d``) and the pass that puts it in (``use_winograd``), and the networks built with it."""
+definition, each Numba kernel against its NumPy reference, the layer (``WinogradConv2d``) and the pass that puts it
+in (``use_winograd``), and the networks built with it. The same bits on one thread and on several:
+``tests/test_parallel_kernels.py``."""
 from __future__ import annotations
-
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinynet
-from tinynet import backends, blas, nn, optim
-from tinynet import _numba as numba_config
+from tinynet import backends, nn, optim
 from tinynet.functional import winograd
 from tinynet.functional.conv import conv2d_backward_reference, conv2d_forward, conv2d_forward_reference
 from tinynet.functional.winograd import conv2d_winograd_backward, conv2d_winograd_forward
@@ -148,30 +146,6 @@ def test_the_weight_transform_and_its_gradient_are_adjoints(rng):
     u = winograd.winograd_weight(weight)
     np.testing.assert_allclose(u.reshape(4, 4, 3, 2)[:, :, 2, 1], winograd.G @ weight[2, 1] @ winograd.G.T, rtol=1e-13)
     assert np.isclose(np.vdot(u, du), np.vdot(weight, winograd.winograd_weight_grad(du)), rtol=1e-12)
-
-
-# ------------------------------------------------------------------------------ threads
-def _step(threads: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    net = nn.use_winograd(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, rng=rng), nn.ReLU(), nn.Conv2d(8, 4, 3, rng=rng)))
-    x = rng.standard_normal((19, 3, 13, 12)).astype(np.float32)
-    optimizer = optim.Adam(net.parameters(), lr=0.01)
-    before = blas.get_num_threads()
-    blas.set_num_threads(threads)
-    try:
-        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0):
-            out = net(x)
-            dx = net.backward(np.cos(out))
-            optimizer.step()
-    finally:
-        blas.set_num_threads(before)
-    return [out, dx] + [p.data.copy() for p in net.parameters()]
-
-
-def test_a_training_step_gives_the_same_bits_on_one_thread_and_on_three():
-    one, three = _step(1), _step(3)
-    for a, b in zip(one, three):
-        np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------------------------------------ the layer and the pass
