@@ -72,7 +72,8 @@ def _training_step(threads: int, winograd: bool = False) -> list[np.ndarray]:
     blas.set_num_threads(threads)
     try:
         # every kernel and every convolution's images shared out, however small
-        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0), mock.patch.object(conv, "MIN_SPLIT_BATCH_MACS", 0):
+        with mock.patch.object(numba_config, "PARALLEL_MIN_WORK", 0), \
+                mock.patch.object(conv, "MIN_SPLIT_BATCH_MACS", 0):
             out = net(x)
             dx = net.backward(np.cos(out))
             optimizer.step()

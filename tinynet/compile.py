@@ -9,8 +9,8 @@ predict of the README portrait compiled none; on an empty cache it compiles 5).
 
 Numba compiles a kernel the first time a process calls it with new argument types, and keeps the machine code in
 its cache (``cache=True``: ``__pycache__`` beside the kernels, or ``NUMBA_CACHE_DIR``), so only the first run on
-a machine pays. That run compiles the 18 kernels of a training step one after the other, on one core, about 17 s
-on the 2-core machines here. This module compiles them from a list of their argument types (``TRAINING_STEP``, in
+a machine pays. That run compiles the 18 kernels of a training step one after the other, on one core, 14-15 s on
+the 2-core machines here. This module compiles them from a list of their argument types (``TRAINING_STEP``, in
 the order a training step first calls them), in ``--jobs`` processes at once.
 
 ``start_background()`` is what training (``keypoints.train``) calls before it prepares its data: while the
@@ -41,7 +41,8 @@ from .backends import numba as numba_backend
 
 #: (kernel module, kernel, argument types) for every kernel call of a float32 training step, first use first: a
 #: NaimishNet-style net as ``keypoints.train`` trains it (a 1-channel first convolution, fused BatchNorm-ReLU-MaxPool
-#: blocks, a Winograd 3x3 convolution, im2col convolutions, BatchNorm1d and ReLU in the head) and Adam. The last two arguments are each kernel's range (``first, stop``).
+#: blocks, a Winograd 3x3 convolution, im2col convolutions, BatchNorm1d and ReLU in the head) and Adam. The last two
+#: arguments are each kernel's range (``first, stop``).
 #: ``tests/test_compile.py`` checks that a real training step calls exactly these.
 TRAINING_STEP: list[tuple[str, str, str]] = [
     ("conv_single_channel", "conv1ch_forward_4x4_kernel",

@@ -249,7 +249,8 @@ def _backward_images(x, u, dout, geometry, dx, ranges, totals, work) -> None:
                 output_grad_transform(tiles_out, m)
             for first in range(0, t, TILES_PER_PRODUCT):
                 tiles = slice(first, first + TILES_PER_PRODUCT)
-                np.matmul(m_mat[:, :, tiles], v_mat[:, :, tiles].transpose(0, 2, 1), out=product)  # 16 x (F, t) @ (t, C)
+                # 16 x (F, t) @ (t, C)
+                np.matmul(m_mat[:, :, tiles], v_mat[:, :, tiles].transpose(0, 2, 1), out=product)
                 du += product
             dbias += dout[i].sum(axis=(1, 2))
             if dx is not None:

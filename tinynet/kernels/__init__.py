@@ -21,7 +21,8 @@ never loads them.
 """
 import importlib
 
-_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool", "winograd")
+_MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool",
+            "winograd")
 
 
 def __getattr__(name: str):

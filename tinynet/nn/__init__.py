@@ -17,7 +17,8 @@ from .winograd import WinogradConv2d, use_winograd
 __all__ = [
     "Module", "Parameter", "Sequential", "Identity", "IncompatibleKeys", "fuse", "BatchNormReLUMaxPool2d",
     "quantize_int8", "Int8Linear",
-    "Conv2d", "WinogradConv2d", "use_winograd", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
+    "Conv2d", "WinogradConv2d", "use_winograd",
+    "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Linear", "Flatten",
     "ReLU", "ELU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "SmoothL1Loss", "WingLoss", "CrossEntropyLoss",
 ]

@@ -46,11 +46,11 @@ class WinogradConv2d(Conv2d):
         """The layer computing ``conv(x)`` by F(2x2, 3x3), holding ``conv``'s own parameters (shared, not copied),
         its ``input_grad`` setting and training mode. ``ValueError`` if ``eligible`` says no."""
         if type(conv) is not Conv2d or not cls.eligible(conv):
-            raise ValueError(f"WinogradConv2d.from_conv: expected a Conv2d with a 3x3 kernel and stride 1, got {conv!r}")
-        layer = cls.__new__(cls)
-        Module.__init__(layer)
-        layer.kernel_size, layer.stride, layer.padding = conv.kernel_size, conv.stride, conv.padding
-        layer.in_channels, layer.out_channels = conv.in_channels, conv.out_channels
+            raise ValueError(
+                f"WinogradConv2d.from_conv: expected a Conv2d with a 3x3 kernel and stride 1, got {conv!r}")
+        # built as conv was (the generator only fills weights that are replaced at once), then given conv's own
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    bias=conv.bias is not None, rng=np.random.default_rng(0), dtype=conv.weight.data.dtype)
         layer.register_parameter("weight", conv.weight)
         layer.register_parameter("bias", conv.bias)
         layer.input_grad = conv.input_grad
