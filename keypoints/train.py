@@ -229,7 +229,7 @@ def train(
     by = "outer eye corners (36, 45)" if nme_normalization(num_points) == INTEROCULAR else "true points' box diagonal"
     log(f"points: {num_points} per face; {flip_note}; NME normalised by the {by}")
     # the 3x3 convolution by Winograd's F(2x2, 3x3) (tinynet.nn.WinogradConv2d): same weights and state dict,
-    # 16-19 % less time per step for NaimishNet-96 (benchmarks/README.md)
+    # 11-20 % less time per step for NaimishNet-96, measured in turns (benchmarks/README.md)
     model = naimishnet(recipe.size, dropout=recipe.dropout, seed=recipe.seed, head=recipe.head,
                        num_points=num_points, winograd=True).skip_input_grad()
     criterion = build_loss(recipe)
