@@ -54,8 +54,8 @@ def winograd_input_kernel(xpad, v, first, stop):
     """``v (16, C, TH, TW)`` from one padded image ``xpad (C, 2*TH + 2, 2*TW + 2)``: ``B^T d B`` of every tile;
     one iteration per channel.
 
-    Row by row of tiles: ``B^T`` combines the tile row's four image rows over the whole width (a contiguous
-    loop LLVM vectorises), then ``B`` combines each tile's four columns of that.
+    Row by row of tiles: ``B^T`` combines the tile row's four image rows over the whole width (one contiguous
+    loop), then ``B``, on the right, combines each tile's four columns of that.
     """
     th, tw = v.shape[2], v.shape[3]
     rows = np.empty((4, xpad.shape[2]), dtype=xpad.dtype)  # B^T d for one row of tiles, all columns
