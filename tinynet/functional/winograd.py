@@ -62,6 +62,7 @@ from .._checks import ShapeError, pair
 from .. import backends, kernels
 from ..blas import IMAGES_PER_SUM, run_pieces
 from .conv import image_groups
+from .im2col import conv_output_size
 
 #: ``dU``'s products take at most this many tiles (their inner size) at once (see the module docstring)
 TILES_PER_PRODUCT = 128
@@ -99,7 +100,7 @@ class _Geometry(NamedTuple):
 def _geometry(x_shape: Sequence[int], weight_shape: Sequence[int], padding: tuple[int, int]) -> _Geometry:
     if tuple(weight_shape[2:]) != (3, 3):
         raise ShapeError(f"conv2d_winograd: expected a weight of shape (F, C, 3, 3), got {tuple(weight_shape)}")
-    oh, ow = x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2
+    oh, ow = conv_output_size(x_shape[2], 3, 1, padding[0]), conv_output_size(x_shape[3], 3, 1, padding[1])
     if oh < 1 or ow < 1:
         raise ShapeError(f"conv2d_winograd: input of spatial size {x_shape[2]}x{x_shape[3]} (padding {padding})"
                          " is smaller than the kernel 3x3")

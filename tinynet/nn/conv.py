@@ -90,7 +90,7 @@ class Conv2d(Module):
     def _convolve(self, x: np.ndarray, bias: np.ndarray | None):
         return conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
 
-    def _convolve_backward(self, cache, dout: np.ndarray):
+    def _convolve_backward(self, dout: np.ndarray, cache):
         return conv2d_backward(dout, cache, need_dx=self.input_grad)
 
     def extra_repr(self) -> str:
@@ -119,7 +119,7 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = self._convolve_backward(self._saved_cache(dout), dout)
+        dx, dweight, dbias = self._convolve_backward(dout, self._saved_cache(dout))
         self.weight.accumulate_grad(dweight)
         if self.bias is not None:
             self.bias.accumulate_grad(dbias)

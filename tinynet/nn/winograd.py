@@ -62,7 +62,7 @@ class WinogradConv2d(Conv2d):
     def _convolve(self, x: np.ndarray, bias: np.ndarray | None):
         return conv2d_winograd_forward(x, self.weight.data, bias, self.padding)
 
-    def _convolve_backward(self, cache, dout: np.ndarray):
+    def _convolve_backward(self, dout: np.ndarray, cache):
         return conv2d_winograd_backward(dout, cache, need_dx=self.input_grad)
 
 
