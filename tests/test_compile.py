@@ -116,6 +116,32 @@ def test_on_an_empty_cache_the_background_process_and_the_command_leave_a_traini
     assert "step done" in done.stdout and "compiling" not in done.stdout, done.stdout
 
 
+def test_the_background_process_compiles_this_tinynet_into_this_processs_cache(tmp_path):
+    """Run from a folder holding another ``tinynet`` (a checkout of another version), with this one imported through
+    a symbolic link: the background process must compile the kernels this process will look up, where it will look
+    (Numba names a cache folder after the path a source file was imported by)."""
+    decoy = tmp_path / "elsewhere" / "tinynet"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('a tinynet from the working directory was imported')\n")
+    link = tmp_path / "link"
+    link.symlink_to(ROOT, target_is_directory=True)
+    last, before_last = tinynet.compile.TRAINING_STEP[-1], tinynet.compile.TRAINING_STEP[-2]
+    program = (f"import sys; sys.path.insert(0, {str(link)!r}); import tinynet.compile as c\n"
+               f"c.compile_kernels([c.TRAINING_STEP[-2]])\n"  # the background then compiles the last kernel only
+               f"p = c.start_background(report=True)\n"
+               f"print(p is not None, p.wait(), c.is_cached(*c.TRAINING_STEP[-1][:2]), c.__file__)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "-c", program], cwd=decoy.parent, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    started, status, cached, imported = done.stdout.split()
+    assert imported.startswith(str(link))  # this process imported tinynet through the link
+    assert (started, status, cached) == ("True", "0", "True"), done.stderr
+    assert f"compiling {last[1]}" in done.stderr and f"compiling {before_last[1]}" not in done.stderr
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # one cache folder: both processes wrote into it
+
+
 @pytest.mark.parametrize("jobs", ["0", "-1"])
 def test_the_command_refuses_a_job_count_below_one(jobs, capsys):
     with pytest.raises(SystemExit) as exit_info:
