@@ -84,9 +84,10 @@ class NaimishNet(Module):
         model whose batch-norm and ReLU outputs can be looked at one by one (``keypoints.visualize``).
     winograd : run the 3x3 convolution (the second one of NaimishNet-96, the third of -224) as a
         ``WinogradConv2d`` (``tinynet.nn.use_winograd``): same state dict, results equal up to float32 rounding,
-        2.25 times fewer multiplications. What ``keypoints.train`` trains with (its step is that much faster: see
-        ``benchmarks/README.md``); off by default, because its transforms are Numba kernels and the photo commands
-        run small batches on plain NumPy as often as on Numba.
+        4 times fewer multiplications with ``winograd_tile=4`` (2.25 with 2). What ``keypoints.train`` trains with
+        (its step is that much faster: see ``benchmarks/README.md``); off by default, because its transforms are
+        Numba kernels and the photo commands run small batches on plain NumPy as often as on Numba.
+    winograd_tile : its output tile, 4 (F(4x4, 3x3), the default: the faster on these 44 x 44 and larger maps) or 2
     num_points : K, the number of keypoints (the output is their ``(x, y)`` pairs, ``2K`` values)
     """
 
@@ -101,6 +102,7 @@ class NaimishNet(Module):
         fused: bool = True,
         num_points: int = NUM_POINTS,
         winograd: bool = False,
+        winograd_tile: int = 4,
     ):
         super().__init__()
         if input_size not in KERNELS:
@@ -127,7 +129,7 @@ class NaimishNet(Module):
         # Identity (same results and state-dict keys, a fraction of the memory traffic: tinynet.nn.fused)
         self.features = fuse(Sequential(*layers)) if fused else Sequential(*layers)
         if winograd:
-            use_winograd(self.features)
+            use_winograd(self.features, winograd_tile)
         self.flatten = Flatten()
         side = feature_size(input_size, self.kernels)
         self.num_flat = CHANNELS[-1] * side * side
@@ -172,11 +174,11 @@ class NaimishNet(Module):
 
 def naimishnet(
     input_size: int = 96, dropout: float = 0.4, seed: int | None = 0, dtype=np.float32, head: str = "classic",
-    num_points: int = NUM_POINTS, winograd: bool = False,
+    num_points: int = NUM_POINTS, winograd: bool = False, winograd_tile: int = 4,
 ) -> NaimishNet:
     """A freshly initialised ``NaimishNet`` (PyTorch's default init), seeded for reproducibility."""
     return NaimishNet(input_size, dropout=dropout, rng=np.random.default_rng(seed), dtype=dtype, head=head,
-                      num_points=num_points, winograd=winograd)
+                      num_points=num_points, winograd=winograd, winograd_tile=winograd_tile)
 
 
 class CloseupNet(Module):

@@ -53,9 +53,9 @@ def test_small_work_runs_serially_and_large_work_in_parallel():
     assert calls == ["serial", "parallel"]
 
 
-def _training_step(threads: int, winograd: bool = False) -> list[np.ndarray]:
+def _training_step(threads: int, winograd: int = 0) -> list[np.ndarray]:
     """One forward, backward and Adam step of a small convolutional net on ``threads`` threads, every kernel
-    call shared out (its 3x3 convolution by Winograd if asked); returns the output, the input gradient and every
+    call shared out (its 3x3 convolution by Winograd F(m x m, 3x3) if ``winograd`` is m); returns the output, the input gradient and every
     parameter after the step. 19 images: the weight gradients are summed over several ranges of images."""
     rng = np.random.default_rng(0)
     net = nn.Sequential(
@@ -65,7 +65,7 @@ def _training_step(threads: int, winograd: bool = False) -> list[np.ndarray]:
     )
     net = nn.fuse(net)  # the first block becomes BatchNormReLUMaxPool2d; the 3x3 pooling stays apart
     if winograd:
-        net = nn.use_winograd(net)
+        net = nn.use_winograd(net, winograd)
     x = rng.standard_normal((19, 1, 25, 25)).astype(np.float32)
     optimizer = optim.Adam(net.parameters(), lr=0.01)
     before = blas.get_num_threads()
@@ -82,7 +82,7 @@ def _training_step(threads: int, winograd: bool = False) -> list[np.ndarray]:
     return [out, dx] + [p.data.copy() for p in net.parameters()]
 
 
-@pytest.mark.parametrize("winograd", [False, True], ids=["im2col", "winograd"])
+@pytest.mark.parametrize("winograd", [0, 2, 4], ids=["im2col", "winograd-2x2", "winograd-4x4"])
 def test_a_training_step_gives_the_same_bits_on_one_thread_and_on_three(winograd):
     one, three = _training_step(1, winograd), _training_step(3, winograd)
     assert len(one) == len(three) == 2 + 14  # out, dx, 7 layers x (weight, bias)

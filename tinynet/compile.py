@@ -40,8 +40,8 @@ from .backends import numba as numba_backend
 
 #: (kernel module, kernel, argument types) for every kernel call of a float32 training step, first use first: a
 #: NaimishNet-style net as ``keypoints.train`` trains it (a 1-channel first convolution, fused BatchNorm-ReLU-MaxPool
-#: blocks, a Winograd 3x3 convolution, im2col convolutions, BatchNorm1d and ReLU in the head) and Adam. The last two
-#: arguments are each kernel's range (``first, stop``).
+#: blocks, a Winograd F(4x4, 3x3) convolution, im2col convolutions, BatchNorm1d and ReLU in the head) and Adam. The
+#: last two arguments are each kernel's range (``first, stop``).
 #: ``tests/test_compile.py`` checks that a real training step calls exactly these.
 TRAINING_STEP: list[tuple[str, str, str]] = [
     ("conv_single_channel", "conv1ch_forward_4x4_kernel",
@@ -49,8 +49,9 @@ TRAINING_STEP: list[tuple[str, str, str]] = [
     ("batchnorm", "channel_stats_kernel", "float32[:, :, ::1], float64[::1], float64[::1], int64, int64"),
     ("fused", "bn_relu_maxpool_forward_kernel",
      "float32[:, :, :, ::1], float64[::1], float64[::1], float32[:, :, :, ::1], int8[:, :, :, ::1], int64, int64"),
-    ("winograd", "winograd_input_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
-    ("winograd", "winograd_output_kernel", "float32[:, :, :, ::1], float32[::1], float32[:, :, ::1], int64, int64"),
+    ("winograd_4x4", "winograd4x4_input_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
+    ("winograd_4x4", "winograd4x4_output_kernel",
+     "float32[:, :, :, ::1], float32[::1], float32[:, :, ::1], int64, int64"),
     ("im2col", "im2col_kernel",
      "float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, ::1], int64, int64"),
     ("batchnorm", "normalize_kernel",
@@ -70,8 +71,8 @@ TRAINING_STEP: list[tuple[str, str, str]] = [
      " float64[::1], float64[::1], float64[:], float64[::1], float64, bool_, float32[:, :, :, ::1], int64, int64"),
     ("im2col", "col2im_kernel",
      "float32[:, :, ::1], int64, int64, int64, int64, int64, int64, float32[:, :, :, ::1], int64, int64"),
-    ("winograd", "winograd_output_grad_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
-    ("winograd", "winograd_input_grad_kernel", "float32[:, :, :, ::1], float32[:, :, ::1], int64, int64"),
+    ("winograd_4x4", "winograd4x4_output_grad_kernel", "float32[:, :, ::1], float32[:, :, :, ::1], int64, int64"),
+    ("winograd_4x4", "winograd4x4_input_grad_kernel", "float32[:, :, :, ::1], float32[:, :, ::1], int64, int64"),
     ("conv_single_channel", "conv1ch_weight_grad_kernel",
      "float32[:, :, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[::1], int64, int64"),
     ("adam", "adam_update_kernel",
@@ -129,7 +130,8 @@ def _start(args: list[str], quiet: bool) -> subprocess.Popen:
     took 9.1-11.0 s instead of 5.6-6.3 s. Not by a resolved path either: through a symbolic link it names another
     cache folder."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    program = f"import sys; sys.path.insert(0, {here!r}); from tinynet.compile import main; sys.exit(main(sys.argv[1:]))"
+    program = (f"import sys; sys.path.insert(0, {here!r}); from tinynet.compile import main;"
+               " sys.exit(main(sys.argv[1:]))")
     return subprocess.Popen([sys.executable, "-c", program, *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None)
 

@@ -1,5 +1,7 @@
-"""A 3x3 convolution with stride 1 by Winograd's minimal filtering F(2x2, 3x3): the same outputs as
-``conv2d_forward`` with 2.25 times fewer multiplications (kernels in ``tinynet.kernels.winograd``).
+"""A 3x3 convolution with stride 1 by Winograd's minimal filtering F(2x2, 3x3) or F(4x4, 3x3): the same outputs as
+``conv2d_forward`` with 2.25 or 4 times fewer multiplications (kernels in ``tinynet.kernels.winograd`` and
+``winograd_4x4``). The math below is F(2x2, 3x3)'s; F(4x4, 3x3) is the same with 6x6 input tiles, 4x4 output tiles
+and 36 products (``Tiles``; ``tile=4``).
 
 The math. Cut the output into 2x2 tiles; output tile ``(ty, tx)`` needs the 4x4 input tile ``d`` at rows
 ``2*ty .. 2*ty + 3`` and columns ``2*tx .. 2*tx + 3`` of the zero-padded input (neighbouring input tiles
@@ -43,6 +45,12 @@ The price is rounding: the transformed values are sums of up to 16 terms (and ``
 results differ from im2col's in the last bits (measured: about ``1e-6`` relative to the output's scale),
 as cuDNN's and oneDNN's Winograd convolutions do. Gradients are exact adjoints of that forward.
 
+F(4x4, 3x3) (what ``keypoints.train`` runs): 2.25 multiplications per output instead of 4, in 36 products over 121
+tiles an image instead of 16 over 484; one image's products alone on one core 0.61-0.64 ms against 1.07 on an
+AVX-512 machine, its transforms about as long as F(2x2)'s; NaimishNet-96's training step in fresh processes in
+turns, 8 pairs: 185-235 ms against 188-271, 6 of 8 faster, median difference 16 ms. Its coefficients (5 and 4 in
+``B``, 8 in ``A``, 1/24 in ``G``) cost a few bits more: 2e-6 to 5e-6 of the output's scale in float32.
+
 How it runs: image by image, like ``conv2d_forward`` (``tinynet.functional.conv``): each image's ``V`` (1 MB for
 the layer above) and ``M`` are made and used while still in cache, and the images are the pieces tinynet's
 threads share out. The weight gradient is summed over ranges of ``IMAGES_PER_SUM`` images, then the ranges' sums
@@ -72,89 +80,135 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
+class Tiles(NamedTuple):
+    """One member of the family: F(m x m, 3x3), output tiles of ``m x m`` read from input tiles of ``(m + 2)^2``."""
+    m: int
+    b_t: np.ndarray  # (m + 2, m + 2)
+    g: np.ndarray  # (m + 2, 3)
+    a_t: np.ndarray  # (m, m + 2)
+    kernels: str  # the module of ``tinynet.kernels`` with its four transforms
+    prefix: str  # their names' start: ``<prefix>_input_kernel`` ...
+
+    @property
+    def alpha(self) -> int:
+        """The input tile's side, ``m + 2``; ``alpha^2`` products per call."""
+        return self.m + 2
+
+    def kernel(self, name: str):
+        """The transform ``name`` (``input``, ``output``, ``output_grad``, ``input_grad``) of this tile size."""
+        return getattr(getattr(kernels, self.kernels), f"{self.prefix}_{name}_kernel")
+
+
+#: F(4x4, 3x3) (Lavin and Gray's points 0, 1, -1, 2, -2, infinity): 36 products per 16 outputs (2.25 per output
+#: against 4 for F(2x2, 3x3) and 9 directly), at the price of larger rounding (``G``'s 1/24, ``A^T``'s 8)
+B_T_4X4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                    [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G_4X4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
+A_T_4X4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                   dtype=np.float64)
+
+#: the output tile sizes there are kernels for
+TILES = {2: Tiles(2, B_T, G, A_T, "winograd", "winograd"),
+         4: Tiles(4, B_T_4X4, G_4X4, A_T_4X4, "winograd_4x4", "winograd4x4")}
+
+
+def tiles_for(tile: int) -> Tiles:
+    """The ``Tiles`` of output tile size ``tile`` (2 or 4); ``ValueError`` otherwise."""
+    if isinstance(tile, bool) or tile not in TILES:
+        raise ValueError(f"conv2d_winograd: tile must be one of {sorted(TILES)} (F(2x2, 3x3) or F(4x4, 3x3)), "
+                         f"got {tile!r}")
+    return TILES[tile]
+
+
 class WinogradConv2dCache(NamedTuple):
     x: np.ndarray  # (N, C, H, W), the (C-contiguous) input
     weight: np.ndarray  # (F, C, 3, 3)
-    u: np.ndarray  # (16, F, C), the transformed weight G g G^T
+    u: np.ndarray  # (alpha^2, F, C), the transformed weight G g G^T
     padding: tuple[int, int]
     has_bias: bool
+    tile: int  # the output tile size m of F(m x m, 3x3)
 
 
 class _Geometry(NamedTuple):
-    """Sizes of one call: the output ``(OH, OW)``, the tiles ``(TH, TW)`` covering it, the padding."""
+    """Sizes of one call: the output ``(OH, OW)``, the ``m x m`` tiles ``(TH, TW)`` covering it, the padding."""
     out: tuple[int, int]
     tiles: tuple[int, int]
     padding: tuple[int, int]
+    m: int
 
     @property
     def even(self) -> bool:
-        """Whether the tiles cover the output exactly (``OH``, ``OW`` even)."""
-        return self.out == (2 * self.tiles[0], 2 * self.tiles[1])
+        """Whether the tiles cover the output exactly (``OH``, ``OW`` multiples of ``m``)."""
+        return self.out == (self.m * self.tiles[0], self.m * self.tiles[1])
 
     @property
     def padded_size(self) -> tuple[int, int]:
-        """The input the tiles read: ``(2*TH + 2, 2*TW + 2)``, the padded input plus a zero row/column when odd."""
-        return 2 * self.tiles[0] + 2, 2 * self.tiles[1] + 2
+        """The input the tiles read: ``(m*TH + 2, m*TW + 2)``, the padded input plus zero rows/columns where the
+        tiles overhang the output."""
+        return self.m * self.tiles[0] + 2, self.m * self.tiles[1] + 2
 
 
-def _geometry(x_shape: Sequence[int], weight_shape: Sequence[int], padding: tuple[int, int]) -> _Geometry:
+def _geometry(x_shape: Sequence[int], weight_shape: Sequence[int], padding: tuple[int, int], m: int) -> _Geometry:
     if tuple(weight_shape[2:]) != (3, 3):
         raise ShapeError(f"conv2d_winograd: expected a weight of shape (F, C, 3, 3), got {tuple(weight_shape)}")
     oh, ow = conv_output_size(x_shape[2], 3, 1, padding[0]), conv_output_size(x_shape[3], 3, 1, padding[1])
     if oh < 1 or ow < 1:
         raise ShapeError(f"conv2d_winograd: input of spatial size {x_shape[2]}x{x_shape[3]} (padding {padding})"
                          " is smaller than the kernel 3x3")
-    return _Geometry((oh, ow), ((oh + 1) // 2, (ow + 1) // 2), padding)
+    return _Geometry((oh, ow), (-(-oh // m), -(-ow // m)), padding, m)
 
 
-def winograd_weight(weight: np.ndarray) -> np.ndarray:
-    """``U (16, F, C)`` from ``weight (F, C, 3, 3)``: ``U[4*a + b, f, c] = (G weight[f, c] G^T)[a, b]``."""
+def winograd_weight(weight: np.ndarray, tile: int = 2) -> np.ndarray:
+    """``U (alpha^2, F, C)`` from ``weight (F, C, 3, 3)``: ``U[alpha*a + b, f, c] = (G weight[f, c] G^T)[a, b]``."""
     f, c = weight.shape[:2]
-    g = G.astype(weight.dtype)
-    return np.einsum("ai,fcij,bj->abfc", g, weight, g).reshape(16, f, c).copy()
+    spec = tiles_for(tile)
+    g = spec.g.astype(weight.dtype)
+    return np.einsum("ai,fcij,bj->abfc", g, weight, g).reshape(spec.alpha ** 2, f, c).copy()
 
 
-def winograd_weight_grad(du: np.ndarray) -> np.ndarray:
-    """``dweight (F, C, 3, 3)`` from ``dU (16, F, C)``: the adjoint of ``winograd_weight``, ``G^T dU G``."""
+def winograd_weight_grad(du: np.ndarray, tile: int = 2) -> np.ndarray:
+    """``dweight (F, C, 3, 3)`` from ``dU (alpha^2, F, C)``: the adjoint of ``winograd_weight``, ``G^T dU G``."""
     f, c = du.shape[1:]
-    g = G.astype(du.dtype)
-    return np.einsum("ai,abfc,bj->fcij", g, du.reshape(4, 4, f, c), g)
+    spec = tiles_for(tile)
+    g = spec.g.astype(du.dtype)
+    return np.einsum("ai,abfc,bj->fcij", g, du.reshape(spec.alpha, spec.alpha, f, c), g)
 
 
 # ---------------------------------------------------------------------------------------------
 # The four transforms: the kernel, or the reference with the Numba kernels disabled
 # ---------------------------------------------------------------------------------------------
-def input_transform(xpad: np.ndarray, v: np.ndarray) -> None:
-    """``v (16, C, TH, TW) = B^T d B`` of every tile of one padded image ``xpad (C, 2*TH + 2, 2*TW + 2)``."""
+def input_transform(xpad: np.ndarray, v: np.ndarray, spec: Tiles = TILES[2]) -> None:
+    """``v (alpha^2, C, TH, TW) = B^T d B`` of every tile of one padded image ``xpad (C, m*TH + 2, m*TW + 2)``."""
     if backends.numba.enabled:
-        kernels.winograd.winograd_input_kernel(xpad, v)
+        spec.kernel("input")(xpad, v)
     else:
-        v[...] = input_transform_reference(xpad, v.shape[2:])
+        v[...] = input_transform_reference(xpad, v.shape[2:], spec)
 
 
-def output_transform(m: np.ndarray, bias: np.ndarray, y: np.ndarray) -> None:
-    """``y (F, 2*TH, 2*TW) = A^T M A + bias`` of every tile, from ``m (16, F, TH, TW)``."""
+def output_transform(m: np.ndarray, bias: np.ndarray, y: np.ndarray, spec: Tiles = TILES[2]) -> None:
+    """``y (F, m*TH, m*TW) = A^T M A + bias`` of every tile, from ``m (alpha^2, F, TH, TW)``."""
     if backends.numba.enabled:
-        kernels.winograd.winograd_output_kernel(m, bias, y)
+        spec.kernel("output")(m, bias, y)
     else:
-        y[...] = output_transform_reference(m) + bias[:, None, None]
+        y[...] = output_transform_reference(m, spec) + bias[:, None, None]
 
 
-def output_grad_transform(dy: np.ndarray, dm: np.ndarray) -> None:
-    """``dm (16, F, TH, TW) = A dy A^T`` of every 2x2 tile of ``dy (F, 2*TH, 2*TW)``."""
+def output_grad_transform(dy: np.ndarray, dm: np.ndarray, spec: Tiles = TILES[2]) -> None:
+    """``dm (alpha^2, F, TH, TW) = A dy A^T`` of every ``m x m`` tile of ``dy (F, m*TH, m*TW)``."""
     if backends.numba.enabled:
-        kernels.winograd.winograd_output_grad_kernel(dy, dm)
+        spec.kernel("output_grad")(dy, dm)
     else:
-        dm[...] = output_grad_transform_reference(dy)
+        dm[...] = output_grad_transform_reference(dy, spec)
 
 
-def input_grad_transform(dv: np.ndarray, dxpad: np.ndarray) -> None:
-    """``dxpad (C, 2*TH + 2, 2*TW + 2)``: each tile's ``B dV B^T`` from ``dv (16, C, TH, TW)``, summed where tiles
-    overlap."""
+def input_grad_transform(dv: np.ndarray, dxpad: np.ndarray, spec: Tiles = TILES[2]) -> None:
+    """``dxpad (C, m*TH + 2, m*TW + 2)``: each tile's ``B dV B^T`` from ``dv (alpha^2, C, TH, TW)``, summed where
+    tiles overlap."""
     if backends.numba.enabled:
-        kernels.winograd.winograd_input_grad_kernel(dv, dxpad)
+        spec.kernel("input_grad")(dv, dxpad)
     else:
-        dxpad[...] = input_grad_transform_reference(dv)
+        dxpad[...] = input_grad_transform_reference(dv, spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,37 +228,37 @@ def _workspace(x: np.ndarray, f: int, geometry: _Geometry) -> dict:
     """One piece's buffers: ``v``, ``m`` (one image's transforms, backward's gradients in the same buffers); the
     padded input and its gradient (``None`` where the image itself is that); an output-sized tile buffer for an
     odd output (``None`` if even)."""
-    c, (th, tw) = x.shape[1], geometry.tiles
+    c, (th, tw), t = x.shape[1], geometry.tiles, geometry.m
     direct = geometry.padding == (0, 0) and geometry.even
     return dict(
-        v=np.empty((16, c, th, tw), dtype=x.dtype),
-        m=np.empty((16, f, th, tw), dtype=x.dtype),
+        v=np.empty(((t + 2) ** 2, c, th, tw), dtype=x.dtype),
+        m=np.empty(((t + 2) ** 2, f, th, tw), dtype=x.dtype),
         xpad=None if direct else np.zeros((c, *geometry.padded_size), dtype=x.dtype),
-        tiles_out=None if geometry.even else np.zeros((f, 2 * th, 2 * tw), dtype=x.dtype),
+        tiles_out=None if geometry.even else np.zeros((f, t * th, t * tw), dtype=x.dtype),
         dxpad=None if direct else np.empty((c, *geometry.padded_size), dtype=x.dtype),
     )
 
 
 def _forward_images(x, u, bias, geometry, out, ranges, work) -> None:
     """``out[i]`` for every image ``i`` of ``ranges`` (one piece of the forward)."""
-    v, m, (oh, ow) = work["v"], work["m"], geometry.out
-    c, f, t = v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
+    v, m, (oh, ow), spec = work["v"], work["m"], geometry.out, TILES[geometry.m]
+    p, c, f, t = v.shape[0], v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
     for images in ranges:
         for i in range(images.start, images.stop):
-            input_transform(_padded(x[i], geometry, work["xpad"]), v)
-            np.matmul(u, v.reshape(16, c, t), out=m.reshape(16, f, t))  # 16 x (F, C) @ (C, T)
+            input_transform(_padded(x[i], geometry, work["xpad"]), v, spec)
+            np.matmul(u, v.reshape(p, c, t), out=m.reshape(p, f, t))  # alpha^2 x (F, C) @ (C, T)
             if work["tiles_out"] is None:
-                output_transform(m, bias, out[i])
+                output_transform(m, bias, out[i], spec)
             else:
-                output_transform(m, bias, work["tiles_out"])
+                output_transform(m, bias, work["tiles_out"], spec)
                 out[i] = work["tiles_out"][:, :oh, :ow]
 
 
 def conv2d_winograd_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: int | Sequence[int] = (0, 0)
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: int | Sequence[int] = (0, 0), tile: int = 2
 ) -> tuple[np.ndarray, WinogradConv2dCache]:
-    """Forward pass of a 3x3, stride-1 convolution by F(2x2, 3x3): the same result as
-    ``conv2d_forward(x, weight, bias, 1, padding)`` up to float rounding.
+    """Forward pass of a 3x3, stride-1 convolution by F(2x2, 3x3) (``tile=2``) or F(4x4, 3x3) (``tile=4``): the
+    same result as ``conv2d_forward(x, weight, bias, 1, padding)`` up to float rounding.
 
     Parameters
     ----------
@@ -212,54 +266,55 @@ def conv2d_winograd_forward(
     weight : (F, C, 3, 3), same dtype as ``x``
     bias : (F,) or None
     padding : int or pair ``(ph, pw)`` of zeros on every side
+    tile : the output tile size m of F(m x m, 3x3), 2 or 4
 
     Returns
     -------
     out : (N, F, OH, OW), ``OH = H + 2*ph - 2``, ``OW = W + 2*pw - 2``
     cache : WinogradConv2dCache
     """
-    padding = pair(padding, "padding")
+    padding, spec = pair(padding, "padding"), tiles_for(tile)
     x = np.ascontiguousarray(x)
-    geometry = _geometry(x.shape, weight.shape, padding)
+    geometry = _geometry(x.shape, weight.shape, padding, spec.m)
     n, f = x.shape[0], weight.shape[0]
-    u = winograd_weight(weight)
+    u = winograd_weight(weight, spec.m)
     shift = np.zeros(f, dtype=x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
     out = np.empty((n, f, *geometry.out), dtype=x.dtype)
-    macs = n * 16 * f * x.shape[1] * geometry.tiles[0] * geometry.tiles[1]
+    macs = n * spec.alpha ** 2 * f * x.shape[1] * geometry.tiles[0] * geometry.tiles[1]
     run_pieces([(_forward_images, x, u, shift, geometry, out, ranges, _workspace(x, f, geometry))
                 for ranges in image_groups(n, 1, macs)])
-    return out, WinogradConv2dCache(x, weight, u, padding, bias is not None)
+    return out, WinogradConv2dCache(x, weight, u, padding, bias is not None, spec.m)
 
 
 def _backward_images(x, u, dout, geometry, dx, ranges, totals, work) -> None:
     """For every range of ``ranges``: its ``dU`` and bias gradient summed into ``total`` (a pair), and, unless
     ``dx`` is None, ``dx[i]`` (one piece of the backward)."""
     v, m, xpad, dxpad, tiles_out = (work[name] for name in ("v", "m", "xpad", "dxpad", "tiles_out"))
-    c, f, t = v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
-    v_mat, m_mat = v.reshape(16, c, t), m.reshape(16, f, t)
+    spec, p, c, f, t = TILES[geometry.m], v.shape[0], v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
+    v_mat, m_mat = v.reshape(p, c, t), m.reshape(p, f, t)
     (oh, ow), (ph, pw), (h, w) = geometry.out, geometry.padding, x.shape[2:]
     product = np.empty_like(totals[0][0])
     for images, (du, dbias) in zip(ranges, totals):
         du[...], dbias[...] = 0, 0
         for i in range(images.start, images.stop):
-            input_transform(_padded(x[i], geometry, xpad), v)
+            input_transform(_padded(x[i], geometry, xpad), v, spec)
             if tiles_out is None:
-                output_grad_transform(dout[i], m)
+                output_grad_transform(dout[i], m, spec)
             else:
                 tiles_out[:, :oh, :ow] = dout[i]  # the rest of the buffer is zero
-                output_grad_transform(tiles_out, m)
+                output_grad_transform(tiles_out, m, spec)
             for first in range(0, t, TILES_PER_PRODUCT):
                 tiles = slice(first, first + TILES_PER_PRODUCT)
-                # 16 x (F, t) @ (t, C)
+                # alpha^2 x (F, t) @ (t, C)
                 np.matmul(m_mat[:, :, tiles], v_mat[:, :, tiles].transpose(0, 2, 1), out=product)
                 du += product
             dbias += dout[i].sum(axis=(1, 2))
             if dx is not None:
-                np.matmul(u.transpose(0, 2, 1), m_mat, out=v_mat)  # dV: 16 x (C, F) @ (F, T), in v's buffer
+                np.matmul(u.transpose(0, 2, 1), m_mat, out=v_mat)  # dV: alpha^2 x (C, F) @ (F, T), in v's buffer
                 if dxpad is None:
-                    input_grad_transform(v, dx[i])
+                    input_grad_transform(v, dx[i], spec)
                 else:
-                    input_grad_transform(v, dxpad)
+                    input_grad_transform(v, dxpad, spec)
                     dx[i] = dxpad[:, ph : ph + h, pw : pw + w]
 
 
@@ -278,63 +333,64 @@ def conv2d_winograd_backward(
     -------
     dx : (N, C, H, W) or None, dweight : (F, C, 3, 3), dbias : (F,) or None
     """
-    x, weight, u, padding, has_bias = cache
+    x, weight, u, padding, has_bias, tile = cache
     dout = np.ascontiguousarray(dout)
-    geometry = _geometry(x.shape, weight.shape, padding)
-    n, (f, c) = x.shape[0], weight.shape[:2]
+    geometry = _geometry(x.shape, weight.shape, padding, tile)
+    n, (f, c), p = x.shape[0], weight.shape[:2], u.shape[0]
     dx = np.empty_like(x) if need_dx else None
-    macs = n * 16 * f * c * geometry.tiles[0] * geometry.tiles[1]
+    macs = n * p * f * c * geometry.tiles[0] * geometry.tiles[1]
     groups = image_groups(n, IMAGES_PER_SUM, 2 * macs)
-    totals = [[(np.empty((16, f, c), dtype=x.dtype), np.empty(f, dtype=x.dtype)) for _ in ranges] for ranges in groups]
+    totals = [[(np.empty((p, f, c), dtype=x.dtype), np.empty(f, dtype=x.dtype)) for _ in ranges] for ranges in groups]
     run_pieces([(_backward_images, x, u, dout, geometry, dx, ranges, sums, _workspace(x, f, geometry))
                 for ranges, sums in zip(groups, totals)])
-    du, dbias = np.zeros((16, f, c), dtype=x.dtype), np.zeros(f, dtype=x.dtype)
+    du, dbias = np.zeros((p, f, c), dtype=x.dtype), np.zeros(f, dtype=x.dtype)
     for range_du, range_dbias in (total for sums in totals for total in sums):
         du += range_du
         dbias += range_dbias
-    return dx, winograd_weight_grad(du), dbias if has_bias else None
+    return dx, winograd_weight_grad(du, tile), dbias if has_bias else None
 
 
 # ---------------------------------------------------------------------------------------------
 # Plain NumPy references of the four transforms (the tests compare the kernels with them)
 # ---------------------------------------------------------------------------------------------
-def _input_tiles(xpad: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
-    """``(C, TH, TW, 4, 4)`` view: the 4x4 input tile of every output tile (overlapping by two)."""
-    windows = np.lib.stride_tricks.sliding_window_view(xpad, (4, 4), axis=(1, 2))  # (C, Hp - 3, Wp - 3, 4, 4)
-    return windows[:, : 2 * tiles[0] : 2, : 2 * tiles[1] : 2]
+def _input_tiles(xpad: np.ndarray, tiles: tuple[int, int], spec: Tiles) -> np.ndarray:
+    """``(C, TH, TW, alpha, alpha)`` view: the input tile of every output tile (overlapping by two)."""
+    windows = np.lib.stride_tricks.sliding_window_view(xpad, (spec.alpha, spec.alpha), axis=(1, 2))
+    return windows[:, : spec.m * tiles[0] : spec.m, : spec.m * tiles[1] : spec.m]
 
 
-def input_transform_reference(xpad: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
-    """``V (16, C, TH, TW)``: ``B^T d B`` of every tile ``d`` of ``xpad (C, 2*TH + 2, 2*TW + 2)``."""
-    bt = B_T.astype(xpad.dtype)
-    v = np.einsum("ai,cyxij,bj->abcyx", bt, _input_tiles(xpad, tiles), bt, optimize=True)
-    return v.reshape(16, *v.shape[2:])
+def input_transform_reference(xpad: np.ndarray, tiles: tuple[int, int], spec: Tiles = TILES[2]) -> np.ndarray:
+    """``V (alpha^2, C, TH, TW)``: ``B^T d B`` of every tile ``d`` of ``xpad (C, m*TH + 2, m*TW + 2)``."""
+    bt = spec.b_t.astype(xpad.dtype)
+    v = np.einsum("ai,cyxij,bj->abcyx", bt, _input_tiles(xpad, tiles, spec), bt, optimize=True)
+    return v.reshape(spec.alpha ** 2, *v.shape[2:])
 
 
-def output_transform_reference(m: np.ndarray) -> np.ndarray:
-    """``y (F, 2*TH, 2*TW)``: ``A^T M A`` of every tile of ``m (16, F, TH, TW)``."""
+def output_transform_reference(m: np.ndarray, spec: Tiles = TILES[2]) -> np.ndarray:
+    """``y (F, m*TH, m*TW)``: ``A^T M A`` of every tile of ``m (alpha^2, F, TH, TW)``."""
     f, th, tw = m.shape[1:]
-    at = A_T.astype(m.dtype)
-    y = np.einsum("ua,abfyx,vb->fyuxv", at, m.reshape(4, 4, f, th, tw), at, optimize=True)  # (F, TH, 2, TW, 2)
-    return y.reshape(f, 2 * th, 2 * tw)
+    at, alpha = spec.a_t.astype(m.dtype), spec.alpha
+    y = np.einsum("ua,abfyx,vb->fyuxv", at, m.reshape(alpha, alpha, f, th, tw), at, optimize=True)  # (F, TH, m, TW, m)
+    return y.reshape(f, spec.m * th, spec.m * tw)
 
 
-def output_grad_transform_reference(dy: np.ndarray) -> np.ndarray:
-    """``dM (16, F, TH, TW)``: ``A dy A^T`` of every 2x2 tile of ``dy (F, 2*TH, 2*TW)``."""
-    f, h2, w2 = dy.shape
-    at = A_T.astype(dy.dtype)
-    tiles = dy.reshape(f, h2 // 2, 2, w2 // 2, 2)  # (F, TH, 2, TW, 2)
-    return np.einsum("ua,fyuxv,vb->abfyx", at, tiles, at, optimize=True).reshape(16, f, h2 // 2, w2 // 2)
+def output_grad_transform_reference(dy: np.ndarray, spec: Tiles = TILES[2]) -> np.ndarray:
+    """``dM (alpha^2, F, TH, TW)``: ``A dy A^T`` of every ``m x m`` tile of ``dy (F, m*TH, m*TW)``."""
+    f, hm, wm = dy.shape
+    at, t = spec.a_t.astype(dy.dtype), spec.m
+    tiles = dy.reshape(f, hm // t, t, wm // t, t)  # (F, TH, m, TW, m)
+    dm = np.einsum("ua,fyuxv,vb->abfyx", at, tiles, at, optimize=True)
+    return dm.reshape(spec.alpha ** 2, f, hm // t, wm // t)
 
 
-def input_grad_transform_reference(dv: np.ndarray) -> np.ndarray:
-    """``dxpad (C, 2*TH + 2, 2*TW + 2)``: every tile's ``B dV B^T`` (``dv (16, C, TH, TW)``) added onto the 4x4
+def input_grad_transform_reference(dv: np.ndarray, spec: Tiles = TILES[2]) -> np.ndarray:
+    """``dxpad (C, m*TH + 2, m*TW + 2)``: every tile's ``B dV B^T`` (``dv (alpha^2, C, TH, TW)``) added onto the
     pixels it came from."""
     c, th, tw = dv.shape[1:]
-    bt = B_T.astype(dv.dtype)
-    dd = np.einsum("ai,abcyx,bj->ijcyx", bt, dv.reshape(4, 4, c, th, tw), bt, optimize=True)  # (4, 4, C, TH, TW)
-    dxpad = np.zeros((c, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
-    for i in range(4):
-        for j in range(4):
-            dxpad[:, i : i + 2 * th : 2, j : j + 2 * tw : 2] += dd[i, j]
+    bt, alpha, t = spec.b_t.astype(dv.dtype), spec.alpha, spec.m
+    dd = np.einsum("ai,abcyx,bj->ijcyx", bt, dv.reshape(alpha, alpha, c, th, tw), bt, optimize=True)
+    dxpad = np.zeros((c, t * th + 2, t * tw + 2), dtype=dv.dtype)
+    for i in range(alpha):
+        for j in range(alpha):
+            dxpad[:, i : i + t * th : t, j : j + t * tw : t] += dd[i, j]
     return dxpad

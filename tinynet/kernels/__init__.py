@@ -11,7 +11,8 @@ reference that stands beside that function.
 ``elementwise.py``         ReLU forward / backward (``tinynet.functional.activation``)
 ``int8_linear.py``         the product of a Linear layer with int8 weights (``functional.int8_linear``)
 ``adam.py``                the Adam/AdamW update (``tinynet.optim.adam``)
-``winograd.py``            the tile transforms of the 3x3 Winograd convolution (``functional.winograd``)
+``winograd.py``            the tile transforms of the 3x3 Winograd convolution F(2x2, 3x3) (``functional.winograd``)
+``winograd_4x4.py``        the same for F(4x4, 3x3)
 =========================  ====================================================================
 
 The modules load on first use: the callers write ``kernels.im2col.im2col_kernel(...)``, and the first
@@ -22,7 +23,7 @@ never loads them.
 import importlib
 
 _MODULES = ("adam", "batchnorm", "conv_single_channel", "elementwise", "fused", "im2col", "int8_linear", "maxpool",
-            "winograd")
+            "winograd", "winograd_4x4")
 
 
 def __getattr__(name: str):
