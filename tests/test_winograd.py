@@ -166,7 +166,7 @@ def test_the_references_are_the_matrix_sandwiches_tile_by_tile(tile, rng):
                       rtol=1e-12)
 
 
-def test_f4x4_is_winogrades_minimal_filtering_in_one_dimension(rng):
+def test_f4x4_is_winograds_minimal_filtering_in_one_dimension(rng):
     """``A^T [(G g) * (B^T d)]`` is the 4 outputs of the 3-tap correlation of 6 inputs: the identity the 2-D
     sandwiches are built from (for F(2x2, 3x3) the tile-by-tile test above, with the convolution tests, does it)."""
     spec = winograd.TILES[4]

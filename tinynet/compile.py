@@ -121,7 +121,7 @@ def is_cached(module: str, name: str) -> bool:
 
 
 def _start(args: list[str], quiet: bool) -> subprocess.Popen:
-    """``python -m tinynet.compile *args`` in another process, importing this very tinynet.
+    """This module's command (``main(args)``) in another process, importing this very tinynet.
 
     Numba keeps a kernel's cache in a folder named after the path its source file was imported by, so the other
     process must import tinynet from this process's folder, spelled the same way. Not with ``-m``: it puts the

@@ -131,11 +131,17 @@ class WinogradConv2dCache(NamedTuple):
 
 
 class _Geometry(NamedTuple):
-    """Sizes of one call: the output ``(OH, OW)``, the ``m x m`` tiles ``(TH, TW)`` covering it, the padding."""
+    """Sizes of one call: the output ``(OH, OW)``, the ``m x m`` tiles ``(TH, TW)`` covering it, the padding, and
+    the member of the family (``spec``) that cuts them."""
     out: tuple[int, int]
     tiles: tuple[int, int]
     padding: tuple[int, int]
-    m: int
+    spec: Tiles
+
+    @property
+    def m(self) -> int:
+        """The output tile's side."""
+        return self.spec.m
 
     @property
     def even(self) -> bool:
@@ -149,14 +155,15 @@ class _Geometry(NamedTuple):
         return self.m * self.tiles[0] + 2, self.m * self.tiles[1] + 2
 
 
-def _geometry(x_shape: Sequence[int], weight_shape: Sequence[int], padding: tuple[int, int], m: int) -> _Geometry:
+def _geometry(x_shape: Sequence[int], weight_shape: Sequence[int], padding: tuple[int, int], spec: Tiles) -> _Geometry:
     if tuple(weight_shape[2:]) != (3, 3):
         raise ShapeError(f"conv2d_winograd: expected a weight of shape (F, C, 3, 3), got {tuple(weight_shape)}")
     oh, ow = conv_output_size(x_shape[2], 3, 1, padding[0]), conv_output_size(x_shape[3], 3, 1, padding[1])
     if oh < 1 or ow < 1:
         raise ShapeError(f"conv2d_winograd: input of spatial size {x_shape[2]}x{x_shape[3]} (padding {padding})"
                          " is smaller than the kernel 3x3")
-    return _Geometry((oh, ow), (-(-oh // m), -(-ow // m)), padding, m)
+    m = spec.m
+    return _Geometry((oh, ow), (-(-oh // m), -(-ow // m)), padding, spec)
 
 
 def winograd_weight(weight: np.ndarray, tile: int = 2) -> np.ndarray:
@@ -228,11 +235,11 @@ def _workspace(x: np.ndarray, f: int, geometry: _Geometry) -> dict:
     """One piece's buffers: ``v``, ``m`` (one image's transforms, backward's gradients in the same buffers); the
     padded input and its gradient (``None`` where the image itself is that); an output-sized tile buffer for an
     odd output (``None`` if even)."""
-    c, (th, tw), t = x.shape[1], geometry.tiles, geometry.m
+    c, (th, tw), t, p = x.shape[1], geometry.tiles, geometry.m, geometry.spec.alpha ** 2
     direct = geometry.padding == (0, 0) and geometry.even
     return dict(
-        v=np.empty(((t + 2) ** 2, c, th, tw), dtype=x.dtype),
-        m=np.empty(((t + 2) ** 2, f, th, tw), dtype=x.dtype),
+        v=np.empty((p, c, th, tw), dtype=x.dtype),
+        m=np.empty((p, f, th, tw), dtype=x.dtype),
         xpad=None if direct else np.zeros((c, *geometry.padded_size), dtype=x.dtype),
         tiles_out=None if geometry.even else np.zeros((f, t * th, t * tw), dtype=x.dtype),
         dxpad=None if direct else np.empty((c, *geometry.padded_size), dtype=x.dtype),
@@ -241,7 +248,7 @@ def _workspace(x: np.ndarray, f: int, geometry: _Geometry) -> dict:
 
 def _forward_images(x, u, bias, geometry, out, ranges, work) -> None:
     """``out[i]`` for every image ``i`` of ``ranges`` (one piece of the forward)."""
-    v, m, (oh, ow), spec = work["v"], work["m"], geometry.out, TILES[geometry.m]
+    v, m, (oh, ow), spec = work["v"], work["m"], geometry.out, geometry.spec
     p, c, f, t = v.shape[0], v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
     for images in ranges:
         for i in range(images.start, images.stop):
@@ -275,7 +282,7 @@ def conv2d_winograd_forward(
     """
     padding, spec = pair(padding, "padding"), tiles_for(tile)
     x = np.ascontiguousarray(x)
-    geometry = _geometry(x.shape, weight.shape, padding, spec.m)
+    geometry = _geometry(x.shape, weight.shape, padding, spec)
     n, f = x.shape[0], weight.shape[0]
     u = winograd_weight(weight, spec.m)
     shift = np.zeros(f, dtype=x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
@@ -290,7 +297,7 @@ def _backward_images(x, u, dout, geometry, dx, ranges, totals, work) -> None:
     """For every range of ``ranges``: its ``dU`` and bias gradient summed into ``total`` (a pair), and, unless
     ``dx`` is None, ``dx[i]`` (one piece of the backward)."""
     v, m, xpad, dxpad, tiles_out = (work[name] for name in ("v", "m", "xpad", "dxpad", "tiles_out"))
-    spec, p, c, f, t = TILES[geometry.m], v.shape[0], v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
+    spec, p, c, f, t = geometry.spec, v.shape[0], v.shape[1], m.shape[1], v.shape[2] * v.shape[3]
     v_mat, m_mat = v.reshape(p, c, t), m.reshape(p, f, t)
     (oh, ow), (ph, pw), (h, w) = geometry.out, geometry.padding, x.shape[2:]
     product = np.empty_like(totals[0][0])
@@ -335,7 +342,7 @@ def conv2d_winograd_backward(
     """
     x, weight, u, padding, has_bias, tile = cache
     dout = np.ascontiguousarray(dout)
-    geometry = _geometry(x.shape, weight.shape, padding, tile)
+    geometry = _geometry(x.shape, weight.shape, padding, TILES[tile])
     n, (f, c), p = x.shape[0], weight.shape[:2], u.shape[0]
     dx = np.empty_like(x) if need_dx else None
     macs = n * p * f * c * geometry.tiles[0] * geometry.tiles[1]
