@@ -81,43 +81,73 @@ def winograd4x4_input_kernel(xpad, v, first, stop):
 
 @parallel_kernel(size_arg=0, iterations=lambda m, bias, y: m.shape[1])
 def winograd4x4_output_kernel(m, bias, y, first, stop):
-    """``y (F, 4*TH, 4*TW)`` from ``m (36, F, TH, TW)``: ``A^T M A + bias[f]`` for every tile; one iteration per
-    filter. ``M A`` row by row into ``p`` (six rows of four), then ``A^T`` down each of its four columns."""
+    """``y (F, 4*TH, 4*TW)`` from ``m (36, F, TH, TW)`` (C-contiguous): ``A^T M A + bias[f]`` for every tile; one
+    iteration per filter. Both one-dimensional transforms run over all ``T = TH * TW`` tiles at once (each value of
+    ``M`` is a contiguous row of ``T`` there): ``M A`` into ``p``, then ``A^T`` into ``q``, long loops that LLVM
+    vectorises; only the last step, each tile's 16 values to its 4x4 place in ``y``, goes tile by tile. Tile by tile
+    throughout (loops of 11 tiles, too short for the vector loop), the kernel took 0.25 ms an image of NaimishNet-96's
+    conv2 on one core against 0.13 ms this way."""
     th, tw = m.shape[2], m.shape[3]
-    p = np.empty((6, 4), dtype=y.dtype)
+    t = th * tw
+    tiles = m.reshape(36, m.shape[1], t)
+    p = np.empty((24, t), dtype=y.dtype)  # p[4*a + j] = (M A)[a, j] of every tile
+    q = np.empty((16, t), dtype=y.dtype)  # q[4*r + j] = (A^T M A)[r, j]
     for f in range(first, stop):
         b = bias[f]
+        for a in range(6):
+            m0, m1, m2 = tiles[6 * a, f], tiles[6 * a + 1, f], tiles[6 * a + 2, f]
+            m3, m4, m5 = tiles[6 * a + 3, f], tiles[6 * a + 4, f], tiles[6 * a + 5, f]
+            p0, p1, p2, p3 = p[4 * a], p[4 * a + 1], p[4 * a + 2], p[4 * a + 3]
+            for i in range(t):
+                p0[i], p1[i], p2[i], p3[i] = _at(m0[i], m1[i], m2[i], m3[i], m4[i], m5[i])
+        for j in range(4):
+            s0, s1, s2, s3, s4, s5 = p[j], p[4 + j], p[8 + j], p[12 + j], p[16 + j], p[20 + j]
+            q0, q1, q2, q3 = q[j], q[4 + j], q[8 + j], q[12 + j]
+            for i in range(t):
+                q0[i], q1[i], q2[i], q3[i] = _at(s0[i], s1[i], s2[i], s3[i], s4[i], s5[i])
         for ty in range(th):
-            for tx in range(tw):
-                for a in range(6):
-                    p[a, 0], p[a, 1], p[a, 2], p[a, 3] = _at(m[6 * a, f, ty, tx], m[6 * a + 1, f, ty, tx],
-                                                             m[6 * a + 2, f, ty, tx], m[6 * a + 3, f, ty, tx],
-                                                             m[6 * a + 4, f, ty, tx], m[6 * a + 5, f, ty, tx])
-                for j in range(4):
-                    y0, y1, y2, y3 = _at(p[0, j], p[1, j], p[2, j], p[3, j], p[4, j], p[5, j])
-                    y[f, 4 * ty, 4 * tx + j] = y0 + b
-                    y[f, 4 * ty + 1, 4 * tx + j] = y1 + b
-                    y[f, 4 * ty + 2, 4 * tx + j] = y2 + b
-                    y[f, 4 * ty + 3, 4 * tx + j] = y3 + b
+            for r in range(4):
+                row = y[f, 4 * ty + r]
+                for tx in range(tw):
+                    i = ty * tw + tx
+                    row[4 * tx] = q[4 * r, i] + b
+                    row[4 * tx + 1] = q[4 * r + 1, i] + b
+                    row[4 * tx + 2] = q[4 * r + 2, i] + b
+                    row[4 * tx + 3] = q[4 * r + 3, i] + b
 
 
 @parallel_kernel(size_arg=1, iterations=lambda dy, dm: dm.shape[1])
 def winograd4x4_output_grad_kernel(dy, dm, first, stop):
-    """``dm (36, F, TH, TW)`` from ``dy (F, 4*TH, 4*TW)``: ``A dy A^T`` of every 4x4 tile of the output gradient;
-    one iteration per filter. ``dy A^T`` row by row into ``q`` (four rows of six), then ``A`` down its columns."""
+    """``dm (36, F, TH, TW)`` (C-contiguous) from ``dy (F, 4*TH, 4*TW)``: ``A dy A^T`` of every 4x4 tile of the output
+    gradient; one iteration per filter. The adjoint of the kernel above, in the opposite order: each tile's 16
+    values gathered into ``g`` (tile by tile), then ``dy A^T`` into ``h`` and ``A`` on the left into ``dm``, each over
+    all tiles at once (0.145 against 0.076 ms an image, tile by tile and this way; the same bits)."""
     th, tw = dm.shape[2], dm.shape[3]
-    q = np.empty((4, 6), dtype=dy.dtype)
+    t = th * tw
+    tiles = dm.reshape(36, dm.shape[1], t)
+    g = np.empty((16, t), dtype=dy.dtype)  # g[4*r + j] = dy[r, j] of every tile
+    h = np.empty((24, t), dtype=dy.dtype)  # h[6*r + b] = (dy A^T)[r, b]
     for f in range(first, stop):
         for ty in range(th):
-            for tx in range(tw):
-                for r in range(4):
-                    row = dy[f, 4 * ty + r]
-                    x0 = 4 * tx
-                    q[r, 0], q[r, 1], q[r, 2], q[r, 3], q[r, 4], q[r, 5] = _a(row[x0], row[x0 + 1], row[x0 + 2],
-                                                                              row[x0 + 3])
-                for b in range(6):
-                    (dm[b, f, ty, tx], dm[6 + b, f, ty, tx], dm[12 + b, f, ty, tx], dm[18 + b, f, ty, tx],
-                     dm[24 + b, f, ty, tx], dm[30 + b, f, ty, tx]) = _a(q[0, b], q[1, b], q[2, b], q[3, b])
+            for r in range(4):
+                row = dy[f, 4 * ty + r]
+                for tx in range(tw):
+                    i = ty * tw + tx
+                    g[4 * r, i] = row[4 * tx]
+                    g[4 * r + 1, i] = row[4 * tx + 1]
+                    g[4 * r + 2, i] = row[4 * tx + 2]
+                    g[4 * r + 3, i] = row[4 * tx + 3]
+        for r in range(4):
+            g0, g1, g2, g3 = g[4 * r], g[4 * r + 1], g[4 * r + 2], g[4 * r + 3]
+            h0, h1, h2, h3, h4, h5 = h[6 * r], h[6 * r + 1], h[6 * r + 2], h[6 * r + 3], h[6 * r + 4], h[6 * r + 5]
+            for i in range(t):
+                h0[i], h1[i], h2[i], h3[i], h4[i], h5[i] = _a(g0[i], g1[i], g2[i], g3[i])
+        for b in range(6):
+            s0, s1, s2, s3 = h[b], h[6 + b], h[12 + b], h[18 + b]
+            d0, d1, d2 = tiles[b, f], tiles[6 + b, f], tiles[12 + b, f]
+            d3, d4, d5 = tiles[18 + b, f], tiles[24 + b, f], tiles[30 + b, f]
+            for i in range(t):
+                d0[i], d1[i], d2[i], d3[i], d4[i], d5[i] = _a(s0[i], s1[i], s2[i], s3[i])
 
 
 @parallel_kernel(size_arg=0, iterations=lambda dv, dxpad: dv.shape[1])
