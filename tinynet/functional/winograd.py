@@ -46,11 +46,9 @@ results differ from im2col's in the last bits (measured: about ``1e-6`` relative
 as cuDNN's and oneDNN's Winograd convolutions do. Gradients are exact adjoints of that forward.
 
 F(4x4, 3x3) (what ``keypoints.train`` runs): 2.25 multiplications per output instead of 4, in 36 products over 121
-tiles an image instead of 16 over 484; one image's products alone on one core 0.61-0.64 ms against 1.07 on an
-AVX-512 machine, its transforms about as long as F(2x2)'s (the output and output-gradient ones half as long since
-they run over all of an image's tiles at once, ``kernels/winograd_4x4.py``); NaimishNet-96's training step in fresh
-processes in turns, 8 pairs: 185-235 ms against 188-271, 6 of 8 faster, median difference 16 ms. Its coefficients (5 and 4 in
-``B``, 8 in ``A``, 1/24 in ``G``) cost a few bits more: 2e-6 to 5e-6 of the output's scale in float32.
+tiles an image instead of 16 over 484; NaimishNet-96's training step about 7 % faster than with F(2x2) (measurements
+in ``benchmarks/README.md``). Its coefficients (5 and 4 in ``B``, 8 in ``A``, 1/24 in ``G``) cost a few bits more:
+2e-6 to 5e-6 of the output's scale in float32.
 
 How it runs: image by image, like ``conv2d_forward`` (``tinynet.functional.conv``): each image's ``V`` (1 MB for
 the layer above) and ``M`` are made and used while still in cache, and the images are the pieces tinynet's
